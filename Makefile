@@ -1,0 +1,57 @@
+# Thin wrappers over the `iaa` command line. Every variable below can be set: make extract DATASET=ava
+PYTHON     ?= python3
+VENV       ?= .venv
+DATASET    ?= demo
+DATA_DIR   ?= data/$(DATASET)
+BACKBONE   ?= vgg16_hed
+WEIGHTS    ?=
+FEATURES   ?= mlsp_narrow,mlsp_wide
+VIEWS      ?= crop_flip
+ENGINE     ?= zarr
+STORE_EXT   = $(if $(filter hdf5,$(ENGINE)),.h5,.zarr)
+STORE      ?= stores/$(DATASET)_$(BACKBONE)$(STORE_EXT)
+MAX_SIDE   ?=
+SCHEDULER  ?=
+OVERWRITE  ?=
+PYTEST_ARGS ?=
+BENCH_IMAGES ?= 24
+
+BIN := $(VENV)/bin
+IAA := $(BIN)/iaa
+STAMP := $(VENV)/.installed
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+EXTRACT_ARGS = --dataset $(DATASET) --data-dir $(DATA_DIR) --backbone $(BACKBONE) \
+	--features $(FEATURES) --views $(VIEWS) --store $(STORE) --engine $(ENGINE) \
+	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_SIDE),--max-side $(MAX_SIDE)) \
+	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
+
+.PHONY: install test extract describe store-info bench-extract clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+extract: $(STAMP)
+	$(IAA) extract $(EXTRACT_ARGS)
+
+describe: $(STAMP)
+	$(IAA) describe $(BACKBONE)
+
+store-info: $(STAMP)
+	$(IAA) store-info $(STORE)
+
+bench-extract: $(STAMP)
+	$(BIN)/python benchmarks/bench_extract.py --backbone $(BACKBONE) --views $(VIEWS) \
+		--features $(FEATURES) --images $(BENCH_IMAGES) $(if $(WEIGHTS),--weights $(WEIGHTS))
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,99 @@
+"""The stage-1 forward pass: uint8 views in, pooled float16 features of every requested kind out."""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from features.backbones import get_backbone
+from features.backbones.base import CAFFE_MEAN_BGR, HED_MEAN_BGR
+from features.pooling import FC7_SIZE, get_kind, parse_kinds
+from features.weights import build_model, parse_weights
+
+
+def preprocess(x, mode: str):
+    """RGB float32 in [0, 255] → the backbone's input convention (in the graph)."""
+    import tensorflow as tf
+
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    mean = {"caffe": CAFFE_MEAN_BGR, "hed": HED_MEAN_BGR}[mode]
+    return x[..., ::-1] - tf.constant(mean, dtype=x.dtype)
+
+
+class Extractor:
+    """Runs one backbone once per batch of same-sized views and pools every kind in the graph.
+
+    One `tf.function` with a `[None, None, None, 3]` signature serves every image size, so no
+    re-tracing happens per size (keras `predict` would re-trace).
+
+    Args:
+        backbone: registry name.
+        weights: `--weights` text (None = the backbone's default).
+        kinds: feature kind names or a comma-separated string.
+    """
+
+    def __init__(self, backbone: str, weights: str | None, kinds: Sequence[str] | str):
+        import keras
+        import tensorflow as tf
+
+        self.spec = get_backbone(backbone)
+        self.weights = parse_weights(weights, self.spec)
+        kinds = ",".join(kinds) if not isinstance(kinds, str) else kinds
+        self.kinds: List[str] = parse_kinds(kinds, self.spec)
+        sources = {get_kind(k).source for k in self.kinds}
+
+        self._fc7_model = None
+        if "fc7" in sources:
+            top = build_model(self.spec, self.weights, include_top=True)
+            self._fc7_model = keras.Model(top.input, top.get_layer("fc2").output)
+        conv_sources = sources - {"fc7"}
+        self._layers: List[str] = []
+        self._conv_model = None
+        if conv_sources:
+            base = build_model(self.spec, self.weights, include_top=False)
+            if self._fc7_model is not None:  # one set of weights for both passes
+                for layer in base.layers:
+                    if layer.weights:
+                        layer.set_weights(top.get_layer(layer.name).get_weights())
+            if "blocks" in conv_sources:
+                self._layers += list(self.spec.blocks)
+            if "last" in conv_sources and self.spec.last_block not in self._layers:
+                self._layers.append(self.spec.last_block)
+            outputs = [base.get_layer(name).output for name in self._layers]
+            self._conv_model = keras.Model(base.input, outputs)
+        self._fn = tf.function(
+            self._forward, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)]
+        )
+
+    def _forward(self, views):
+        import tensorflow as tf
+
+        x = tf.cast(views, tf.float32)
+        out = {}
+        if self._conv_model is not None:
+            maps = self._conv_model(preprocess(x, self.spec.preprocessing), training=False)
+            maps = maps if isinstance(maps, (list, tuple)) else [maps]
+            by_name = dict(zip(self._layers, maps))
+            block_maps = [by_name[b] for b in self.spec.blocks if b in by_name]
+            last = by_name.get(self.spec.last_block)
+        for name in self.kinds:
+            kind = get_kind(name)
+            if kind.source == "blocks":
+                out[name] = kind.pool(block_maps)
+            elif kind.source == "last":
+                out[name] = kind.pool(last)
+            else:
+                small = tf.image.resize(x, (FC7_SIZE, FC7_SIZE), method="bilinear", antialias=True)
+                out[name] = self._fc7_model(preprocess(small, self.spec.preprocessing), training=False)
+        return {k: tf.cast(v, tf.float16) for k, v in out.items()}
+
+    def shapes(self) -> Dict[str, tuple]:
+        """Per-view shape of each kind."""
+        return {k: tuple(get_kind(k).shape(self.spec)) for k in self.kinds}
+
+    def __call__(self, views: np.ndarray) -> Dict[str, np.ndarray]:
+        """(B, H, W, 3) uint8 views of one size → {kind: (B, *shape) float16}."""
+        if views.ndim != 4 or views.shape[-1] != 3 or views.dtype != np.uint8:
+            raise ValueError(f"expected (B, H, W, 3) uint8 views, got {views.shape} {views.dtype}")
+        return {k: v.numpy() for k, v in self._fn(views).items()}

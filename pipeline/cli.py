@@ -1,0 +1,155 @@
+"""`iaa`: the command line. `make` targets are thin wrappers over it.
+
+    iaa extract --dataset NAME [--data-dir DIR] --backbone NAME --weights W
+                --features KIND[,KIND...] --views crop_flip|none --store PATH
+                [--engine zarr|hdf5] [--max-side N] [--scheduler ADDRESS] [--overwrite]
+    iaa describe BACKBONE [--json]
+    iaa store-info PATH [--json]
+
+Exit status: 0 success; 1 finished but some images failed; 2 bad arguments or input;
+3 interrupted or crashed work (rerun the same command to resume).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import List, Optional
+
+EXIT_OK, EXIT_IMAGES_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iaa", description="Extract once, train many heads: "
+                                     "image aesthetics assessment on stored CNN features.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ex = sub.add_parser("extract", help="stage 1: extract features of a dataset into a store")
+    ex.add_argument("--dataset", required=True, help="ava, folder, demo")
+    ex.add_argument("--data-dir", help="dataset directory (default data/<dataset>)")
+    ex.add_argument("--backbone", default="vgg16_hed", help="irnv2, iv3, vgg16, vgg16_hed, resnet50, resnet101")
+    ex.add_argument("--weights", help="imagenet | hed (vgg16_hed) | PATH | random:SEED (default: the backbone's)")
+    ex.add_argument("--features", default="mlsp_narrow,mlsp_wide",
+                    help="comma-separated kinds: mlsp_narrow, mlsp_wide, spp, gmp, fc7")
+    ex.add_argument("--views", default="crop_flip", help="crop_flip (8 views) or none (1)")
+    ex.add_argument("--store", required=True, help="output store: a directory (zarr) or .h5 file (hdf5)")
+    ex.add_argument("--engine", choices=("zarr", "hdf5"), help="default: from the --store suffix")
+    ex.add_argument("--max-side", type=_positive_int, help="shrink images whose longer side exceeds N px")
+    ex.add_argument("--scheduler", help="dask scheduler ADDRESS; 'local' (default) or 'inprocess'")
+    ex.add_argument("--overwrite", action="store_true", help="delete the store and start over")
+    ex.add_argument("--retry-failed", action="store_true", help="retry images recorded as failed")
+    ex.add_argument("--batch-views", type=_positive_int, default=32,
+                    help="most views per forward pass when images share a size (default 32)")
+
+    de = sub.add_parser("describe", help="block names, channels and preprocessing of a backbone")
+    de.add_argument("backbone")
+    de.add_argument("--json", action="store_true")
+
+    si = sub.add_parser("store-info", help="shapes, counts and attributes of a store")
+    si.add_argument("path")
+    si.add_argument("--json", action="store_true")
+    return parser
+
+
+def cmd_extract(args) -> int:
+    from pipeline.extract import ExtractConfig, run_extract
+
+    cfg = ExtractConfig(
+        dataset=args.dataset, data_dir=args.data_dir, backbone=args.backbone, weights=args.weights,
+        features=args.features, views=args.views, store=args.store, engine=args.engine,
+        max_side=args.max_side, scheduler=args.scheduler, overwrite=args.overwrite,
+        retry_failed=args.retry_failed, batch_views=args.batch_views,
+    )
+    result = run_extract(cfg, log=lambda m: print(m, flush=True))
+    c = result.counts
+    rate = f", {result.images_per_second:.2f} images/s" if result.processed else ""
+    print(f"\n{result.store}: {c['done']} done, {c['failed']} failed, {c['pending']} pending "
+          f"of {result.n_images} ({result.processed} processed in {result.seconds:.1f} s{rate}; "
+          f"{result.skipped} already done before this run)")
+    if result.failures:
+        print(f"{len(result.failures)} images failed:")
+        for image_id, reason in result.failures[:50]:
+            print(f"  {image_id}: {reason}")
+        if len(result.failures) > 50:
+            print(f"  ... and {len(result.failures) - 50} more (see `iaa store-info {result.store}`)")
+    for err in result.task_errors:
+        print(f"error: {err}", file=sys.stderr)
+    if result.exit_code == EXIT_INCOMPLETE:
+        print("the store is not complete: rerun the same command to resume", file=sys.stderr)
+    return result.exit_code
+
+
+def cmd_describe(args) -> int:
+    from features.backbones import get_backbone
+
+    info = get_backbone(args.backbone).describe()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"{info['name']}: {info['n_blocks']} blocks, {info['total_channels']} channels; "
+          f"preprocessing {info['preprocessing_text']}; min side {info['min_side']} px")
+    for name, ch in zip(info["blocks"], info["channels"]):
+        print(f"  {name:24s} {ch:6d}")
+    return EXIT_OK
+
+
+def cmd_store_info(args) -> int:
+    from features.store import FeatureStore
+
+    with FeatureStore(args.path) as fs:
+        info = fs.info()
+        failures = fs.failures()
+    info["failures"] = [{"id": i, "reason": r} for i, r in failures]
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return EXIT_OK
+    a = info["attributes"]
+    print(f"{info['path']} ({info['engine']}): {info['n_images']} images, {info['counts']}")
+    print(f"  backbone {a.get('backbone')}, weights {a.get('weights', {}).get('spec')}, "
+          f"views {a.get('view_set')}, dataset {a.get('dataset', {}).get('name')}")
+    for name, meta in info["arrays"].items():
+        print(f"  {name:24s} {str(tuple(meta['shape'])):28s} {meta['dtype']}")
+    for f in info["failures"][:20]:
+        print(f"  failed {f['id']}: {f['reason']}")
+    return EXIT_OK
+
+
+COMMANDS = {"extract": cmd_extract, "describe": cmd_describe, "store-info": cmd_store_info}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    _quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    from features.registry import UnknownNameError
+    from features.store import StoreError
+    from features.weights import WeightsError
+    from pipeline.datasets import DatasetError
+    from pipeline.extract import ExtractError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (UnknownNameError, StoreError, WeightsError, DatasetError, ExtractError, ValueError) as exc:
+        print(f"iaa {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\niaa {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INCOMPLETE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Dataset registry: each file registers a loader returning a `Manifest`."""
+from pipeline.datasets.base import (  # noqa: F401
+    DATASETS,
+    DatasetError,
+    Manifest,
+    default_data_dir,
+    load_dataset,
+)
+from pipeline.datasets import ava, demo, folder  # noqa: F401  (registration)

@@ -1,0 +1,90 @@
+"""What a dataset loader returns: the manifest (ids, paths, labels, split) of every image."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+
+from features.registry import Registry
+
+SPLITS = ("train", "val", "test")
+UNLABELLED = "unlabelled"
+
+
+class DatasetError(Exception):
+    """Missing or malformed dataset files; the message names the file/line and what to do."""
+
+
+@dataclass
+class Manifest:
+    """Every image of a dataset, in store order.
+
+    Attributes:
+        name: dataset registry name.
+        root: directory the dataset was read from.
+        ids: unique image ids.
+        paths: absolute image paths (may not exist: such images are recorded as failed).
+        mos: mean opinion score per image (NaN when unlabelled).
+        split: "train" / "val" / "test" (or "unlabelled").
+        hist: (N, K) vote counts (or fractions) when the dataset has them.
+        scale: (low, high) of the score scale, e.g. (1, 10) for AVA.
+        label_source: files the labels came from, and their sha256 is recorded by the store.
+        notes: facts to record (split seed, dropped rows, ...).
+    """
+
+    name: str
+    root: Path
+    ids: List[str]
+    paths: List[Path]
+    mos: np.ndarray
+    split: List[str]
+    hist: Optional[np.ndarray] = None
+    scale: Tuple[float, float] = (0.0, 1.0)
+    label_source: List[Path] = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.ids)
+        for name, seq in (("paths", self.paths), ("mos", self.mos), ("split", self.split)):
+            if len(seq) != n:
+                raise ValueError(f"manifest {self.name}: {len(seq)} {name} for {n} ids")
+        if len(set(self.ids)) != n:
+            raise DatasetError(f"dataset {self.name}: image ids are not unique")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def split_counts(self) -> dict:
+        values, counts = np.unique(np.asarray(self.split, dtype=str), return_counts=True)
+        return {str(v): int(c) for v, c in zip(values, counts)}
+
+
+def seeded_split(n: int, fractions: Tuple[float, ...], names: Tuple[str, ...], seed: int) -> List[str]:
+    """Assigns `names` to n items in the given fractions, by a seeded permutation."""
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.round(np.cumsum(fractions) / sum(fractions) * n).astype(int)
+    out = [""] * n
+    start = 0
+    for name, stop in zip(names, bounds):
+        for i in order[start:stop]:
+            out[i] = name
+        start = stop
+    return out
+
+
+DATASETS: Registry[Callable[[Optional[Path]], Manifest]] = Registry("dataset")
+
+
+def register_dataset(name: str):
+    return DATASETS.register(name)
+
+
+def default_data_dir(name: str) -> Path:
+    return Path("data") / name
+
+
+def load_dataset(name: str, data_dir: Optional[str | Path] = None) -> Manifest:
+    loader = DATASETS.get(name)
+    return loader(Path(data_dir) if data_dir else default_data_dir(name))

@@ -1,0 +1,128 @@
+"""A directory of images, with an optional `labels.csv`.
+
+CSV columns: `file` (path relative to the folder, or to its `images/` subfolder), `mos`, optional
+`split` (`train`/`val`/`test`), optional vote columns `votes_1` .. `votes_K` (counts or fractions).
+Other columns are ignored. Without `split`: a seeded 80/10/10 split; with a split that has no `val`,
+10 % of `train` (seeded) becomes validation. Without a CSV every image is listed, unlabelled.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from features.images import IMAGE_SUFFIXES
+from pipeline.datasets.base import (
+    SPLITS,
+    UNLABELLED,
+    DatasetError,
+    Manifest,
+    register_dataset,
+    seeded_split,
+)
+
+LABELS_FILE = "labels.csv"
+SPLIT_SEED = 0
+VOTE_COLUMN = re.compile(r"^votes_(\d+)$")
+
+
+def _resolve(root: Path, rel: str, where: str) -> Path:
+    if not rel:
+        raise DatasetError(f"{where}: empty `file` value")
+    rel_path = Path(rel)
+    if rel_path.is_absolute() or ".." in rel_path.parts:
+        raise DatasetError(
+            f"{where}: file {rel!r} must be a path inside the folder (no absolute paths, no '..')"
+        )
+    root_resolved = root.resolve()
+    for base in (root, root / "images"):
+        candidate = (base / rel_path).resolve()
+        if root_resolved not in candidate.parents:
+            raise DatasetError(f"{where}: file {rel!r} resolves outside the folder {root}")
+        if candidate.exists():
+            return candidate
+    return (root / rel_path).resolve()  # missing: recorded as a failed image, not an error here
+
+
+def _parse_float(value: str, where: str, column: str) -> float:
+    try:
+        out = float(value)
+    except ValueError:
+        raise DatasetError(f"{where}: column {column!r} must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise DatasetError(f"{where}: column {column!r} must be finite, got {value!r}")
+    return out
+
+
+def read_labels_csv(root: Path, csv_path: Path) -> Manifest:
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        if "file" not in columns:
+            raise DatasetError(f"{csv_path}:1: header needs a `file` column; found {columns}")
+        vote_cols = sorted((int(m.group(1)), c) for c in columns if (m := VOTE_COLUMN.match(c)))
+        if vote_cols and [k for k, _ in vote_cols] != list(range(1, len(vote_cols) + 1)):
+            raise DatasetError(f"{csv_path}:1: vote columns must be votes_1..votes_K without gaps")
+        ids, paths, mos, split, hist = [], [], [], [], []
+        for lineno, row in enumerate(reader, start=2):
+            where = f"{csv_path}:{lineno}"
+            rel = (row.get("file") or "").strip()
+            paths.append(_resolve(root, rel, where))
+            ids.append(Path(rel).as_posix())
+            value = (row.get("mos") or "").strip() if "mos" in columns else ""
+            mos.append(_parse_float(value, where, "mos") if value else np.nan)
+            if "split" in columns:
+                s = (row.get("split") or "").strip().lower()
+                if s not in SPLITS:
+                    raise DatasetError(f"{where}: split must be one of {', '.join(SPLITS)}, got {s!r}")
+                split.append(s)
+            if vote_cols:
+                hist.append([_parse_float((row.get(c) or "").strip(), where, c) for _, c in vote_cols])
+    if not ids:
+        raise DatasetError(f"{csv_path}: no rows")
+    notes = {"labels": str(csv_path)}
+    if not split:
+        split = seeded_split(len(ids), (0.8, 0.1, 0.1), SPLITS, SPLIT_SEED)
+        notes["split"] = f"seeded 80/10/10, seed {SPLIT_SEED}"
+    elif "val" not in split:
+        train = [i for i, s in enumerate(split) if s == "train"]
+        for i, s in zip(train, seeded_split(len(train), (0.9, 0.1), ("train", "val"), SPLIT_SEED)):
+            split[i] = s
+        notes["split"] = f"CSV split; 10% of train moved to val, seed {SPLIT_SEED}"
+    else:
+        notes["split"] = "from the CSV"
+    notes["split_seed"] = SPLIT_SEED
+    mos_arr = np.asarray(mos, dtype=np.float32)
+    finite = mos_arr[np.isfinite(mos_arr)]
+    scale = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return Manifest(
+        name="folder", root=root, ids=ids, paths=paths, mos=mos_arr, split=split,
+        hist=np.asarray(hist, dtype=np.float32) if hist else None, scale=scale,
+        label_source=[csv_path], notes=notes,
+    )
+
+
+def list_images(root: Path) -> List[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+@register_dataset("folder")
+def load_folder(root: Path, csv_path: Optional[Path] = None) -> Manifest:
+    if not root.is_dir():
+        raise DatasetError(f"folder dataset: {root} is not a directory (give it with --data-dir)")
+    csv_path = csv_path or root / LABELS_FILE
+    if csv_path.is_file():
+        return read_labels_csv(root, csv_path)
+    images = list_images(root)
+    if not images:
+        raise DatasetError(f"folder dataset: no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
+    ids = [p.relative_to(root).as_posix() for p in images]
+    return Manifest(
+        name="folder", root=root, ids=ids, paths=[p.resolve() for p in images],
+        mos=np.full(len(ids), np.nan, dtype=np.float32), split=[UNLABELLED] * len(ids),
+        notes={"labels": "none (unlabelled folder, for scoring)"},
+    )

@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+
+from features.backbones import get_backbone, list_backbones
+from features.registry import UnknownNameError
+
+
+def test_registry_lists_all_backbones():
+    assert set(list_backbones()) >= {"irnv2", "iv3", "vgg16", "vgg16_hed", "resnet50", "resnet101"}
+
+
+def test_typo_suggests_the_closest_name():
+    with pytest.raises(UnknownNameError, match="Did you mean 'irnv2'"):
+        get_backbone("irnv3")
+
+
+def test_irnv2_blocks_and_total():
+    spec = get_backbone("irnv2")
+    assert len(spec.blocks) == 43
+    assert spec.total_channels == 16928
+    assert spec.blocks[0] == "mixed_5b" and spec.blocks[11] == "mixed_6a" and spec.blocks[32] == "mixed_7a"
+    assert spec.blocks[-1] == "block8_10_mixed"
+    offsets = spec.block_offsets()
+    assert offsets["mixed_5b"] == (0, 320) and offsets["block8_10_mixed"] == (16928 - 448, 16928)
+
+
+def test_iv3_blocks_and_total():
+    spec = get_backbone("iv3")
+    assert spec.blocks == tuple(f"mixed{i}" for i in range(11))
+    assert "mixed9_0" not in spec.blocks and "mixed9_1" not in spec.blocks
+    assert spec.total_channels == 10048
+
+
+@pytest.mark.parametrize("name", ["irnv2", "iv3", "resnet50", "vgg16", "vgg16_hed"])
+def test_built_model_has_the_declared_blocks(name):
+    """The spec's block names and channels match the real keras graph (random weights)."""
+    from features.weights import build_model, parse_weights
+
+    spec = get_backbone(name)
+    model = build_model(spec, parse_weights("random:0", spec))
+    for block, channels in zip(spec.blocks, spec.channels):
+        assert model.get_layer(block).output.shape[-1] == channels, block
+    assert model.get_layer(spec.last_block).output.shape[-1] == spec.last_channels
+
+
+def test_irnv2_min_side_is_exact():
+    from features.extractor import Extractor
+
+    ex = Extractor("irnv2", "random:0", "mlsp_narrow")
+    side = ex.spec.min_side
+    out = ex(np.zeros((1, side, side, 3), np.uint8))
+    assert out["mlsp_narrow"].shape == (1, 16928)
+    with pytest.raises(Exception):
+        ex(np.zeros((1, side - 1, side - 1, 3), np.uint8))
+
+
+def test_describe_json(capsys):
+    from pipeline.cli import main
+
+    assert main(["describe", "irnv2", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["total_channels"] == 16928 and len(info["blocks"]) == 43
+    assert info["preprocessing"] == "tf" and sum(info["channels"]) == 16928
+
+
+def test_describe_unknown_backbone_is_a_clear_error(capsys):
+    from pipeline.cli import main
+
+    assert main(["describe", "vgg61"]) == 2
+    assert "Did you mean 'vgg16'" in capsys.readouterr().err

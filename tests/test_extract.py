@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+
+from features import store as st
+from features.augment import get_views, make_views
+from features.images import decode_image
+from pipeline.extract import ExtractConfig, ExtractError, run_extract
+
+KINDS = "mlsp_narrow,mlsp_wide,gmp"
+
+
+def _cfg(folder, store, **kw):
+    base = dict(dataset="folder", data_dir=str(folder), store=str(store), backbone="vgg16_hed",
+                weights="random:0", features=KINDS, views="crop_flip", scheduler="inprocess")
+    base.update(kw)
+    return ExtractConfig(**base)
+
+
+def test_end_to_end_on_a_tiny_folder(tiny_folder, tmp_path):
+    store = tmp_path / "s.zarr"
+    logs = []
+    res = run_extract(_cfg(tiny_folder, store, batch_views=16), log=logs.append)
+    assert res.counts == {"pending": 0, "done": 6, "failed": 3} and res.exit_code == 1
+    reasons = dict(res.failures)
+    assert "not a decodable image" in reasons["broken.jpg"]
+    assert "too small" in reasons["small.png"] and "16 px" in reasons["small.png"]
+    assert reasons["missing.jpg"] == "file not found"
+
+    from features.extractor import Extractor
+
+    ex = Extractor("vgg16_hed", "random:0", KINDS)
+    with st.FeatureStore(store) as fs:
+        a = fs.attrs
+        assert a["backbone"] == "vgg16_hed" and a["weights"]["spec"] == "random:0"
+        assert [b["name"] for b in a["blocks"]][-1] == "block5_conv3" and a["blocks"][-1]["offset"] == 960
+        assert len(a["views"]) == 8 and a["preprocessing"]["name"] == "hed"
+        assert "tensorflow" in a["versions"] and a["dataset"]["name"] == "folder"
+        assert a["kinds"]["mlsp_wide"]["shape"] == [5, 5, 1472]
+        ids = list(fs.ids)
+        for image_id in ("img0.jpg", "img3.jpg"):
+            i = ids.index(image_id)
+            img = decode_image(tiny_folder / "images" / image_id)
+            assert (fs.height[i], fs.width[i]) == img.shape[:2]
+            direct = ex(make_views(img, get_views("crop_flip")))
+            for kind in KINDS.split(","):
+                np.testing.assert_allclose(fs.features(kind)[i].astype(np.float32),
+                                           direct[kind].astype(np.float32), rtol=2e-2, atol=1e-2)
+        broken = ids.index("broken.jpg")
+        assert np.isnan(fs.features("mlsp_narrow")[broken]).all()
+        np.testing.assert_allclose(fs.mos[:2], [3.0, 3.5])
+        assert fs.hist.shape == (9, 10)
+
+    again = run_extract(_cfg(tiny_folder, store), log=logs.append)
+    assert again.processed == 0 and again.skipped == 9
+
+    with pytest.raises(ExtractError, match="views: store has 'crop_flip', this run asks for 'none'"):
+        run_extract(_cfg(tiny_folder, store, views="none"), log=logs.append)
+
+    fresh = run_extract(_cfg(tiny_folder, store, views="none", overwrite=True), log=logs.append)
+    assert fresh.counts["done"] == 6
+    with st.FeatureStore(store) as fs:
+        assert fs.features("mlsp_narrow").shape == (9, 1, 1472)
+
+
+def test_hdf5_engine_matches_zarr(tiny_folder, tmp_path):
+    z = run_extract(_cfg(tiny_folder, tmp_path / "a.zarr", views="none"), log=lambda m: None)
+    h = run_extract(_cfg(tiny_folder, tmp_path / "a.h5", views="none"), log=lambda m: None)
+    assert z.counts == h.counts
+    assert not st.staging_path(tmp_path / "a.h5").exists()
+    with st.FeatureStore(tmp_path / "a.zarr") as fz, st.FeatureStore(tmp_path / "a.h5") as fh:
+        assert list(fz.ids) == list(fh.ids) and fh.engine == "hdf5"
+        for kind in KINDS.split(","):
+            np.testing.assert_array_equal(fz.features(kind)[:], fh.features(kind)[:])
+        assert fz.failures() == fh.failures()
+    done = run_extract(_cfg(tiny_folder, tmp_path / "a.h5", views="none"), log=lambda m: None)
+    assert done.processed == 0
+
+
+def test_disk_check_refuses_before_starting(tiny_folder, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
+    with pytest.raises(ExtractError, match="not enough disk space"):
+        run_extract(_cfg(tiny_folder, tmp_path / "d.zarr"), log=lambda m: None)
+    assert not (tmp_path / "d.zarr").exists()
+
+
+def test_cli_extract_and_store_info(tiny_folder, tmp_path, capsys):
+    import json
+
+    from pipeline.cli import main
+
+    store = tmp_path / "c.zarr"
+    code = main(["extract", "--dataset", "folder", "--data-dir", str(tiny_folder), "--backbone", "vgg16_hed",
+                 "--weights", "random:0", "--features", "mlsp_narrow", "--views", "none", "--store", str(store),
+                 "--scheduler", "inprocess"])
+    out = capsys.readouterr().out
+    assert code == 1 and "3 images failed" in out and "broken.jpg" in out
+    assert main(["store-info", str(store), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["counts"] == {"pending": 0, "done": 6, "failed": 3}
+    assert info["arrays"]["features/mlsp_narrow"]["shape"] == [9, 1, 1472]
+    assert info["attributes"]["settings"]["views"] == "none"
+    assert main(["extract", "--dataset", "folder", "--data-dir", str(tiny_folder), "--backbone", "irnv2",
+                 "--weights", "random:0", "--features", "mlsp_narrow", "--views", "none",
+                 "--store", str(store), "--scheduler", "inprocess"]) == 2
+    assert "backbone: store has 'vgg16_hed'" in capsys.readouterr().err
