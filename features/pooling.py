@@ -62,6 +62,25 @@ def area_resize(x, size: int):
     return tf.image.resize(x, (size, size), method="area")
 
 
+def area_average_numpy(x, size: int):
+    """Exact area average of an (H, W, C) map onto a size x size grid, in numpy (H, W >= size).
+
+    The independent reference for `area_resize`, and the pooling of the reference-style loop in
+    `benchmarks/bench_extract.py`.
+    """
+    import numpy as np
+
+    def weights(n):
+        edges = np.arange(size + 1) * n / size
+        lo, hi = edges[:-1, None], edges[1:, None]
+        j = np.arange(n)[None, :]
+        m = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0.0, None)
+        return m / m.sum(axis=1, keepdims=True)
+
+    h, w = x.shape[:2]
+    return np.einsum("ih,jw,hwc->ijc", weights(h), weights(w), np.asarray(x, dtype=np.float64))
+
+
 def _narrow(maps):
     import tensorflow as tf
 

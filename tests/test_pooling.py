@@ -3,22 +3,8 @@ import pytest
 import tensorflow as tf
 
 from features.backbones import get_backbone
+from features.pooling import area_average_numpy as area_average_reference
 from features.pooling import area_resize, get_kind, parse_kinds
-
-
-def area_average_reference(x: np.ndarray, out: int) -> np.ndarray:
-    """Independent exact area average of an (H, W, C) map onto an out x out grid."""
-    h, w, _ = x.shape
-
-    def weights(n):
-        m = np.zeros((out, n))
-        for i in range(out):
-            lo, hi = i * n / out, (i + 1) * n / out
-            for j in range(n):
-                m[i, j] = max(0.0, min(hi, j + 1) - max(lo, j))
-        return m / m.sum(axis=1, keepdims=True)
-
-    return np.einsum("ih,jw,hwc->ijc", weights(h), weights(w), x.astype(np.float64))
 
 
 @pytest.mark.parametrize("h,w", [(10, 15), (20, 5), (13, 17), (7, 9), (6, 11)])
@@ -93,3 +79,9 @@ def test_extractor_outputs_every_kind_from_one_pass():
     assert all(v.dtype == np.float16 and np.isfinite(v).all() for v in out.values())
     # gmp is the max over the last block, which the widest block of the narrow vector averages
     assert (out["gmp"].astype(np.float32) + 1e-2 >= out["mlsp_narrow"][:, -512:].astype(np.float32)).all()
+
+
+def test_numpy_reference_is_block_mean_for_integer_ratios():
+    x = np.random.default_rng(5).random((10, 15, 2))
+    blocks = x.reshape(5, 2, 5, 3, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(area_average_reference(x, 5), blocks, rtol=1e-12)

@@ -1,0 +1,146 @@
+"""Our extractor vs a reference-style loop, same images, backbone, weights and views.
+
+Reference style (the MLSP authors' code): one view at a time through a Keras multi-output model with
+`model.predict`, block maps copied to numpy, pooling (GAP, area 5x5) in numpy. Ours: the stage-1
+task (thread-pool decoding ahead of the model, views of one image, or several same-sized images, in
+one batch, one `tf.function` for every size, pooling in the graph). Both are timed after the model is
+built; the full `iaa extract` command (cluster start and model build included) is timed too.
+
+    python benchmarks/bench_extract.py --backbone vgg16_hed --images 24
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from features import store as st  # noqa: E402
+from features.augment import get_views, make_views  # noqa: E402
+from features.backbones import get_backbone  # noqa: E402
+from features.extractor import preprocess  # noqa: E402
+from features.images import decode_image  # noqa: E402
+from features.pooling import WIDE_SIZE, area_average_numpy  # noqa: E402
+from features.weights import build_model, parse_weights  # noqa: E402
+
+BIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "biq2021-dev"
+
+
+def pick_images(n: int, tmp: Path) -> tuple[Path, list[Path]]:
+    """Real photos: BIQ2021 when ../shared has it, else the embedded demo set."""
+    if (BIQ / "images").is_dir():
+        files = sorted((BIQ / "images").glob("*.jpg"))[:n]
+        source = BIQ
+    else:
+        from pipeline.datasets import load_dataset
+
+        m = load_dataset("demo", Path("data/demo"))
+        files = [p for p in m.paths][:: max(1, len(m) // n)][:n]
+        source = Path("data/demo")
+    folder = tmp / "images"
+    folder.mkdir()
+    for f in files:
+        os.symlink(f.resolve(), folder / f.name)
+    return source, sorted(folder.iterdir())
+
+
+def reference_loop(paths, backbone: str, weights: str, views_name: str) -> float:
+    import keras
+
+    spec = get_backbone(backbone)
+    base = build_model(spec, parse_weights(weights, spec))
+    model = keras.Model(base.input, [base.get_layer(b).output for b in spec.blocks])
+    views = get_views(views_name)
+    t0 = time.perf_counter()
+    for p in paths:
+        for view in make_views(decode_image(p), views):
+            x = preprocess(view[None].astype(np.float32), spec.preprocessing)
+            maps = model.predict(np.asarray(x), verbose=0)
+            narrow = np.concatenate([m[0].mean(axis=(0, 1)) for m in maps]).astype(np.float16)
+            wide = np.concatenate([area_average_numpy(m[0], WIDE_SIZE) for m in maps], axis=-1)
+            wide = wide.astype(np.float16)
+    return time.perf_counter() - t0
+
+
+def ours(paths, backbone: str, weights: str, views_name: str, tmp: Path) -> float:
+    from pipeline.extract import extract_task, get_extractor
+
+    kinds = ["mlsp_narrow", "mlsp_wide"]
+    job = {"backbone": backbone, "weights": weights, "kinds": kinds, "views": views_name,
+           "max_side": None, "batch_views": 32}
+    extractor = get_extractor(job)
+    shapes = extractor.shapes()
+    layout = st.StoreLayout(n=len(paths), n_views=len(get_views(views_name)), kinds=shapes,
+                            task_size=len(paths))
+    zpath = tmp / "ours.zarr"
+    st.create_zarr(zpath, layout, {"kinds": {k: {} for k in kinds}}, [p.name for p in paths],
+                   ["test"] * len(paths), [str(p) for p in paths], np.zeros(len(paths), np.float32), None)
+    t0 = time.perf_counter()
+    result = extract_task(str(zpath), job, 0, [str(p) for p in paths])
+    elapsed = time.perf_counter() - t0
+    assert result["done"] == len(paths), result
+    return elapsed
+
+
+def full_command(backbone: str, weights: str, views_name: str, tmp: Path) -> dict:
+    from pipeline.extract import ExtractConfig, run_extract
+
+    folder = tmp / "cmd"
+    folder.mkdir()
+    for p in sorted((tmp / "images").iterdir()):
+        os.symlink(p.resolve(), folder / p.name)
+    t0 = time.perf_counter()
+    res = run_extract(ExtractConfig(dataset="folder", data_dir=str(folder), store=str(tmp / "cmd.zarr"),
+                                    backbone=backbone, weights=weights, views=views_name,
+                                    features="mlsp_narrow,mlsp_wide"), log=lambda m: None)
+    return {"wall_s": time.perf_counter() - t0, "images_per_s": res.images_per_second}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", default="vgg16_hed")
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--views", default="crop_flip")
+    ap.add_argument("--features", default="mlsp_narrow,mlsp_wide", help="(the comparison uses narrow+wide)")
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--skip-command", action="store_true", help="do not time the full `iaa extract` run")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    weights = args.weights or get_backbone(args.backbone).default_weights
+    tmp = Path(tempfile.mkdtemp(prefix="bench-extract-"))
+    try:
+        source, paths = pick_images(args.images, tmp)
+        n = len(paths)
+        sizes = {decode_image(p).shape[:2] for p in paths}
+        print(f"{n} images from {source} ({len(sizes)} distinct sizes), {args.backbone} [{weights}], "
+              f"views {args.views}, kinds mlsp_narrow+mlsp_wide")
+        t_ours = ours(paths, args.backbone, weights, args.views, tmp)
+        t_ref = reference_loop(paths, args.backbone, weights, args.views)
+        out = {"images": n, "backbone": args.backbone, "weights": weights, "views": args.views,
+               "ours_images_per_s": n / t_ours, "reference_images_per_s": n / t_ref,
+               "speedup": t_ref / t_ours}
+        if not args.skip_command:
+            out["iaa_extract"] = full_command(args.backbone, weights, args.views, tmp)
+        print(f"ours:      {out['ours_images_per_s']:.3f} images/s ({t_ours:.1f} s)")
+        print(f"reference: {out['reference_images_per_s']:.3f} images/s ({t_ref:.1f} s)")
+        print(f"ratio:     {out['speedup']:.2f}x")
+        if "iaa_extract" in out:
+            c = out["iaa_extract"]
+            print(f"iaa extract (local cluster, start + model build included): {c['wall_s']:.1f} s wall")
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
