@@ -387,7 +387,7 @@ def _run_tasks(zarr_path: Path, job: dict, manifest: Manifest, tasks, scheduler,
 def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> ExtractResult:
     t0 = time.time()
     manifest, spec, ws, layout, settings, job = plan(cfg)
-    path = Path(cfg.store)
+    path = Path(os.path.abspath(cfg.store))
     try:
         engine = st.engine_for(path, cfg.engine)
     except st.StoreError as exc:
@@ -404,6 +404,9 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Extra
     if engine == "hdf5" and path.is_file() and not zarr_path.exists():
         with st.FeatureStore(path) as fs:
             _refuse_if_different(path, fs.attrs, settings)
+            if cfg.retry_failed and fs.counts()["failed"]:
+                raise ExtractError(f"--retry-failed cannot reopen the finished HDF5 store {path}; "
+                                   f"use a Zarr store for incremental retries, or --overwrite")
             log(f"{path} is already complete; nothing to do (use --overwrite to start over).")
             return ExtractResult(str(path), fs.n, fs.counts(), fs.n, 0, time.time() - t0, fs.failures())
 
@@ -431,10 +434,11 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Extra
     errors: List[str] = []
     t_work = time.time()
     if tasks:
-        _check_disk(zarr_path, int(layout.feature_bytes() * remaining / max(layout.n, 1))
-                    * (2 if engine == "hdf5" else 1))
+        needed = int(layout.feature_bytes() * remaining / max(layout.n, 1))
+        _check_disk(zarr_path, needed * (2 if engine == "hdf5" else 1))
         log(f"extracting {remaining} images ({layout.n_views} views each) with {spec.name} "
-            f"[{ws.text}] into {path} ({engine}); kinds: {', '.join(layout.kinds)}")
+            f"[{ws.text}] into {path} ({engine}, about {needed / 1e9:.2f} GB); "
+            f"kinds: {', '.join(layout.kinds)}")
         errors = _run_tasks(zarr_path, job, manifest, tasks, cfg.scheduler, log)
     seconds = time.time() - t_work
 

@@ -109,3 +109,15 @@ def list_backbones():
 def keras_weights_arg(weights: Optional[str]) -> Optional[str]:
     """keras.applications takes "imagenet" or None; anything else is loaded by us."""
     return "imagenet" if weights == "imagenet" else None
+
+
+def keras_application_builder(class_name: str) -> Callable:
+    """`build(weights, include_top)` for a keras.applications model without its top."""
+
+    def build(weights, include_top=False):
+        import keras
+
+        cls = getattr(keras.applications, class_name)
+        return cls(include_top=False, weights=keras_weights_arg(weights), input_shape=(None, None, 3))
+
+    return build

@@ -5,7 +5,7 @@ Features", CVPR 2019 (block lists of the authors' code, design.md section 3).
 """
 from __future__ import annotations
 
-from features.backbones.base import BackboneSpec, keras_weights_arg, register_backbone
+from features.backbones.base import BackboneSpec, keras_application_builder, register_backbone
 
 # The branch concatenations *before* each residual up-projection (not the residual outputs).
 IRNV2_BLOCKS = (
@@ -23,22 +23,6 @@ IV3_BLOCKS = tuple(f"mixed{i}" for i in range(11))
 IV3_CHANNELS = (256, 288, 288, 768, 768, 768, 768, 768, 1280, 2048, 2048)
 
 
-def _build_irnv2(weights, include_top=False):
-    import keras
-
-    return keras.applications.InceptionResNetV2(
-        include_top=False, weights=keras_weights_arg(weights), input_shape=(None, None, 3)
-    )
-
-
-def _build_iv3(weights, include_top=False):
-    import keras
-
-    return keras.applications.InceptionV3(
-        include_top=False, weights=keras_weights_arg(weights), input_shape=(None, None, 3)
-    )
-
-
 register_backbone(
     BackboneSpec(
         name="irnv2",
@@ -49,7 +33,7 @@ register_backbone(
         preprocessing="tf",
         min_side=75,
         default_weights="imagenet",
-        build=_build_irnv2,
+        build=keras_application_builder("InceptionResNetV2"),
         imagenet_files=("inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",),
         reference="Szegedy et al. 2017, Inception-v4/Inception-ResNet; MLSP blocks of Hosu et al. 2019",
     )
@@ -65,7 +49,7 @@ register_backbone(
         preprocessing="tf",
         min_side=75,
         default_weights="imagenet",
-        build=_build_iv3,
+        build=keras_application_builder("InceptionV3"),
         imagenet_files=("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",),
         reference="Szegedy et al. 2016, Rethinking the Inception Architecture; MLSP blocks of Hosu et al. 2019",
     )

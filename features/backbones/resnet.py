@@ -5,23 +5,13 @@ Gordo 2017) uses ResNet-101's last block for SPP features.
 """
 from __future__ import annotations
 
-from features.backbones.base import BackboneSpec, keras_weights_arg, register_backbone
+from features.backbones.base import BackboneSpec, keras_application_builder, register_backbone
 
 RESNET_CHANNELS = (256, 512, 1024, 2048)
 
 
 def _blocks(depths):
     return tuple(f"conv{stage}_block{n}_out" for stage, n in zip(range(2, 6), depths))
-
-
-def _builder(cls_name):
-    def build(weights, include_top=False):
-        import keras
-
-        cls = getattr(keras.applications, cls_name)
-        return cls(include_top=False, weights=keras_weights_arg(weights), input_shape=(None, None, 3))
-
-    return build
 
 
 for _name, _cls, _depths, _file in (
@@ -39,7 +29,7 @@ for _name, _cls, _depths, _file in (
             preprocessing="caffe",
             min_side=32,
             default_weights="imagenet",
-            build=_builder(_cls),
+            build=keras_application_builder(_cls),
             imagenet_files=(_file,),
             reference="He et al. 2016, Deep Residual Learning for Image Recognition",
         )

@@ -1,6 +1,7 @@
 """What a dataset loader returns: the manifest (ids, paths, labels, split) of every image."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -87,4 +88,7 @@ def default_data_dir(name: str) -> Path:
 
 def load_dataset(name: str, data_dir: Optional[str | Path] = None) -> Manifest:
     loader = DATASETS.get(name)
-    return loader(Path(data_dir) if data_dir else default_data_dir(name))
+    manifest = loader(Path(data_dir) if data_dir else default_data_dir(name))
+    # absolute, so that workers with another working directory (remote clusters) find the files
+    manifest.paths = [Path(os.path.abspath(p)) for p in manifest.paths]
+    return manifest
