@@ -13,8 +13,15 @@ STORE      ?= stores/$(DATASET)_$(BACKBONE)$(STORE_EXT)
 MAX_SIDE   ?=
 SCHEDULER  ?=
 OVERWRITE  ?=
+HEAD       ?= single3fc
+SEED       ?= 0
+RUN_DIR    ?= runs/$(DATASET)_$(BACKBONE)_$(HEAD)_seed$(SEED)
+CACHE      ?= auto
+TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 BENCH_IMAGES ?= 24
+BENCH_TRAIN_ARGS ?=
+INPUT_SHAPE ?= 5,5,16928
 
 BIN := $(VENV)/bin
 IAA := $(BIN)/iaa
@@ -27,7 +34,7 @@ EXTRACT_ARGS = --dataset $(DATASET) --data-dir $(DATA_DIR) --backbone $(BACKBONE
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_SIDE),--max-side $(MAX_SIDE)) \
 	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
-.PHONY: install test extract describe store-info bench-extract clean
+.PHONY: install test extract train describe describe-head store-info bench-extract bench-train clean
 
 install: $(STAMP)
 
@@ -43,6 +50,12 @@ test: $(STAMP)
 extract: $(STAMP)
 	$(IAA) extract $(EXTRACT_ARGS)
 
+train: $(STAMP)
+	$(IAA) train --store $(STORE) --head $(HEAD) --run-dir $(RUN_DIR) --seed $(SEED) --cache $(CACHE) $(TRAIN_ARGS)
+
+describe-head: $(STAMP)
+	$(IAA) describe-head $(HEAD) --input-shape $(INPUT_SHAPE)
+
 describe: $(STAMP)
 	$(IAA) describe $(BACKBONE)
 
@@ -52,6 +65,9 @@ store-info: $(STAMP)
 bench-extract: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py --backbone $(BACKBONE) --views $(VIEWS) \
 		--features $(FEATURES) --images $(BENCH_IMAGES) $(if $(WEIGHTS),--weights $(WEIGHTS))
+
+bench-train: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py $(BENCH_TRAIN_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -60,6 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("backbone")
     de.add_argument("--json", action="store_true")
 
+    tr = sub.add_parser("train", help="stage 2: train a head on a store's features")
+    tr.add_argument("--store", required=True)
+    tr.add_argument("--head", required=True, help="single1fc, single3fc, multi3fc, pool3fc, dist_huber, "
+                    "dist_emd, pool3fc_dist, pool3fc_dist_huber, svm, svm_binary, svm_linear, rf")
+    tr.add_argument("--run-dir", help="output directory (default runs/<store>_<head>_seed<N>)")
+    tr.add_argument("--kind", help="feature kind to train on (default: the head's first kind in the store)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--batch-size", type=_positive_int, default=128)
+    tr.add_argument("--lr-stages", help="comma-separated learning rates, one stage each "
+                    "(default narrow 1e-3,1e-4,1e-5; wide 1e-4,1e-5,1e-6)")
+    tr.add_argument("--max-epochs", type=_positive_int, default=20, help="most epochs per stage")
+    tr.add_argument("--patience", type=_positive_int, default=5, help="early stopping on validation loss")
+    tr.add_argument("--cache", choices=("auto", "ram", "none"), default="auto",
+                    help="auto keeps the training split in RAM only when it fits with room to spare")
+    tr.add_argument("--parallel-reads", type=_positive_int, default=4)
+
+    dh = sub.add_parser("describe-head", help="layers and parameter count of a head")
+    dh.add_argument("head")
+    dh.add_argument("--input-shape", required=True, help="e.g. 16928 or 5,5,16928")
+    dh.add_argument("--bins", type=_positive_int, default=10, help="histogram bins (distribution heads)")
+    dh.add_argument("--blocks", help="channels per block for multi3fc, e.g. 64,128,256,512,512")
+    dh.add_argument("--json", action="store_true")
+
     si = sub.add_parser("store-info", help="shapes, counts and attributes of a store")
     si.add_argument("path")
     si.add_argument("--json", action="store_true")
@@ -129,7 +152,59 @@ def cmd_store_info(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"extract": cmd_extract, "describe": cmd_describe, "store-info": cmd_store_info}
+def _floats(text: Optional[str]):
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def cmd_train(args) -> int:
+    from pipeline.train import TrainConfig, run_train
+
+    cfg = TrainConfig(store=args.store, head=args.head, run_dir=args.run_dir, kind=args.kind, seed=args.seed,
+                      batch_size=args.batch_size, lr_stages=_floats(args.lr_stages), max_epochs=args.max_epochs,
+                      patience=args.patience, cache=args.cache, parallel_reads=args.parallel_reads)
+    result = run_train(cfg, log=lambda m: print(m, flush=True))
+    test = result.metrics.get("test")
+    print(f"\nrun directory: {result.run_dir} ({result.seconds:.1f} s)")
+    if test:
+        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+        print(f"test ({test['n']} images, mean over views): SRCC {fmt(test.get('srcc'))}  "
+              f"PLCC {fmt(test.get('plcc'))}  accuracy {fmt(test.get('accuracy'))} "
+              f"(threshold {test['threshold']:g}, {test['high_fraction']:.1%} high)")
+    else:
+        print("no test images in the store: no test metrics")
+    return EXIT_OK
+
+
+def cmd_describe_head(args) -> int:
+    from heads import get_head
+    from pipeline.train import build_head_model
+
+    shape = tuple(int(v) for v in args.input_shape.split(","))
+    blocks, start = [], 0
+    for i, ch in enumerate(int(v) for v in (args.blocks or "").split(",") if v.strip()):
+        blocks.append((f"block{i}", start, start + ch))
+        start += ch
+    if get_head(args.head).name == "multi3fc" and not blocks:
+        blocks = [("all", 0, shape[-1])]
+    model = build_head_model(args.head, shape, args.bins, blocks)
+    layers = [{"name": layer.name, "class": layer.__class__.__name__, "params": int(layer.count_params())}
+              for layer in model.layers]
+    info = {"head": args.head, "input_shape": list(shape), "params": int(model.count_params()), "layers": layers}
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for layer in layers:
+            print(f"  {layer['name']:24s} {layer['class']:22s} {layer['params']:>12,}")
+        print(f"{args.head} on {shape}: {info['params']:,} parameters")
+    return EXIT_OK
+
+
+COMMANDS = {"extract": cmd_extract, "train": cmd_train, "describe-head": cmd_describe_head, "describe": cmd_describe, "store-info": cmd_store_info}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -140,10 +215,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     from features.weights import WeightsError
     from pipeline.datasets import DatasetError
     from pipeline.extract import ExtractError
+    from pipeline.train import TrainError
 
     try:
         return COMMANDS[args.command](args)
-    except (UnknownNameError, StoreError, WeightsError, DatasetError, ExtractError, ValueError) as exc:
+    except (UnknownNameError, StoreError, WeightsError, DatasetError, ExtractError, TrainError, ValueError) as exc:
         print(f"iaa {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

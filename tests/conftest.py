@@ -53,3 +53,55 @@ def tiny_folder(tmp_path):
         lines.append(f"{f},{mos},{split}," + ",".join(str(v) for v in votes))
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     return root
+
+
+def make_store(path: Path, features: dict, mos, split, hist=None, blocks=None, scale=(1.0, 10.0),
+               engine: str = "zarr", status=None) -> Path:
+    """A small synthetic feature store: features = {kind: (N, V, ...) array}."""
+    from features import store as st
+
+    kinds = {k: tuple(v.shape[2:]) for k, v in features.items()}
+    n, n_views = next(iter(features.values())).shape[:2]
+    task = max(1, min(64, n))
+    layout = st.StoreLayout(n=n, n_views=n_views, kinds=kinds, task_size=task,
+                            hist_bins=None if hist is None else hist.shape[1])
+    first = next(iter(kinds.values()))
+    blocks = blocks or [{"name": "all", "channels": int(first[-1]), "offset": 0}]
+    attrs = {"settings": {}, "kinds": {k: {"shape": list(s)} for k, s in kinds.items()}, "task_size": task,
+             "blocks": blocks, "dataset": {"name": "synthetic", "scale": list(scale)},
+             "backbone": "synthetic", "view_set": "synthetic"}
+    zpath = path if engine == "zarr" else st.staging_path(path)
+    ids = [f"s{i:05d}" for i in range(n)]
+    st.create_zarr(zpath, layout, attrs, ids, list(split), ids, np.asarray(mos, np.float32), hist)
+    status = np.full(n, st.DONE, np.int8) if status is None else np.asarray(status, np.int8)
+    for start, stop in layout.tasks():
+        st.write_task(str(zpath), start, stop, {k: v[start:stop].astype(np.float16) for k, v in features.items()},
+                      status[start:stop], [""] * (stop - start), np.full(stop - start, 64), np.full(stop - start, 64))
+    if engine == "hdf5":
+        import shutil
+
+        st.finalize_hdf5(zpath, path)
+        shutil.rmtree(zpath)
+    return path
+
+
+def linear_store(path: Path, n: int = 300, views: int = 2, dim: int = 24, seed: int = 0, engine="zarr",
+                 wide: bool = False, hist_bins: int = 0) -> Path:
+    """Labels are a known function of the features: mos = 5.5 + 1.5 * tanh(w . mean-over-views)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, dim)).astype(np.float32)
+    feats = np.abs(base[:, None, :] + 0.1 * rng.normal(size=(n, views, dim))).astype(np.float32)
+    w = rng.normal(size=dim) / np.sqrt(dim)
+    mos = 5.5 + 1.5 * np.tanh(np.abs(base) @ w * 2)
+    split = np.array(["train"] * n, dtype=object)
+    split[int(0.7 * n): int(0.8 * n)] = "val"
+    split[int(0.8 * n):] = "test"
+    features = {"mlsp_narrow": feats}
+    if wide:
+        features["mlsp_wide"] = np.repeat(np.repeat(feats[:, :, None, None, :], 5, axis=2), 5, axis=3)
+    hist = None
+    if hist_bins:
+        centers = np.arange(1, hist_bins + 1)
+        hist = np.exp(-0.5 * ((centers[None] - mos[:, None]) / 1.2) ** 2) * 100
+        hist = np.round(hist).astype(np.float32)
+    return make_store(path, features, mos, split, hist=hist, engine=engine)

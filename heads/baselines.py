@@ -1,0 +1,54 @@
+"""scikit-learn baselines on pooled features: RBF SVM (regression, and binary at the score
+threshold), linear SVM for large sets, random forest.
+
+Reference: the photo-critic baseline (fc7 features + SVM with RBF kernel, C = 10, gamma = 1e-6,
+and a 10-tree random forest), design.md section 7.
+"""
+from __future__ import annotations
+
+from heads.base import POOLED_KINDS, HeadSpec, register_head
+
+SVM_C = 10.0
+SVM_GAMMA = 1e-6
+RF_TREES = 10
+MAX_RBF_ROWS = 20_000  # an RBF SVM's fit grows about quadratically: beyond this, hours
+
+
+def _svr(seed: int):
+    from sklearn.svm import SVR
+
+    return SVR(kernel="rbf", C=SVM_C, gamma=SVM_GAMMA)
+
+
+def _svc(seed: int):
+    from sklearn.svm import SVC
+
+    return SVC(kernel="rbf", C=SVM_C, gamma=SVM_GAMMA, random_state=seed)
+
+
+def _linear_svr(seed: int):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVR
+
+    return make_pipeline(StandardScaler(), LinearSVR(C=1.0, max_iter=10_000, random_state=seed))
+
+
+def _rf(seed: int):
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(n_estimators=RF_TREES, random_state=seed, n_jobs=-1)
+
+
+for _spec in (
+    HeadSpec("svm", "sklearn", POOLED_KINDS, "mos", _svr, description="SVR, RBF kernel, C=10, gamma=1e-6",
+             reference="photo-critic baseline"),
+    HeadSpec("svm_binary", "sklearn", POOLED_KINDS, "binary", _svc,
+             description="SVC (RBF, C=10, gamma=1e-6) on high/low at the score threshold",
+             reference="photo-critic baseline"),
+    HeadSpec("svm_linear", "sklearn", POOLED_KINDS, "mos", _linear_svr,
+             description="standardised features + linear SVR: the RBF SVM's stand-in for large sets"),
+    HeadSpec("rf", "sklearn", POOLED_KINDS, "mos", _rf, description="random forest regressor, 10 trees",
+             reference="photo-critic baseline"),
+):
+    register_head(_spec)

@@ -1,0 +1,76 @@
+"""Fully connected heads on narrow MLSP features: Single-1FC, Single-3FC, Multi-3FC.
+
+Reference: Hosu et al., "Effective Aesthetics Prediction with Multi-level Spatially Pooled
+Features", CVPR 2019, section 3.2.1 (figures 4-5); layer stacks of the authors' code (design.md 7).
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+from heads.base import HeadSpec, NARROW_STAGES, register_head
+
+FC3_UNITS = (2048, 1024, 256)
+FC3_DROPOUT = (0.25, 0.25, 0.5)
+
+
+def fc3(x, prefix: str = "fc", outputs: int = 1, activation: str = "linear"):
+    """Dense(2048, relu) → BN → Dropout(.25) → Dense(1024) → BN → Dropout(.25) → Dense(256) → BN →
+    Dropout(.5) → Dense(outputs)."""
+    from keras import layers
+
+    for i, (units, rate) in enumerate(zip(FC3_UNITS, FC3_DROPOUT), start=1):
+        x = layers.Dense(units, activation="relu", kernel_initializer="he_normal", name=f"{prefix}{i}")(x)
+        x = layers.BatchNormalization(name=f"{prefix}{i}_bn")(x)
+        x = layers.Dropout(rate, name=f"{prefix}{i}_dropout")(x)
+    return layers.Dense(outputs, activation=activation, name=f"{prefix}_out")(x)
+
+
+def _input(input_shape: Sequence[int]):
+    import keras
+
+    return keras.Input(tuple(input_shape), name="features")
+
+
+def Single1FC(input_shape: Sequence[int], n_bins: int = 0, blocks=None):
+    """One linear Dense(1) on the narrow MLSP vector."""
+    import keras
+    from keras import layers
+
+    inp = _input(input_shape)
+    return keras.Model(inp, layers.Dense(1, name="score")(inp), name="single1fc")
+
+
+def Single3FC(input_shape: Sequence[int], n_bins: int = 0, blocks=None):
+    """The 3FC block on the whole narrow MLSP vector."""
+    import keras
+
+    inp = _input(input_shape)
+    return keras.Model(inp, fc3(inp), name="single3fc")
+
+
+def Multi3FC(input_shape: Sequence[int], n_bins: int = 0, blocks: Sequence[Tuple[str, int, int]] = ()):
+    """A 3FC per block (on that block's channels), joined by a learned linear layer."""
+    import keras
+    from keras import layers
+
+    from heads.layers import ChannelSlice
+
+    if not blocks:
+        raise ValueError("multi3fc needs the store's block list (names and channel offsets)")
+    inp = _input(input_shape)
+    outs = []
+    for i, (name, start, stop) in enumerate(blocks):
+        part = ChannelSlice(start, stop, name=f"slice{i}_{name}")(inp)
+        outs.append(fc3(part, prefix=f"b{i}_fc"))
+    joined = layers.Concatenate(name="block_scores")(outs) if len(outs) > 1 else outs[0]
+    return keras.Model(inp, layers.Dense(1, name="score")(joined), name="multi3fc")
+
+
+for _name, _build, _desc in (
+    ("single1fc", Single1FC, "one linear layer on narrow MLSP features"),
+    ("single3fc", Single3FC, "3FC (2048-1024-256, BN, dropout) on narrow MLSP features"),
+    ("multi3fc", Multi3FC, "a 3FC per MLSP block, combined by a learned linear layer"),
+):
+    register_head(HeadSpec(name=_name, family="keras", kinds=("mlsp_narrow",), target="mos", build=_build,
+                           lr_stages=NARROW_STAGES, loss="mse", description=_desc,
+                           reference="Hosu et al. 2019, section 3.2.1"))

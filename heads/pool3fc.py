@@ -1,0 +1,50 @@
+"""Pool-3FC on wide MLSP features (5 x 5 x C): a modified Inception module, GAP, then 3FC.
+
+Reference: Hosu et al. 2019, section 3.2.2 (figure 6). Every conv is Conv2D(no bias, same) →
+BN(scale=False) → ReLU; columns 1x1·1024 | 1x1·1024 → (1x3·512 ‖ 3x1·512) | avgpool3 → 1x1·1024.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from heads.base import HeadSpec, WIDE_STAGES, register_head
+from heads.mlsp_fc import fc3
+
+COLUMN_UNITS = 1024
+
+
+def conv_bn(x, filters: int, kernel, name: str):
+    from keras import layers
+
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(scale=False, name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=name)(x)
+
+
+def pool3fc_trunk(inp):
+    """The modified Inception module and GAP: (5, 5, C) → (3072,)."""
+    from keras import layers
+
+    a = conv_bn(inp, COLUMN_UNITS, 1, "col_a_1x1")
+    b = conv_bn(inp, COLUMN_UNITS, 1, "col_b_1x1")
+    b = layers.Concatenate(name="col_b")([conv_bn(b, COLUMN_UNITS // 2, (1, 3), "col_b_1x3"),
+                                          conv_bn(b, COLUMN_UNITS // 2, (3, 1), "col_b_3x1")])
+    c = layers.AveragePooling2D(3, strides=1, padding="same", name="col_c_pool")(inp)
+    c = conv_bn(c, COLUMN_UNITS, 1, "col_c_1x1")
+    x = layers.Concatenate(name="inception")([a, b, c])
+    return layers.GlobalAveragePooling2D(name="gap")(x)
+
+
+def Pool3FC(input_shape: Sequence[int], n_bins: int = 0, blocks=None):
+    import keras
+
+    if len(input_shape) != 3:
+        raise ValueError(f"pool3fc needs wide features (H, W, C), got shape {tuple(input_shape)}")
+    inp = keras.Input(tuple(input_shape), name="features")
+    return keras.Model(inp, fc3(pool3fc_trunk(inp)), name="pool3fc")
+
+
+register_head(HeadSpec(name="pool3fc", family="keras", kinds=("mlsp_wide",), target="mos", build=Pool3FC,
+                       lr_stages=WIDE_STAGES, loss="mse",
+                       description="modified Inception module + GAP + 3FC on wide MLSP features",
+                       reference="Hosu et al. 2019, section 3.2.2"))

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+from heads import HeadMismatchError, get_head, list_heads
+from heads.losses import emd_loss, huber_dist_loss
+from pipeline.train import build_head_model
+
+KERAS_HEADS = [h for h in list_heads() if get_head(h).family == "keras"]
+SKLEARN_HEADS = [h for h in list_heads() if get_head(h).family == "sklearn"]
+
+
+@pytest.mark.parametrize("head,shape,params", [
+    ("single3fc", (16928,), 37_044_737),
+    ("single1fc", (16928,), 16_929),
+    ("pool3fc", (5, 5, 16928), 63_828_481),
+    ("pool3fc", (5, 5, 10048), 42_693_121),
+])
+def test_parameter_counts_match_the_reference(head, shape, params):
+    assert build_head_model(head, shape).count_params() == params
+
+
+def test_describe_head_json(capsys):
+    import json
+
+    from pipeline.cli import main
+
+    assert main(["describe-head", "single3fc", "--input-shape", "16928", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["params"] == 37_044_737 and info["layers"][1]["class"] == "Dense"
+
+
+def test_unknown_head_suggests():
+    with pytest.raises(KeyError, match="Did you mean 'pool3fc'"):
+        get_head("pool3f")
+
+
+def test_huber_loss_by_hand():
+    loss = huber_dist_loss()
+    d = 1 / 9
+    same = np.array([[0.2, 0.3, 0.5]], np.float32)
+    assert float(loss(same, same)[0]) == pytest.approx(0.0)
+    a, b = np.array([[1.0, 0.0]], np.float32), np.array([[0.0, 1.0]], np.float32)
+    assert float(loss(a, b)[0]) == pytest.approx(2 * d * (1 - d / 2), rel=1e-6)
+    small = np.array([[0.25, 0.25, 0.5]], np.float32)
+    near = np.array([[0.3, 0.2, 0.5]], np.float32)
+    assert float(loss(small, near)[0]) == pytest.approx(2 * 0.5 * 0.05 ** 2, rel=1e-4)
+
+
+def test_emd_uses_cumulative_distributions():
+    loss = emd_loss(2.0)
+    p = np.array([[0.1, 0.2, 0.3, 0.4]], np.float32)
+    assert float(loss(p, p)[0]) == pytest.approx(0.0, abs=1e-7)
+    a, b = np.array([[1.0, 0.0, 0.0]], np.float32), np.array([[0.0, 1.0, 0.0]], np.float32)
+    assert float(loss(a, b)[0]) == pytest.approx(np.sqrt(1 / 3), rel=1e-6)  # without cumsum: sqrt(2/3)
+    c = np.array([[0.0, 0.0, 1.0]], np.float32)
+    assert float(loss(a, c)[0]) == pytest.approx(np.sqrt(2 / 3), rel=1e-6)
+    assert float(loss(a, c)[0]) > float(loss(a, b)[0])  # farther mass costs more
+
+
+@pytest.mark.parametrize("head", KERAS_HEADS)
+def test_every_keras_head_trains_and_round_trips(head, tmp_path):
+    import keras
+
+    spec = get_head(head)
+    wide = spec.kinds == ("mlsp_wide",)
+    shape = (5, 5, 12) if wide else (12,)
+    model = build_head_model(head, shape, n_bins=5, blocks=[("a", 0, 4), ("b", 4, 12)])
+    from heads.losses import get_loss
+
+    model.compile(optimizer="adam", loss=get_loss(spec.loss))
+    rng = np.random.default_rng(0)
+    x = rng.random((16,) + shape).astype(np.float32)
+    y = rng.dirichlet(np.ones(5), 16).astype(np.float32) if spec.target == "dist" else rng.random((16, 1))
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    before = model.predict(x, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)  # safe mode
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), before, rtol=1e-5, atol=1e-6)
+    if spec.target == "dist":
+        assert before.shape == (16, 5) and (before >= 0).all()
+
+
+def test_refuses_a_store_without_the_kind():
+    spec = get_head("pool3fc")
+    with pytest.raises(HeadMismatchError) as info:
+        spec.check_store(["mlsp_narrow", "gmp"], has_hist=True)
+    msg = str(info.value)
+    assert "mlsp_wide" in msg and "gmp, mlsp_narrow" in msg
+    with pytest.raises(HeadMismatchError, match="vote histograms"):
+        get_head("dist_emd").check_store(["spp"], has_hist=False)
+    with pytest.raises(HeadMismatchError, match="does not accept feature kind 'mlsp_wide'"):
+        get_head("svm").check_store(["mlsp_wide"], has_hist=False, kind="mlsp_wide")
+    assert get_head("svm").check_store(["fc7", "mlsp_wide"], has_hist=False) == "fc7"

@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.train import TrainConfig, TrainError, load_sklearn_model, run_train
+from tests.conftest import linear_store
+
+QUIET = dict(log=lambda m: None)
+
+
+def _cfg(store, head, run_dir, **kw):
+    base = dict(store=str(store), head=head, run_dir=str(run_dir), batch_size=32, lr_stages=[1e-3, 1e-4],
+                max_epochs=12, patience=4, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_seeded_end_to_end_learns_a_known_function_and_reproduces(tmp_path):
+    store = linear_store(tmp_path / "s.zarr", n=800, views=2, dim=16)
+    a = run_train(_cfg(store, "single3fc", tmp_path / "a"), **QUIET)
+    assert a.metrics["test"]["srcc"] > 0.85, a.metrics["test"]
+    run = tmp_path / "a"
+    for name in ("config.json", "model.keras", "history.csv", "training_curves.png", "predictions.csv",
+                 "predictions_per_view.csv", "metrics.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").rglob("*tfevents*"))
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["lr_stages"] == [1e-3, 1e-4] and cfg["train"]["batch_size"] == 32 and cfg["kind"] == "mlsp_narrow"
+    per_view = (run / "predictions_per_view.csv").read_text().splitlines()
+    assert per_view[0] == "id,view,pred" and len(per_view) == 1 + 160 * 2
+    assert len(a.metrics["test_per_view"]) == 2
+
+    b = run_train(_cfg(store, "single3fc", tmp_path / "b"), **QUIET)
+    pa = np.loadtxt(run / "predictions.csv", delimiter=",", skiprows=1, usecols=2)
+    pb = np.loadtxt(tmp_path / "b" / "predictions.csv", delimiter=",", skiprows=1, usecols=2)
+    np.testing.assert_allclose(pa, pb, rtol=1e-5, atol=1e-5)
+
+
+def test_wide_head_streams_from_hdf5(tmp_path):
+    store = linear_store(tmp_path / "s.h5", n=120, views=2, dim=8, engine="hdf5", wide=True)
+    res = run_train(_cfg(store, "pool3fc", tmp_path / "r", cache="none", max_epochs=3, lr_stages=[1e-3]), **QUIET)
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["reader_mode"] == "none" and cfg["kind"] == "mlsp_wide"
+    assert np.isfinite(res.metrics["test"]["mse"])
+
+
+def test_distribution_head_saves_distributions_and_mos(tmp_path):
+    store = linear_store(tmp_path / "s.zarr", n=200, views=2, dim=12, hist_bins=10)
+    res = run_train(_cfg(store, "dist_emd", tmp_path / "r"), **QUIET)
+    header = (tmp_path / "r" / "predictions.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["id", "true", "pred"] and header[3:] == [f"p{i}" for i in range(1, 11)]
+    rows = np.loadtxt(tmp_path / "r" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(2, 13))
+    np.testing.assert_allclose(rows[:, 1:].sum(axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(rows[:, 0], rows[:, 1:] @ np.arange(1, 11), atol=1e-3)
+    assert res.metrics["test"]["srcc"] > 0.5
+
+
+def test_svm_baseline_and_hash_checked_loading(tmp_path):
+    store = linear_store(tmp_path / "s.zarr", n=200, views=2, dim=12)
+    res = run_train(_cfg(store, "svm", tmp_path / "r"), **QUIET)
+    assert res.metrics["test"]["n"] == 40
+    model = load_sklearn_model(tmp_path / "r")
+    assert hasattr(model, "predict")
+    with open(tmp_path / "r" / "model.joblib", "ab") as f:
+        f.write(b"tampered")
+    with pytest.raises(TrainError, match="sha256"):
+        load_sklearn_model(tmp_path / "r")
+
+
+def test_rbf_svm_refuses_huge_training_sets(tmp_path):
+    store = linear_store(tmp_path / "s.zarr", n=100, views=2, dim=4)
+    with pytest.raises(TrainError, match="svm_linear"):
+        run_train(_cfg(store, "svm", tmp_path / "r", max_train_rows=50), **QUIET)
+
+
+def test_mismatched_head_is_refused_with_the_kinds(tmp_path, capsys):
+    from pipeline.cli import main
+
+    store = linear_store(tmp_path / "s.zarr", n=60, views=1, dim=4)
+    assert main(["train", "--store", str(store), "--head", "pool3fc", "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "needs one of the feature kinds mlsp_wide" in err and "the store has mlsp_narrow" in err
