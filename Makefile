@@ -14,6 +14,10 @@ MAX_SIDE   ?=
 SCHEDULER  ?=
 OVERWRITE  ?=
 HEAD       ?= single3fc
+HEADS      ?= single1fc,single3fc,multi3fc,pool3fc,svm,rf
+SEEDS      ?= 1
+ABLATE_DIR ?= runs/ablate_$(DATASET)_$(BACKBONE)
+DEMO_HEADS ?= single3fc,pool3fc,svm
 SEED       ?= 0
 RUN_DIR    ?= runs/$(DATASET)_$(BACKBONE)_$(HEAD)_seed$(SEED)
 CACHE      ?= auto
@@ -21,6 +25,8 @@ TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 BENCH_IMAGES ?= 24
 BENCH_TRAIN_ARGS ?=
+BENCH_ABLATE_ARGS ?=
+BENCH_QUALITY_ARGS ?=
 INPUT_SHAPE ?= 5,5,16928
 
 BIN := $(VENV)/bin
@@ -34,7 +40,7 @@ EXTRACT_ARGS = --dataset $(DATASET) --data-dir $(DATA_DIR) --backbone $(BACKBONE
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_SIDE),--max-side $(MAX_SIDE)) \
 	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
-.PHONY: install test extract train describe describe-head store-info bench-extract bench-train clean
+.PHONY: install test demo ablate bench-ablate bench-quality extract train describe describe-head store-info bench-extract bench-train clean
 
 install: $(STAMP)
 
@@ -49,6 +55,21 @@ test: $(STAMP)
 
 extract: $(STAMP)
 	$(IAA) extract $(EXTRACT_ARGS)
+
+# The whole job on the embedded demo set, offline: extract, train three heads, evaluate, leaderboard.
+# The demo set is tiny (231 training images): batch 32 gives the heads enough steps per epoch.
+demo: $(STAMP)
+	$(IAA) extract $(EXTRACT_ARGS)
+	$(IAA) ablate --store $(STORE) --heads $(DEMO_HEADS) --seeds $(SEEDS) --batch-size 32 --out runs/demo_$(BACKBONE)
+
+ablate: $(STAMP)
+	$(IAA) ablate --store $(STORE) --heads $(HEADS) --seeds $(SEEDS) --out $(ABLATE_DIR) $(TRAIN_ARGS)
+
+bench-ablate: $(STAMP)
+	$(BIN)/python benchmarks/bench_ablate.py $(BENCH_ABLATE_ARGS)
+
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/bench_quality.py $(BENCH_QUALITY_ARGS)
 
 train: $(STAMP)
 	$(IAA) train --store $(STORE) --head $(HEAD) --run-dir $(RUN_DIR) --seed $(SEED) --cache $(CACHE) $(TRAIN_ARGS)
@@ -66,7 +87,22 @@ bench-extract: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py --backbone $(BACKBONE) --views $(VIEWS) \
 		--features $(FEATURES) --images $(BENCH_IMAGES) $(if $(WEIGHTS),--weights $(WEIGHTS))
 
-bench-train: $(STAMP)
+bench-# The whole job on the embedded demo set, offline: extract, train three heads, evaluate, leaderboard.
+# The demo set is tiny (231 training images): batch 32 gives the heads enough steps per epoch.
+demo: $(STAMP)
+	$(IAA) extract $(EXTRACT_ARGS)
+	$(IAA) ablate --store $(STORE) --heads $(DEMO_HEADS) --seeds $(SEEDS) --batch-size 32 --out runs/demo_$(BACKBONE)
+
+ablate: $(STAMP)
+	$(IAA) ablate --store $(STORE) --heads $(HEADS) --seeds $(SEEDS) --out $(ABLATE_DIR) $(TRAIN_ARGS)
+
+bench-ablate: $(STAMP)
+	$(BIN)/python benchmarks/bench_ablate.py $(BENCH_ABLATE_ARGS)
+
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/bench_quality.py $(BENCH_QUALITY_ARGS)
+
+train: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py $(BENCH_TRAIN_ARGS)
 
 clean:

@@ -65,9 +65,12 @@ def reference_loop(paths, backbone: str, weights: str, views_name: str) -> float
         for view in make_views(decode_image(p), views):
             x = preprocess(view[None].astype(np.float32), spec.preprocessing)
             maps = model.predict(np.asarray(x), verbose=0)
-            narrow = np.concatenate([m[0].mean(axis=(0, 1)) for m in maps]).astype(np.float16)
-            wide = np.concatenate([area_average_numpy(m[0], WIDE_SIZE) for m in maps], axis=-1)
-            wide = wide.astype(np.float16)
+            features = {
+                "mlsp_narrow": np.concatenate([m[0].mean(axis=(0, 1)) for m in maps]).astype(np.float16),
+                "mlsp_wide": np.concatenate([area_average_numpy(m[0], WIDE_SIZE) for m in maps],
+                                            axis=-1).astype(np.float16),
+            }
+            assert all(np.isfinite(f).all() for f in features.values())
     return time.perf_counter() - t0
 
 

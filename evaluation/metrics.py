@@ -54,11 +54,37 @@ def accuracy(y_true, y_pred, threshold: float) -> float:
     return float(((t <= threshold) == (p <= threshold)).mean())
 
 
-def score_metrics(y_true, y_pred, threshold: float) -> dict:
+def balanced_accuracy(y_true, y_pred, threshold: float) -> float:
+    """Mean of the recall of the high and the low class (truth classes); NaN-free: one class only → its recall."""
+    t, p = _pair(y_true, y_pred)
+    recalls = [float(((p > threshold) == cls)[(t > threshold) == cls].mean())
+               for cls in (True, False) if ((t > threshold) == cls).any()]
+    return float(np.mean(recalls))
+
+
+def bootstrap_ci(y_true, y_pred, metric, n_boot: int = 1000, seed: int = 0, level: float = 0.95):
+    """Percentile bootstrap interval of a correlation; resamples where it is undefined are skipped."""
+    t, p = _pair(y_true, y_pred)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, t.size, t.size)
+        try:
+            values.append(metric(t[idx], p[idx]))
+        except MetricError:
+            continue
+    if len(values) < n_boot // 2:
+        return None
+    lo, hi = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return [float(lo), float(hi)]
+
+
+def score_metrics(y_true, y_pred, threshold: float, ci: bool = False) -> dict:
     t, p = _pair(y_true, y_pred)
     out = {"n": int(t.size), "threshold": threshold,
            "high_fraction": float((t > threshold).mean()),
            "accuracy": accuracy(t, p, threshold),
+           "balanced_accuracy": balanced_accuracy(t, p, threshold),
            "mse": float(np.mean((t - p) ** 2)), "mae": float(np.mean(np.abs(t - p)))}
     out["rmse"] = float(np.sqrt(out["mse"]))
     for name, fn in (("srcc", srcc), ("plcc", plcc)):
@@ -67,7 +93,40 @@ def score_metrics(y_true, y_pred, threshold: float) -> dict:
         except MetricError as exc:
             out[name] = None
             out[f"{name}_error"] = str(exc)
+        if ci and out[name] is not None:
+            out[f"{name}_ci95"] = bootstrap_ci(t, p, fn)
     return out
+
+
+def _normalise(d) -> np.ndarray:
+    d = np.clip(np.asarray(d, dtype=np.float64), 0.0, None)
+    total = d.sum(axis=-1, keepdims=True)
+    if (total <= 0).any():
+        raise MetricError("a distribution sums to zero")
+    return d / total
+
+
+def emd(g, p, r: float = 2.0) -> float:
+    """Mean over samples of (mean_k |CDF_g - CDF_p|^r)^(1/r)."""
+    diff = np.abs(np.cumsum(_normalise(g), -1) - np.cumsum(_normalise(p), -1))
+    return float(np.mean(np.mean(diff ** r, axis=-1) ** (1.0 / r)))
+
+
+def kl_divergence(g, p, eps: float = 1e-8) -> float:
+    """Mean KL(g || p) in nats; p is floored at eps so an empty predicted bin stays finite."""
+    g, p = _normalise(g), np.clip(_normalise(p), eps, None)
+    terms = np.where(g > 0, g * np.log(np.where(g > 0, g, 1.0) / p), 0.0)
+    return float(np.mean(terms.sum(axis=-1)))
+
+
+def cd_loss(g, p) -> float:
+    """Mean over samples of the sum of squared CDF differences."""
+    diff = np.cumsum(_normalise(g), -1) - np.cumsum(_normalise(p), -1)
+    return float(np.mean((diff ** 2).sum(axis=-1)))
+
+
+def distribution_metrics(g, p) -> dict:
+    return {"emd_r1": emd(g, p, 1.0), "emd_r2": emd(g, p, 2.0), "kl": kl_divergence(g, p), "cd_loss": cd_loss(g, p)}
 
 
 def mos_from_distribution(dist: np.ndarray, scores: Optional[np.ndarray] = None) -> np.ndarray:

@@ -29,3 +29,89 @@ def training_curves(history: Dict[str, List[float]], path: Path, title: str = ""
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _figure(size=(5.5, 5)):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=size)
+
+
+def scatter(true, pred, path: Path, title: str = "", scale=None) -> Path:
+    import numpy as np
+
+    plt, fig, ax = _figure()
+    ax.scatter(true, pred, s=10, alpha=0.6)
+    lo = min(np.min(true), np.min(pred)) if scale is None else min(scale[0], np.min(pred))
+    hi = max(np.max(true), np.max(pred)) if scale is None else max(scale[1], np.max(pred))
+    ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1, label="identity")
+    ax.set_xlabel("true score")
+    ax.set_ylabel("predicted score (mean over views)")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def residuals(true, pred, path: Path, title: str = "") -> Path:
+    import numpy as np
+
+    plt, fig, ax = _figure((6, 4))
+    ax.scatter(true, np.asarray(pred) - np.asarray(true), s=10, alpha=0.6)
+    ax.axhline(0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("true score")
+    ax.set_ylabel("prediction - truth")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def histograms(true, pred, path: Path, title: str = "") -> Path:
+    import numpy as np
+
+    plt, fig, ax = _figure((6, 4))
+    bins = np.linspace(min(np.min(true), np.min(pred)), max(np.max(true), np.max(pred)), 30)
+    ax.hist(true, bins=bins, alpha=0.55, label="truth")
+    ax.hist(pred, bins=bins, alpha=0.55, label="prediction")
+    ax.set_xlabel("score")
+    ax.set_ylabel("images")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def best_worst_grid(pred: dict, path: Path, n: int = 6) -> Path:
+    """The n best- and n worst-predicted test images with predicted and true scores."""
+    import numpy as np
+
+    from features.images import ImageError, decode_image
+
+    err = np.abs(pred["pred"] - pred["true"])
+    order = np.argsort(err)
+    picks = [("best", i) for i in order[:n]] + [("worst", i) for i in order[::-1][:n]]
+    plt, fig, _ = _figure((2.2 * n, 5.2))
+    fig.clf()
+    for k, (label, i) in enumerate(picks):
+        ax = fig.add_subplot(2, n, k + 1)
+        try:
+            img = decode_image(pred["path"][i], max_side=256)
+            ax.imshow(img)
+        except ImageError:
+            ax.text(0.5, 0.5, "missing", ha="center")
+        ax.set_title(f"{label}: {pred['pred'][i]:.2f} / {pred['true'][i]:.2f}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle("predicted / true score: best (top) and worst (bottom) test predictions", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -15,7 +15,8 @@ import numpy as np
 
 from features.store import FeatureStore
 
-RAM_FRACTION = 0.5  # `auto` caches a split only when it takes at most this share of available RAM
+RAM_FRACTION = 0.5
+TS_CACHE_BYTES = 32 << 20  # `auto` caches a split only when it takes at most this share of available RAM
 
 
 def available_ram() -> int:
@@ -59,7 +60,9 @@ class FeatureReader:
         elif store.engine == "zarr":
             import tensorstore as ts
 
-            spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(store.path / "features" / kind)}}
+            spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(store.path / "features" / kind)},
+                    # a small cache keeps shard indexes, so a one-view read costs about that view's bytes
+                    "context": {"cache_pool": {"total_bytes_limit": TS_CACHE_BYTES}}}
             self._ts = ts.open(spec, read=True).result()
         else:
             self._h5 = arr

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
@@ -75,6 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--cache", choices=("auto", "ram", "none"), default="auto",
                     help="auto keeps the training split in RAM only when it fits with room to spare")
     tr.add_argument("--parallel-reads", type=_positive_int, default=4)
+
+    ev = sub.add_parser("evaluate", help="metrics, report and figures of a run directory")
+    ev.add_argument("run_dir")
+
+    ab = sub.add_parser("ablate", help="train a grid of heads x seeds and write a leaderboard")
+    ab.add_argument("--store", required=True)
+    ab.add_argument("--heads", required=True, help="comma-separated head names")
+    ab.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds (0, 1, ...)")
+    ab.add_argument("--out", help="output directory (default runs/ablate_<store>)")
+    ab.add_argument("--sequential", action="store_true", help="train Keras heads one after another")
+    for a in (ab,):
+        a.add_argument("--batch-size", type=_positive_int, default=128)
+        a.add_argument("--lr-stages")
+        a.add_argument("--max-epochs", type=_positive_int, default=20)
+        a.add_argument("--patience", type=_positive_int, default=5)
+        a.add_argument("--cache", choices=("auto", "ram", "none"), default="auto")
+        a.add_argument("--parallel-reads", type=_positive_int, default=4)
 
     dh = sub.add_parser("describe-head", help="layers and parameter count of a head")
     dh.add_argument("head")
@@ -169,7 +187,7 @@ def cmd_train(args) -> int:
                       patience=args.patience, cache=args.cache, parallel_reads=args.parallel_reads)
     result = run_train(cfg, log=lambda m: print(m, flush=True))
     test = result.metrics.get("test")
-    print(f"\nrun directory: {result.run_dir} ({result.seconds:.1f} s)")
+    print(f"\nrun directory: {result.run_dir} ({result.seconds:.1f} s of training; report.md and figures there)")
     if test:
         fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
         print(f"test ({test['n']} images, mean over views): SRCC {fmt(test.get('srcc'))}  "
@@ -177,6 +195,33 @@ def cmd_train(args) -> int:
               f"(threshold {test['threshold']:g}, {test['high_fraction']:.1%} high)")
     else:
         print("no test images in the store: no test metrics")
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from evaluation.report import evaluate_run
+
+    m = evaluate_run(args.run_dir)
+    test = m.get("test") or {}
+    print(f"{args.run_dir}: report.md, metrics.json and figures written; test SRCC {test.get('srcc')}, "
+          f"PLCC {test.get('plcc')}, accuracy {test.get('accuracy')}")
+    return EXIT_OK
+
+
+def cmd_ablate(args) -> int:
+    from pipeline.ablate import run_ablation
+    from pipeline.train import TrainConfig
+
+    heads = [h.strip() for h in args.heads.split(",") if h.strip()]
+    base = TrainConfig(store=args.store, head=heads[0], batch_size=args.batch_size,
+                       lr_stages=_floats(args.lr_stages), max_epochs=args.max_epochs, patience=args.patience,
+                       cache=args.cache, parallel_reads=args.parallel_reads)
+    out = args.out or f"runs/ablate_{Path(args.store).stem}"
+    run_ablation(base, heads, list(range(args.seeds)), out, joint=not args.sequential,
+                 log=lambda m: print(m, flush=True))
+    print()
+    print(Path(out, "leaderboard.md").read_text())
+    print(f"leaderboard: {Path(out, 'leaderboard.md')} (and .csv); runs and reports under {out}/")
     return EXIT_OK
 
 
@@ -204,7 +249,7 @@ def cmd_describe_head(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"extract": cmd_extract, "train": cmd_train, "describe-head": cmd_describe_head, "describe": cmd_describe, "store-info": cmd_store_info}
+COMMANDS = {"extract": cmd_extract, "train": cmd_train, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "describe-head": cmd_describe_head, "describe": cmd_describe, "store-info": cmd_store_info}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

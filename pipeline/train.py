@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from evaluation.metrics import mos_from_distribution, score_metrics, threshold_for_scale
+from evaluation.metrics import mos_from_distribution, threshold_for_scale
 from features import store as st
 from features.loader import FeatureReader, fixed_views, make_dataset, train_plan
 from heads import HeadMismatchError, get_head
@@ -124,105 +124,183 @@ def init_output_bias(model, train_targets: np.ndarray, loss: str) -> None:
     out.bias.assign(bias.astype(np.float32).reshape(out.bias.shape))
 
 
-def _train_keras(cfg: TrainConfig, spec, fs, kind, rows, targets, run_dir: Path, log) -> dict:
+@dataclass
+class _HeadState:
+    """One Keras head inside a (possibly joint) fit: its own optimiser, stages and early stopping."""
+
+    spec: object
+    model: object
+    stages: List[float]
+    writer: object
+    stage: int = 0
+    epochs_in_stage: int = 0
+    since_best: int = 0
+    best_loss: float = np.inf
+    best_weights: list = field(default_factory=list)
+    active: bool = True
+    history: Dict[str, list] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+
+    def compile(self, lr: float) -> None:
+        import keras
+
+        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=get_loss(self.spec.loss))
+
+
+HISTORY_KEYS = ("epoch", "stage", "lr", "loss", "val_loss", "seconds", "samples_per_s")
+
+
+def _batch_loss(spec, y, pred) -> np.ndarray:
+    fn = get_loss(spec.loss)
+    if fn == "mse":
+        return np.mean((np.asarray(pred, np.float64) - np.asarray(y, np.float64)) ** 2, axis=-1)
+    return np.asarray(fn(np.asarray(y, np.float32), np.asarray(pred, np.float32)))
+
+
+def predict_views(models: list, reader: FeatureReader, batch_size: int, parallel: int) -> list:
+    """(n, V, out) predictions of every model for every view, reading each batch once."""
+    n = len(reader.rows)
+    outs = [[] for _ in models]
+    for v in range(reader.n_views):
+        parts = [[] for _ in models]
+        for x, _ in make_dataset(reader, np.arange(n), np.full(n, v), None, batch_size, parallel):
+            for j, m in enumerate(models):
+                parts[j].append(np.asarray(m.predict_on_batch(x), np.float32))
+        for j in range(len(models)):
+            outs[j].append(np.concatenate(parts[j]) if parts[j] else np.zeros((0, 1), np.float32))
+    return [np.stack(o, axis=1) for o in outs]
+
+
+def fit_keras_heads(cfg: TrainConfig, specs: list, fs, kind: str, rows: dict, targets: dict,
+                    run_dirs: List[Path], log) -> List[dict]:
+    """Trains Keras heads that share a feature kind together: each batch is read once and fed to
+    every head; losses, optimisers, learning-rate stages and early stopping stay per head."""
     import keras
+    import tensorflow as tf
 
     mixed = _mixed_precision_if_gpu()
-    _set_seeds(cfg.seed)
     shape = tuple(fs.attrs["kinds"][kind]["shape"])
-    n_bins = fs.hist.shape[1] if spec.target == "dist" else 0
-    model = spec.build(shape, n_bins, _blocks(fs.attrs))
-    init_output_bias(model, targets["train"], spec.loss)
-    if mixed:
-        model = keras.Model(model.input, keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output))
+    n_bins = fs.hist.shape[1] if fs.hist is not None else 0
+    heads: List[_HeadState] = []
+    for spec, run_dir in zip(specs, run_dirs):
+        _set_seeds(cfg.seed)  # every head starts as it would alone
+        model = spec.build(shape, n_bins if spec.target == "dist" else 0, _blocks(fs.attrs))
+        init_output_bias(model, targets["train"], spec.loss)
+        if mixed:
+            out = keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output)
+            model = keras.Model(model.input, out)
+        state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages),
+                           tf.summary.create_file_writer(str(run_dir / "tensorboard")))
+        state.best_weights = model.get_weights()
+        state.compile(state.stages[0])
+        heads.append(state)
     train_reader = FeatureReader(fs, kind, rows["train"], cfg.cache)
-    val_reader = FeatureReader(fs, kind, rows["val"], "auto" if cfg.cache == "auto" else cfg.cache)
-    n_train, n_val, V = len(rows["train"]), len(rows["val"]), train_reader.n_views
-    val_views = fixed_views(n_val, V, cfg.seed)
+    val_reader = FeatureReader(fs, kind, rows["val"], cfg.cache)
+    n_train, n_val, n_views = len(rows["train"]), len(rows["val"]), train_reader.n_views
+    val_views = fixed_views(n_val, n_views, cfg.seed)
     val_ds = make_dataset(val_reader, np.arange(n_val), val_views, targets["val"], cfg.batch_size,
                           cfg.parallel_reads)
-    stages = list(cfg.lr_stages or spec.lr_stages)
-    log(f"training {spec.name} on {kind} {shape}: {n_train} train / {n_val} val images x {V} views, "
-        f"reader {train_reader.mode}, lr stages {stages}, {model.count_params():,} parameters")
-    tb = keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False)
-    history: Dict[str, list] = {"epoch": [], "stage": [], "lr": [], "loss": [], "val_loss": [], "seconds": [],
-                                "samples_per_s": []}
-    best_loss, best_weights, epoch = np.inf, model.get_weights(), 0
-    for stage, lr in enumerate(stages):
-        model.set_weights(best_weights)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=get_loss(spec.loss))
-        since_best = 0
-        for _ in range(cfg.max_epochs):
-            order, views = train_plan(n_train, V, cfg.seed, epoch)
-            train_ds = make_dataset(train_reader, order, views, targets["train"][order], cfg.batch_size,
-                                    cfg.parallel_reads)
-            t0 = time.perf_counter()
-            h = model.fit(train_ds, validation_data=val_ds, epochs=epoch + 1, initial_epoch=epoch,
-                          shuffle=False, verbose=0, callbacks=[tb])
-            dt = time.perf_counter() - t0
-            loss, val_loss = float(h.history["loss"][-1]), float(h.history["val_loss"][-1])
-            for key, value in (("epoch", epoch + 1), ("stage", stage + 1), ("lr", lr), ("loss", loss),
-                               ("val_loss", val_loss), ("seconds", dt), ("samples_per_s", n_train / dt)):
-                history[key].append(value)
-            improved = val_loss < best_loss
+    log(f"training {', '.join(h.spec.name for h in heads)} on {kind} {shape}: {n_train} train / {n_val} val "
+        f"images x {n_views} views, reader {train_reader.mode}, batch {cfg.batch_size}, "
+        + "; ".join(f"{h.spec.name} {h.model.count_params():,} parameters, lr {h.stages}" for h in heads))
+    epoch, t_start = 0, time.perf_counter()
+    while any(h.active for h in heads):
+        active = [h for h in heads if h.active]
+        order, views = train_plan(n_train, n_views, cfg.seed, epoch)
+        sums = np.zeros(len(active))
+        t0 = time.perf_counter()
+        for x, y in make_dataset(train_reader, order, views, targets["train"][order], cfg.batch_size,
+                                 cfg.parallel_reads):
+            for j, h in enumerate(active):
+                sums[j] += float(h.model.train_on_batch(x, y)) * int(x.shape[0])
+        dt = time.perf_counter() - t0
+        val_sums = np.zeros(len(active))
+        for x, y in val_ds:
+            for j, h in enumerate(active):
+                val_sums[j] += float(_batch_loss(h.spec, y.numpy(), h.model.predict_on_batch(x)).sum())
+        epoch += 1
+        notes = []
+        for j, h in enumerate(active):
+            loss, val_loss, lr = sums[j] / n_train, val_sums[j] / n_val, h.stages[h.stage]
+            for key, value in zip(HISTORY_KEYS, (epoch, h.stage + 1, lr, loss, val_loss, dt, n_train / dt)):
+                h.history[key].append(value)
+            with h.writer.as_default(step=epoch):
+                tf.summary.scalar("loss", loss)
+                tf.summary.scalar("val_loss", val_loss)
+                tf.summary.scalar("learning_rate", lr)
+            improved = val_loss < h.best_loss
             if improved:
-                best_loss, best_weights, since_best = val_loss, model.get_weights(), 0
+                h.best_loss, h.best_weights, h.since_best = val_loss, h.model.get_weights(), 0
             else:
-                since_best += 1
-            log(f"  stage {stage + 1}/{len(stages)} lr {lr:g} epoch {epoch + 1}: loss {loss:.4f} "
-                f"val {val_loss:.4f}{' *' if improved else ''}  {n_train / dt:,.0f} samples/s, {dt:.1f} s")
-            epoch += 1
-            if since_best >= cfg.patience:
-                break
-    model.set_weights(best_weights)
-    model.save(run_dir / "model.keras")
-    test_reader = FeatureReader(fs, kind, rows["test"], cfg.cache) if len(rows["test"]) else None
-    per_view = None
-    if test_reader is not None:
-        n_test = len(rows["test"])
-        outs = []
-        for v in range(V):
-            ds = make_dataset(test_reader, np.arange(n_test), np.full(n_test, v), None, cfg.batch_size,
-                              cfg.parallel_reads).map(lambda x, y: x)
-            outs.append(model.predict(ds, verbose=0))
-        per_view = np.stack(outs, axis=1)  # (n_test, V, out)
-    return {"history": history, "per_view": per_view, "params": int(model.count_params()),
-            "reader_mode": train_reader.mode, "best_val_loss": float(best_loss)}
+                h.since_best += 1
+            h.epochs_in_stage += 1
+            notes.append(f"{h.spec.name} s{h.stage + 1} lr {lr:g} loss {loss:.4f} val {val_loss:.4f}"
+                         f"{' *' if improved else ''}")
+            if h.since_best >= cfg.patience or h.epochs_in_stage >= cfg.max_epochs:
+                h.stage += 1
+                h.model.set_weights(h.best_weights)  # every stage starts from the best weights
+                if h.stage == len(h.stages):
+                    h.active = False
+                else:
+                    h.compile(h.stages[h.stage])
+                    h.epochs_in_stage = h.since_best = 0
+        left = sum(max(0, cfg.max_epochs * (len(h.stages) - h.stage) - h.epochs_in_stage)
+                   for h in heads if h.active)
+        log(f"  epoch {epoch}: " + " | ".join(notes) + f"  ({n_train / dt:,.0f} samples/s, {dt:.1f} s; "
+            f"at most {left * dt / max(len(active), 1):.0f} s left)")
+    seconds = time.perf_counter() - t_start
+    models = [h.model for h in heads]
+    val_full = FeatureReader(fs, kind, rows["val"], cfg.cache)
+    val_pred = predict_views(models, val_full, cfg.batch_size, cfg.parallel_reads)
+    test_pred = [None] * len(models)
+    if len(rows["test"]):
+        test_reader = FeatureReader(fs, kind, rows["test"], cfg.cache)
+        test_pred = predict_views(models, test_reader, cfg.batch_size, cfg.parallel_reads)
+    results = []
+    for j, (h, run_dir) in enumerate(zip(heads, run_dirs)):
+        h.model.save(run_dir / "model.keras")
+        h.writer.close()
+        results.append({"history": h.history, "val_views": val_pred[j], "test_views": test_pred[j],
+                        "params": int(h.model.count_params()), "reader_mode": train_reader.mode,
+                        "best_val_loss": float(h.best_loss), "seconds": seconds,
+                        "trained_with": [x.spec.name for x in heads]})
+    return results
 
 
-def _train_sklearn(cfg: TrainConfig, spec, fs, kind, rows, targets, run_dir: Path, log) -> dict:
+def fit_sklearn_head(cfg: TrainConfig, spec, fs, kind: str, rows: dict, targets: dict, run_dir: Path,
+                     log) -> dict:
     import joblib
 
     reader = FeatureReader(fs, kind, rows["train"], cfg.cache)
-    n, V = len(rows["train"]), reader.n_views
-    rng = np.random.default_rng(cfg.seed)
-    if n * V <= cfg.max_train_rows:
-        pos, views = np.repeat(np.arange(n), V), np.tile(np.arange(V), n)
+    n, n_views = len(rows["train"]), reader.n_views
+    if n * n_views <= cfg.max_train_rows:
+        pos, views = np.repeat(np.arange(n), n_views), np.tile(np.arange(n_views), n)
     elif n <= cfg.max_train_rows or spec.name in ("svm_linear", "rf"):
-        pos, views = np.arange(n), rng.integers(0, V, size=n)
+        pos, views = np.arange(n), np.random.default_rng(cfg.seed).integers(0, n_views, size=n)
     else:
         raise TrainError(
             f"{n:,} training images are too many for an RBF SVM (it would run for hours beyond about "
             f"{cfg.max_train_rows:,}); use --head svm_linear (linear SVR) or rf instead.")
     x = reader.read(pos, views).astype(np.float32).reshape(len(pos), -1)
-    y = targets["train"][pos]
     log(f"training {spec.name} on {kind}: {len(pos):,} rows x {x.shape[1]:,} features")
     model = spec.build(cfg.seed)
     t0 = time.perf_counter()
-    model.fit(x, y)
-    log(f"  fitted in {time.perf_counter() - t0:.1f} s")
+    model.fit(x, targets["train"][pos])
+    seconds = time.perf_counter() - t0
+    log(f"  fitted in {seconds:.1f} s")
     path = run_dir / "model.joblib"
     joblib.dump(model, path)
-    per_view = None
-    if len(rows["test"]):
-        test_reader = FeatureReader(fs, kind, rows["test"], cfg.cache)
-        n_test = len(rows["test"])
-        per_view = np.stack([
-            model.predict(test_reader.read(np.arange(n_test), np.full(n_test, v)).astype(np.float32)
-                          .reshape(n_test, -1)) for v in range(V)], axis=1)[..., None]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {"history": {}, "per_view": per_view, "params": None, "reader_mode": reader.mode,
-            "model_sha256": digest}
+
+    def views_of(split):
+        if not len(rows[split]):
+            return None
+        r = FeatureReader(fs, kind, rows[split], cfg.cache)
+        m = len(rows[split])
+        return np.stack([model.predict(r.read(np.arange(m), np.full(m, v)).astype(np.float32).reshape(m, -1))
+                         for v in range(n_views)], axis=1)[..., None]
+
+    return {"history": {}, "val_views": views_of("val"), "test_views": views_of("test"), "params": None,
+            "reader_mode": reader.mode, "seconds": seconds, "trained_with": [spec.name],
+            "model_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def load_sklearn_model(run_dir: str | Path):
@@ -238,91 +316,111 @@ def load_sklearn_model(run_dir: str | Path):
     return joblib.load(run_dir / "model.joblib")
 
 
-def _write_predictions(run_dir: Path, ids, truth, per_view: np.ndarray, target: str, mean_pred) -> None:
-    with open(run_dir / "predictions_per_view.csv", "w", newline="") as f:
+def write_predictions(path: Path, fs, rows: np.ndarray, views: np.ndarray, target: str,
+                      per_view_path: Optional[Path] = None) -> None:
+    """Mean-over-views predictions (with the distribution and the true one for distribution heads),
+    and optionally every view's prediction."""
+    ids, paths, truth = fs.ids[rows], fs.paths[rows], fs.mos[rows]
+    k = views.shape[-1]
+    dist = target == "dist"
+    mean = views.mean(axis=1)
+    mos = mos_from_distribution(mean) if dist else mean[:, 0]
+    true_hist = fs.hist[rows] if dist else None
+    with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        k = per_view.shape[-1]
-        w.writerow(["id", "view"] + (["pred"] if k == 1 else [f"p{i + 1}" for i in range(k)]))
-        for i, image_id in enumerate(ids):
-            for v in range(per_view.shape[1]):
-                w.writerow([image_id, v] + [f"{x:.6g}" for x in per_view[i, v]])
-    with open(run_dir / "predictions.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        dist = per_view.mean(axis=1) if target == "dist" else None
-        w.writerow(["id", "true", "pred"] + ([f"p{i + 1}" for i in range(dist.shape[1])] if dist is not None else []))
-        for i, image_id in enumerate(ids):
+        w.writerow(["id", "path", "true", "pred"] + ([f"p{i + 1}" for i in range(k)] + [f"t{i + 1}" for i in range(k)]
+                                                     if dist else []))
+        for i in range(len(rows)):
             extra = []
-            if dist is not None:
-                d = np.clip(dist[i], 0, None)
+            if dist:
+                d = np.clip(mean[i], 0, None)
                 extra = [f"{x:.6g}" for x in d / max(d.sum(), 1e-12)]
-            w.writerow([image_id, f"{truth[i]:.6g}", f"{mean_pred[i]:.6g}"] + extra)
+                extra += [f"{x:.6g}" for x in true_hist[i] / max(true_hist[i].sum(), 1e-12)]
+            w.writerow([ids[i], paths[i], f"{truth[i]:.6g}", f"{mos[i]:.6g}"] + extra)
+    if per_view_path is not None:
+        with open(per_view_path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "view"] + ([f"p{i + 1}" for i in range(k)] if dist else ["pred"]))
+            for i in range(len(rows)):
+                for v in range(views.shape[1]):
+                    w.writerow([ids[i], v] + [f"{x:.6g}" for x in views[i, v]])
+
+
+def _config(cfg: TrainConfig, spec, fs, kind: str, rows: dict, threshold: float, scale) -> dict:
+    return {"train": {**asdict(cfg), "head": spec.name},
+            "head": {"name": spec.name, "family": spec.family, "target": spec.target, "loss": spec.loss,
+                     "description": spec.description, "reference": spec.reference},
+            "kind": kind, "lr_stages": list(cfg.lr_stages or spec.lr_stages) if spec.family == "keras" else None,
+            "store": {"path": str(Path(cfg.store).resolve()), "backbone": fs.attrs.get("backbone"),
+                      "weights": fs.attrs.get("weights"), "settings": fs.attrs.get("settings"),
+                      "view_set": fs.attrs.get("view_set")},
+            "splits": {s: int(len(r)) for s, r in rows.items()}, "threshold": threshold, "scale": list(scale)}
+
+
+def default_run_dir(store: str, head: str, seed: int) -> Path:
+    return Path("runs") / f"{Path(store).stem}_{head}_seed{seed}"
+
+
+def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequence[str | Path]] = None,
+              log: Callable[[str], None] = print) -> List[TrainResult]:
+    """Trains several heads on one store (Keras heads sharing a kind and target jointly), then
+    writes and evaluates each run directory."""
+    from evaluation.report import evaluate_run
+
+    specs = [get_head(h) for h in heads]
+    run_dirs = [Path(d) for d in run_dirs] if run_dirs else [default_run_dir(cfg.store, s.name, cfg.seed)
+                                                             for s in specs]
+    fs = st.FeatureStore(cfg.store)
+    try:
+        try:
+            kinds = [s.check_store(fs.kinds, fs.hist is not None, cfg.kind) for s in specs]
+        except HeadMismatchError as exc:
+            raise TrainError(f"store {cfg.store}: {exc}") from None
+        scale = tuple(fs.attrs.get("dataset", {}).get("scale", (1.0, 10.0)))
+        threshold = threshold_for_scale(scale)
+        groups: Dict[tuple, List[int]] = {}
+        for i, (spec, kind) in enumerate(zip(specs, kinds)):
+            key = (kind, spec.target, spec.family, i if spec.family != "keras" else -1)
+            groups.setdefault(key, []).append(i)
+        results: List[Optional[TrainResult]] = [None] * len(specs)
+        for (kind, target, family, _), members in groups.items():
+            rows = _split_rows(fs, "dist" if target == "dist" else "mos")
+            targets = {s: _targets(fs, r, target, threshold) for s, r in rows.items()}
+            for i in members:
+                run_dirs[i].mkdir(parents=True, exist_ok=True)
+                config = _config(cfg, specs[i], fs, kind, rows, threshold, scale)
+                (run_dirs[i] / "config.json").write_text(json.dumps(config, indent=2, default=str))
+            if family == "keras":
+                outs = fit_keras_heads(cfg, [specs[i] for i in members], fs, kind, rows, targets,
+                                       [run_dirs[i] for i in members], log)
+            else:
+                i = members[0]
+                outs = [fit_sklearn_head(cfg, specs[i], fs, kind, rows, targets, run_dirs[i], log)]
+            for i, out in zip(members, outs):
+                run_dir = run_dirs[i]
+                config = json.loads((run_dir / "config.json").read_text())
+                config.update({"params": out["params"], "reader_mode": out["reader_mode"],
+                               "train_seconds": out["seconds"], "trained_with": out["trained_with"]})
+                if "model_sha256" in out:
+                    config["model_sha256"] = out["model_sha256"]
+                (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+                history = out["history"]
+                if history.get("epoch"):
+                    with open(run_dir / "history.csv", "w", newline="") as f:
+                        w = csv.writer(f)
+                        w.writerow(list(history))
+                        w.writerows(zip(*history.values()))
+                write_predictions(run_dir / "predictions_val.csv", fs, rows["val"], out["val_views"], target)
+                if out["test_views"] is not None:
+                    write_predictions(run_dir / "predictions.csv", fs, rows["test"], out["test_views"], target,
+                                      run_dir / "predictions_per_view.csv")
+                metrics = evaluate_run(run_dir, log)
+                results[i] = TrainResult(str(run_dir), metrics, out["seconds"], history)
+        return results
+    finally:
+        fs.close()
 
 
 def run_train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
-    t_start = time.time()
-    spec = get_head(cfg.head)
-    fs = st.FeatureStore(cfg.store)
-    try:
-        kind = spec.check_store(fs.kinds, fs.hist is not None, cfg.kind)
-        scale = tuple(fs.attrs.get("dataset", {}).get("scale", (1.0, 10.0)))
-        threshold = threshold_for_scale(scale)
-        rows = _split_rows(fs, "dist" if spec.target == "dist" else "mos")
-        targets = {s: _targets(fs, r, spec.target, threshold) for s, r in rows.items()}
-        run_dir = Path(cfg.run_dir or f"runs/{Path(cfg.store).stem}_{spec.name}_seed{cfg.seed}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config = {"train": asdict(cfg), "head": {"name": spec.name, "family": spec.family, "target": spec.target,
-                                                  "loss": spec.loss, "description": spec.description,
-                                                  "reference": spec.reference},
-                  "kind": kind, "lr_stages": list(cfg.lr_stages or spec.lr_stages),
-                  "store": {"path": str(Path(cfg.store).resolve()), "backbone": fs.attrs.get("backbone"),
-                            "weights": fs.attrs.get("weights"), "settings": fs.attrs.get("settings"),
-                            "view_set": fs.attrs.get("view_set")},
-                  "splits": {s: int(len(r)) for s, r in rows.items()}, "threshold": threshold,
-                  "scale": list(scale)}
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        trainer = _train_keras if spec.family == "keras" else _train_sklearn
-        out = trainer(cfg, spec, fs, kind, rows, targets, run_dir, log)
-        if "model_sha256" in out:
-            config["model_sha256"] = out["model_sha256"]
-        config["params"] = out["params"]
-        config["reader_mode"] = out["reader_mode"]
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        history = out["history"]
-        if history.get("epoch"):
-            from evaluation.plots import training_curves
-
-            with open(run_dir / "history.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(list(history))
-                w.writerows(zip(*history.values()))
-            training_curves(history, run_dir / "training_curves.png", f"{spec.name} on {kind}")
-        metrics = {"head": spec.name, "kind": kind, "seconds": None}
-        per_view = out["per_view"]
-        if per_view is not None:
-            test_rows = rows["test"]
-            truth = fs.mos[test_rows]
-            if spec.target == "dist":
-                view_mos = mos_from_distribution(per_view)
-                mean_pred = mos_from_distribution(per_view.mean(axis=1))
-            elif spec.target == "binary":
-                view_mos = per_view[..., 0]
-                mean_pred = per_view[..., 0].mean(axis=1)
-            else:
-                view_mos = per_view[..., 0]
-                mean_pred = view_mos.mean(axis=1)
-            _write_predictions(run_dir, fs.ids[test_rows], truth, per_view, spec.target, mean_pred)
-            if spec.target == "binary":
-                metrics["test"] = {"n": int(len(truth)), "threshold": threshold,
-                                   "accuracy": float(((truth > threshold) == (mean_pred > 0.5)).mean()),
-                                   "high_fraction": float((truth > threshold).mean())}
-            else:
-                metrics["test"] = score_metrics(truth, mean_pred, threshold)
-                metrics["test_per_view"] = [score_metrics(truth, view_mos[:, v], threshold)
-                                            for v in range(view_mos.shape[1])]
-        metrics["seconds"] = time.time() - t_start
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        return TrainResult(str(run_dir), metrics, metrics["seconds"], history)
-    except HeadMismatchError as exc:
-        raise TrainError(f"store {cfg.store}: {exc}") from None
-    finally:
-        fs.close()
+    run_dir = cfg.run_dir or default_run_dir(cfg.store, cfg.head, cfg.seed)
+    return run_heads(cfg, [cfg.head], [run_dir], log)[0]

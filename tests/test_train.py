@@ -30,10 +30,13 @@ def test_seeded_end_to_end_learns_a_known_function_and_reproduces(tmp_path):
     per_view = (run / "predictions_per_view.csv").read_text().splitlines()
     assert per_view[0] == "id,view,pred" and len(per_view) == 1 + 160 * 2
     assert len(a.metrics["test_per_view"]) == 2
+    assert a.metrics["val"]["n"] == 80 and a.metrics["test"]["srcc_ci95"][0] < a.metrics["test"]["srcc"]
+    for name in ("report.md", "scatter.png", "residuals.png", "histograms.png"):
+        assert (run / name).is_file(), name
 
-    b = run_train(_cfg(store, "single3fc", tmp_path / "b"), **QUIET)
-    pa = np.loadtxt(run / "predictions.csv", delimiter=",", skiprows=1, usecols=2)
-    pb = np.loadtxt(tmp_path / "b" / "predictions.csv", delimiter=",", skiprows=1, usecols=2)
+    run_train(_cfg(store, "single3fc", tmp_path / "b"), **QUIET)
+    pa = np.loadtxt(run / "predictions.csv", delimiter=",", skiprows=1, usecols=3)
+    pb = np.loadtxt(tmp_path / "b" / "predictions.csv", delimiter=",", skiprows=1, usecols=3)
     np.testing.assert_allclose(pa, pb, rtol=1e-5, atol=1e-5)
 
 
@@ -49,11 +52,14 @@ def test_distribution_head_saves_distributions_and_mos(tmp_path):
     store = linear_store(tmp_path / "s.zarr", n=200, views=2, dim=12, hist_bins=10)
     res = run_train(_cfg(store, "dist_emd", tmp_path / "r"), **QUIET)
     header = (tmp_path / "r" / "predictions.csv").read_text().splitlines()[0].split(",")
-    assert header[:3] == ["id", "true", "pred"] and header[3:] == [f"p{i}" for i in range(1, 11)]
-    rows = np.loadtxt(tmp_path / "r" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(2, 13))
+    assert header[:4] == ["id", "path", "true", "pred"]
+    assert header[4:] == [f"p{i}" for i in range(1, 11)] + [f"t{i}" for i in range(1, 11)]
+    rows = np.loadtxt(tmp_path / "r" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(3, 14))
     np.testing.assert_allclose(rows[:, 1:].sum(axis=1), 1.0, atol=1e-4)
     np.testing.assert_allclose(rows[:, 0], rows[:, 1:] @ np.arange(1, 11), atol=1e-3)
     assert res.metrics["test"]["srcc"] > 0.5
+    dist = res.metrics["test"]["distribution"]
+    assert set(dist) == {"emd_r1", "emd_r2", "kl", "cd_loss"} and all(v >= 0 for v in dist.values())
 
 
 def test_svm_baseline_and_hash_checked_loading(tmp_path):

@@ -75,6 +75,17 @@ def seeded_split(n: int, fractions: Tuple[float, ...], names: Tuple[str, ...], s
     return out
 
 
+def infer_scale(values) -> Tuple[float, float]:
+    """The rating scale labels most likely use: 0-1, 1-5, 1-10 or 0-100 (from their maximum)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    top = float(v.max()) if v.size else 1.0
+    for hi, scale in ((1.0, (0.0, 1.0)), (5.0, (1.0, 5.0)), (10.0, (1.0, 10.0)), (100.0, (0.0, 100.0))):
+        if top <= hi:
+            return scale
+    return (float(v.min()), top)
+
+
 DATASETS: Registry[Callable[[Optional[Path]], Manifest]] = Registry("dataset")
 
 

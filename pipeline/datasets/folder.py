@@ -21,6 +21,7 @@ from pipeline.datasets.base import (
     UNLABELLED,
     DatasetError,
     Manifest,
+    infer_scale,
     register_dataset,
     seeded_split,
 )
@@ -97,8 +98,8 @@ def read_labels_csv(root: Path, csv_path: Path) -> Manifest:
         notes["split"] = "from the CSV"
     notes["split_seed"] = SPLIT_SEED
     mos_arr = np.asarray(mos, dtype=np.float32)
-    finite = mos_arr[np.isfinite(mos_arr)]
-    scale = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    scale = infer_scale(mos_arr)
+    notes["scale"] = f"inferred from the scores' maximum: {scale[0]:g}..{scale[1]:g}"
     return Manifest(
         name="folder", root=root, ids=ids, paths=paths, mos=mos_arr, split=split,
         hist=np.asarray(hist, dtype=np.float32) if hist else None, scale=scale,

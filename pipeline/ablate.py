@@ -1,0 +1,79 @@
+"""`iaa ablate`: a grid of heads x seeds on one store, and a leaderboard ranked by validation SRCC.
+
+Keras heads that read the same feature kind are trained together (one read of each batch feeds every
+head; see `pipeline.train.fit_keras_heads`), so K heads cost close to one pass over the store when
+reading is the bottleneck.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+
+from pipeline.train import TrainConfig, run_heads
+
+COLUMNS = ("val_srcc", "test_srcc", "test_plcc", "test_accuracy", "test_balanced_accuracy", "test_rmse")
+
+
+def _value(metrics: dict, split: str, key: str):
+    v = (metrics.get(split) or {}).get(key)
+    return np.nan if v is None else float(v)
+
+
+def run_ablation(base: TrainConfig, heads: Sequence[str], seeds: Sequence[int], out_dir: str | Path,
+                 joint: bool = True, log: Callable[[str], None] = print) -> List[dict]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_head: Dict[str, List[dict]] = {h: [] for h in heads}
+    t_all = time.perf_counter()
+    for seed in seeds:
+        cfg = replace(base, seed=seed, run_dir=None)
+        batches = [list(heads)] if joint else [[h] for h in heads]
+        for batch in batches:
+            t0 = time.perf_counter()
+            results = run_heads(cfg, batch, [out_dir / f"{h}_seed{seed}" for h in batch], log)
+            wall = time.perf_counter() - t0
+            for h, res in zip(batch, results):
+                m = res.metrics
+                per_head[h].append({
+                    "seed": seed, "run_dir": res.run_dir, "seconds": res.seconds, "wall": wall,
+                    "val_srcc": _value(m, "val", "srcc"), "test_srcc": _value(m, "test", "srcc"),
+                    "test_plcc": _value(m, "test", "plcc"), "test_accuracy": _value(m, "test", "accuracy"),
+                    "test_balanced_accuracy": _value(m, "test", "balanced_accuracy"),
+                    "test_rmse": _value(m, "test", "rmse"), "kind": m.get("kind")})
+    rows = []
+    for h, runs in per_head.items():
+        row = {"head": h, "kind": runs[0]["kind"], "seeds": len(runs),
+               "seconds_per_run": float(np.mean([r["seconds"] for r in runs]))}
+        for col in COLUMNS:
+            vals = np.array([r[col] for r in runs], dtype=np.float64)
+            row[f"{col}_mean"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
+            row[f"{col}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else np.nan
+        rows.append(row)
+    rows.sort(key=lambda r: -np.nan_to_num(r["val_srcc_mean"], nan=-np.inf))
+    write_leaderboard(rows, out_dir, time.perf_counter() - t_all, joint)
+    return rows
+
+
+def write_leaderboard(rows: List[dict], out_dir: Path, seconds: float, joint: bool) -> None:
+    keys = ["head", "kind", "seeds", "seconds_per_run"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")]
+    with open(out_dir / "leaderboard.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r[k] for k in keys})
+    pm = lambda r, c: "n/a" if not np.isfinite(r[f"{c}_mean"]) else f"{r[f'{c}_mean']:.3f} ± {r[f'{c}_std']:.3f}"  # noqa: E731
+    lines = ["| rank | head | kind | val SRCC | test SRCC | test PLCC | test acc. | test bal. acc. | s / run |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(rows, start=1):
+        lines.append(f"| {i} | {r['head']} | {r['kind']} | {pm(r, 'val_srcc')} | {pm(r, 'test_srcc')} | "
+                     f"{pm(r, 'test_plcc')} | {pm(r, 'test_accuracy')} | {pm(r, 'test_balanced_accuracy')} | "
+                     f"{r['seconds_per_run']:.1f} |")
+    lines += ["", f"Ranked by validation SRCC (mean ± std over seeds; test metrics alongside). "
+                  f"{'Keras heads of one feature kind trained together; s / run is their shared time.' if joint else 'Heads trained one after another.'} "
+                  f"Total {seconds:.0f} s."]
+    (out_dir / "leaderboard.md").write_text("\n".join(lines) + "\n")

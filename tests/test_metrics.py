@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+from scipy import stats
+
+from evaluation import metrics as m
+from pipeline.datasets.base import infer_scale
+
+
+def test_srcc_and_plcc_match_scipy_with_ties():
+    rng = np.random.default_rng(0)
+    t = rng.integers(1, 6, 200).astype(float)  # many ties
+    p = t + rng.normal(0, 1, 200)
+    p[:20] = 3.0  # ties in the predictions too
+    assert m.srcc(t, p) == pytest.approx(stats.spearmanr(t, p).statistic, abs=1e-12)
+    assert m.plcc(t, p) == pytest.approx(stats.pearsonr(t, p).statistic, abs=1e-12)
+
+
+def test_constant_predictions_are_a_clear_error_not_nan():
+    with pytest.raises(m.MetricError, match="all equal"):
+        m.srcc([1, 2, 3], [4, 4, 4])
+    out = m.score_metrics([1, 2, 3, 6], [5, 5, 5, 5], threshold=5)
+    assert out["srcc"] is None and "all equal" in out["srcc_error"]
+    assert out["accuracy"] == 0.75 and out["mse"] == pytest.approx(np.mean([16, 9, 4, 1]))
+    with pytest.raises(m.MetricError, match="finite"):
+        m.plcc([1, 2, np.nan], [1, 2, 3])
+
+
+def test_accuracy_uses_low_at_or_below_threshold():
+    t = np.array([5.0, 5.0, 6.0, 4.0])
+    p = np.array([5.0, 5.1, 7.0, 6.0])
+    assert m.accuracy(t, p, 5.0) == 0.5  # 5.0/5.0 both low; 5.0/5.1 differ; 6/7 high; 4/6 differ
+    # balanced: high-class recall 1/1, low-class recall 1/3
+    assert m.balanced_accuracy(t, p, 5.0) == pytest.approx((1 + 1 / 3) / 2)
+
+
+def test_thresholds_follow_the_scale():
+    assert m.threshold_for_scale((1, 10)) == 5.0
+    assert m.threshold_for_scale((0, 1)) == 0.5 and m.threshold_for_scale((0, 100)) == 50.0
+    assert infer_scale([0.2, 0.9]) == (0.0, 1.0) and infer_scale([12, 88]) == (0.0, 100.0)
+    assert infer_scale([3.2, 7.9]) == (1.0, 10.0) and infer_scale([1.5, 4.2]) == (1.0, 5.0)
+
+
+def test_distribution_metrics_closed_form():
+    g = np.array([[1.0, 0.0, 0.0]])
+    p = np.array([[0.0, 1.0, 0.0]])
+    assert m.emd(g, p, 1.0) == pytest.approx(1 / 3)
+    assert m.emd(g, p, 2.0) == pytest.approx(np.sqrt(1 / 3))
+    assert m.cd_loss(g, p) == pytest.approx(1.0)
+    q = np.array([[0.5, 0.25, 0.25]])
+    assert m.kl_divergence(q, q) == pytest.approx(0.0, abs=1e-12)
+    assert m.kl_divergence(np.array([[0.5, 0.5]]), np.array([[0.25, 0.75]])) == pytest.approx(
+        0.5 * np.log(2) + 0.5 * np.log(2 / 3))
+    assert np.isfinite(m.kl_divergence(g, p))  # empty predicted bin: floored, not inf
+    np.testing.assert_allclose(m.mos_from_distribution(np.array([[0, 2, 2], [1, 0, 0]])), [2.5, 1.0])
+    with pytest.raises(m.MetricError, match="sums to zero"):
+        m.emd(np.zeros((1, 3)), p)
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=300)
+    p = t + rng.normal(size=300)
+    a, b = m.bootstrap_ci(t, p, m.srcc), m.bootstrap_ci(t, p, m.srcc)
+    assert a == b and a[0] < m.srcc(t, p) < a[1] and a[1] - a[0] < 0.2
