@@ -87,22 +87,7 @@ bench-extract: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py --backbone $(BACKBONE) --views $(VIEWS) \
 		--features $(FEATURES) --images $(BENCH_IMAGES) $(if $(WEIGHTS),--weights $(WEIGHTS))
 
-bench-# The whole job on the embedded demo set, offline: extract, train three heads, evaluate, leaderboard.
-# The demo set is tiny (231 training images): batch 32 gives the heads enough steps per epoch.
-demo: $(STAMP)
-	$(IAA) extract $(EXTRACT_ARGS)
-	$(IAA) ablate --store $(STORE) --heads $(DEMO_HEADS) --seeds $(SEEDS) --batch-size 32 --out runs/demo_$(BACKBONE)
-
-ablate: $(STAMP)
-	$(IAA) ablate --store $(STORE) --heads $(HEADS) --seeds $(SEEDS) --out $(ABLATE_DIR) $(TRAIN_ARGS)
-
-bench-ablate: $(STAMP)
-	$(BIN)/python benchmarks/bench_ablate.py $(BENCH_ABLATE_ARGS)
-
-bench-quality: $(STAMP)
-	$(BIN)/python benchmarks/bench_quality.py $(BENCH_QUALITY_ARGS)
-
-train: $(STAMP)
+bench-train: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py $(BENCH_TRAIN_ARGS)
 
 clean:

@@ -91,3 +91,17 @@ def test_refuses_a_store_without_the_kind():
     with pytest.raises(HeadMismatchError, match="does not accept feature kind 'mlsp_wide'"):
         get_head("svm").check_store(["mlsp_wide"], has_hist=False, kind="mlsp_wide")
     assert get_head("svm").check_store(["fc7", "mlsp_wide"], has_hist=False) == "fc7"
+
+
+@pytest.mark.parametrize("head", SKLEARN_HEADS)
+def test_every_sklearn_head_fits_and_round_trips(head, tmp_path):
+    import joblib
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 6)) * 100
+    y = x[:, 0] / 10 + rng.normal(0, 0.1, 40)
+    spec = get_head(head)
+    model = spec.build(0)
+    model.fit(x, (y > np.median(y)).astype(float) if spec.target == "binary" else y)
+    joblib.dump(model, tmp_path / "m.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "m.joblib").predict(x), model.predict(x))
