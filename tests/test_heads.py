@@ -104,4 +104,5 @@ def test_every_sklearn_head_fits_and_round_trips(head, tmp_path):
     model = spec.build(0)
     model.fit(x, (y > np.median(y)).astype(float) if spec.target == "binary" else y)
     joblib.dump(model, tmp_path / "m.joblib")
-    np.testing.assert_array_equal(joblib.load(tmp_path / "m.joblib").predict(x), model.predict(x))
+    # rf sums its trees in parallel threads: equal up to the order of the additions
+    np.testing.assert_allclose(joblib.load(tmp_path / "m.joblib").predict(x), model.predict(x), rtol=1e-12)
