@@ -40,6 +40,18 @@ def _figure(size=(5.5, 5)):
     return plt, *plt.subplots(figsize=size)
 
 
+def _finish(plt, fig, ax, path: Path, xlabel: str, ylabel: str, title: str, legend: bool = False) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def scatter(true, pred, path: Path, title: str = "", scale=None) -> Path:
     import numpy as np
 
@@ -48,14 +60,7 @@ def scatter(true, pred, path: Path, title: str = "", scale=None) -> Path:
     lo = min(np.min(true), np.min(pred)) if scale is None else min(scale[0], np.min(pred))
     hi = max(np.max(true), np.max(pred)) if scale is None else max(scale[1], np.max(pred))
     ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1, label="identity")
-    ax.set_xlabel("true score")
-    ax.set_ylabel("predicted score (mean over views)")
-    ax.set_title(title)
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "true score", "predicted score (mean over views)", title, legend=True)
 
 
 def residuals(true, pred, path: Path, title: str = "") -> Path:
@@ -64,13 +69,7 @@ def residuals(true, pred, path: Path, title: str = "") -> Path:
     plt, fig, ax = _figure((6, 4))
     ax.scatter(true, np.asarray(pred) - np.asarray(true), s=10, alpha=0.6)
     ax.axhline(0, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("true score")
-    ax.set_ylabel("prediction - truth")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "true score", "prediction - truth", title)
 
 
 def histograms(true, pred, path: Path, title: str = "") -> Path:
@@ -80,14 +79,7 @@ def histograms(true, pred, path: Path, title: str = "") -> Path:
     bins = np.linspace(min(np.min(true), np.min(pred)), max(np.max(true), np.max(pred)), 30)
     ax.hist(true, bins=bins, alpha=0.55, label="truth")
     ax.hist(pred, bins=bins, alpha=0.55, label="prediction")
-    ax.set_xlabel("score")
-    ax.set_ylabel("images")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "score", "images", title, legend=True)
 
 
 def best_worst_grid(pred: dict, path: Path, n: int = 6) -> Path:

@@ -249,8 +249,7 @@ def fit_keras_heads(cfg: TrainConfig, specs: list, fs, kind: str, rows: dict, ta
             f"at most {left * dt / max(len(active), 1):.0f} s left)")
     seconds = time.perf_counter() - t_start
     models = [h.model for h in heads]
-    val_full = FeatureReader(fs, kind, rows["val"], cfg.cache)
-    val_pred = predict_views(models, val_full, cfg.batch_size, cfg.parallel_reads)
+    val_pred = predict_views(models, val_reader, cfg.batch_size, cfg.parallel_reads)
     test_pred = [None] * len(models)
     if len(rows["test"]):
         test_reader = FeatureReader(fs, kind, rows["test"], cfg.cache)
