@@ -1,6 +1,6 @@
 """Many heads in one pass vs one after another, on a synthetic IRNv2-narrow-shaped store.
 
-Trains the narrow MOS heads (single1fc, single3fc, multi3fc) for `--epochs` epochs from the store
+Trains four narrow heads (single1fc, single3fc, multi3fc, dist_emd) for `--epochs` epochs from the store
 (streaming, no RAM cache) together (each batch read once, fed to every head) and one after another,
 and one head (single3fc) alone, and prints the seconds of each.
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import C, build_store  # noqa: E402
 from pipeline.train import TrainConfig, run_heads  # noqa: E402
 
-HEADS = ["single1fc", "single3fc", "multi3fc"]
+HEADS = ["single1fc", "single3fc", "multi3fc", "dist_emd"]
 
 
 def main() -> None:
@@ -36,14 +36,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-ablate-"))
     try:
         store = root / "narrow.zarr"
-        build_store(store, args.n, 8, (C,), "mlsp_narrow")
-        import zarr
-
-        split = zarr.open_group(str(store), mode="r+")["split"]
-        labels = ["train"] * args.n
-        for i in range(int(0.9 * args.n), args.n):
-            labels[i] = "val"
-        split[:] = labels
+        build_store(store, args.n, 8, (C,), "mlsp_narrow", hist_bins=10, val_fraction=0.1)
         cfg = TrainConfig(store=str(store), head="single3fc", lr_stages=[1e-4], max_epochs=args.epochs,
                           patience=args.epochs, cache="none")
         quiet = lambda m: None  # noqa: E731
@@ -55,8 +48,7 @@ def main() -> None:
         run_heads(cfg, HEADS, [root / f"j_{h}" for h in HEADS], quiet)
         out[f"{len(HEADS)}_heads_together_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        for h in HEADS:
-            run_heads(cfg, [h], [root / f"s_{h}"], quiet)
+        run_heads(cfg, HEADS, [root / f"s_{h}" for h in HEADS], quiet, joint=False)
         out[f"{len(HEADS)}_heads_one_after_another_s"] = time.perf_counter() - t0
         out["together_over_one"] = out[f"{len(HEADS)}_heads_together_s"] / out["one_head_s"]
         print(json.dumps(out, indent=2))

@@ -42,15 +42,17 @@ def rchar() -> int:
         return int(next(line for line in f if line.startswith("rchar")).split()[1])
 
 
-def build_store(path: Path, n: int, views: int, shape: tuple, kind: str) -> None:
+def build_store(path: Path, n: int, views: int, shape: tuple, kind: str, hist_bins: int = 0,
+                val_fraction: float = 0.0) -> None:
     layout = st.StoreLayout(n=n, n_views=views, kinds={kind: shape},
                             task_size=st.StoreLayout.choose_task_size(n, views, {kind: shape}))
     attrs = {"kinds": {kind: {"shape": list(shape)}}, "task_size": layout.task_size,
              "blocks": [{"name": "all", "channels": C, "offset": 0}], "dataset": {"scale": [1, 10]}}
     ids = [f"s{i}" for i in range(n)]
-    split = ["train"] * n
+    split = ["train"] * (n - int(val_fraction * n)) + ["val"] * int(val_fraction * n)
     mos = np.random.default_rng(0).uniform(2, 8, n).astype(np.float32)
-    st.create_zarr(path, layout, attrs, ids, split, ids, mos, None)
+    hist = np.random.default_rng(3).integers(0, 20, (n, hist_bins)).astype(np.float32) + 1 if hist_bins else None
+    st.create_zarr(path, layout, attrs, ids, split, ids, mos, hist)
     rng = np.random.default_rng(1)
     for start, stop in layout.tasks():
         k = stop - start

@@ -32,19 +32,17 @@ def run_ablation(base: TrainConfig, heads: Sequence[str], seeds: Sequence[int], 
     t_all = time.perf_counter()
     for seed in seeds:
         cfg = replace(base, seed=seed, run_dir=None)
-        batches = [list(heads)] if joint else [[h] for h in heads]
-        for batch in batches:
-            t0 = time.perf_counter()
-            results = run_heads(cfg, batch, [out_dir / f"{h}_seed{seed}" for h in batch], log)
-            wall = time.perf_counter() - t0
-            for h, res in zip(batch, results):
-                m = res.metrics
-                per_head[h].append({
-                    "seed": seed, "run_dir": res.run_dir, "seconds": res.seconds, "wall": wall,
-                    "val_srcc": _value(m, "val", "srcc"), "test_srcc": _value(m, "test", "srcc"),
-                    "test_plcc": _value(m, "test", "plcc"), "test_accuracy": _value(m, "test", "accuracy"),
-                    "test_balanced_accuracy": _value(m, "test", "balanced_accuracy"),
-                    "test_rmse": _value(m, "test", "rmse"), "kind": m.get("kind")})
+        t0 = time.perf_counter()
+        results = run_heads(cfg, list(heads), [out_dir / f"{h}_seed{seed}" for h in heads], log, joint=joint)
+        wall = time.perf_counter() - t0
+        for h, res in zip(heads, results):
+            m = res.metrics
+            per_head[h].append({
+                "seed": seed, "run_dir": res.run_dir, "seconds": res.seconds, "wall": wall,
+                "val_srcc": _value(m, "val", "srcc"), "test_srcc": _value(m, "test", "srcc"),
+                "test_plcc": _value(m, "test", "plcc"), "test_accuracy": _value(m, "test", "accuracy"),
+                "test_balanced_accuracy": _value(m, "test", "balanced_accuracy"),
+                "test_rmse": _value(m, "test", "rmse"), "kind": m.get("kind")})
     rows = []
     for h, runs in per_head.items():
         row = {"head": h, "kind": runs[0]["kind"], "seeds": len(runs),

@@ -54,13 +54,14 @@ class TrainResult:
     history: Dict[str, list] = field(default_factory=dict)
 
 
-def _split_rows(fs: st.FeatureStore, target: str) -> Dict[str, np.ndarray]:
+def _split_rows(fs: st.FeatureStore, targets: set) -> Dict[str, np.ndarray]:
+    """Rows per split that are done and carry every label the given targets need."""
     usable = fs.status == st.DONE
-    if target == "dist":
+    if targets & {"mos", "binary"}:
+        usable &= np.isfinite(fs.mos)
+    if "dist" in targets:
         hist = fs.hist
         usable &= np.isfinite(hist).all(axis=1) & (hist.sum(axis=1) > 0)
-    else:
-        usable &= np.isfinite(fs.mos)
     split = fs.split
     rows = {s: np.flatnonzero(usable & (split == s)) for s in ("train", "val", "test")}
     for s in ("train", "val"):
@@ -138,6 +139,7 @@ class _HeadState:
     best_loss: float = np.inf
     best_weights: list = field(default_factory=list)
     active: bool = True
+    columns: slice = field(default_factory=lambda: slice(None))
     history: Dict[str, list] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
 
     def compile(self, lr: float) -> None:
@@ -171,26 +173,31 @@ def predict_views(models: list, reader: FeatureReader, batch_size: int, parallel
 
 
 def fit_keras_heads(cfg: TrainConfig, specs: list, fs, kind: str, rows: dict, targets: dict,
-                    run_dirs: List[Path], log) -> List[dict]:
+                    run_dirs: List[Path], log, columns: Optional[List[slice]] = None) -> List[dict]:
     """Trains Keras heads that share a feature kind together: each batch is read once and fed to
-    every head; losses, optimisers, learning-rate stages and early stopping stay per head."""
+    every head; losses, optimisers, learning-rate stages and early stopping stay per head.
+
+    `targets[split]` is one (n, T) matrix; head j learns its columns `columns[j]` (all by default).
+    """
     import keras
     import tensorflow as tf
 
     mixed = _mixed_precision_if_gpu()
     shape = tuple(fs.attrs["kinds"][kind]["shape"])
     n_bins = fs.hist.shape[1] if fs.hist is not None else 0
+    columns = columns or [slice(None)] * len(specs)
     heads: List[_HeadState] = []
-    for spec, run_dir in zip(specs, run_dirs):
+    for spec, run_dir, cols in zip(specs, run_dirs, columns):
         _set_seeds(cfg.seed)  # every head starts as it would alone
         model = spec.build(shape, n_bins if spec.target == "dist" else 0, _blocks(fs.attrs))
-        init_output_bias(model, targets["train"], spec.loss)
+        init_output_bias(model, targets["train"][:, cols], spec.loss)
         if mixed:
             out = keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output)
             model = keras.Model(model.input, out)
         state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages),
                            tf.summary.create_file_writer(str(run_dir / "tensorboard")))
         state.best_weights = model.get_weights()
+        state.columns = cols
         state.compile(state.stages[0])
         heads.append(state)
     train_reader = FeatureReader(fs, kind, rows["train"], cfg.cache)
@@ -211,12 +218,13 @@ def fit_keras_heads(cfg: TrainConfig, specs: list, fs, kind: str, rows: dict, ta
         for x, y in make_dataset(train_reader, order, views, targets["train"][order], cfg.batch_size,
                                  cfg.parallel_reads):
             for j, h in enumerate(active):
-                sums[j] += float(h.model.train_on_batch(x, y)) * int(x.shape[0])
+                sums[j] += float(h.model.train_on_batch(x, y[:, h.columns])) * int(x.shape[0])
         dt = time.perf_counter() - t0
         val_sums = np.zeros(len(active))
         for x, y in val_ds:
             for j, h in enumerate(active):
-                val_sums[j] += float(_batch_loss(h.spec, y.numpy(), h.model.predict_on_batch(x)).sum())
+                val_sums[j] += float(_batch_loss(h.spec, y.numpy()[:, h.columns],
+                                                 h.model.predict_on_batch(x)).sum())
         epoch += 1
         notes = []
         for j, h in enumerate(active):
@@ -361,9 +369,9 @@ def default_run_dir(store: str, head: str, seed: int) -> Path:
 
 
 def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequence[str | Path]] = None,
-              log: Callable[[str], None] = print) -> List[TrainResult]:
-    """Trains several heads on one store (Keras heads sharing a kind and target jointly), then
-    writes and evaluates each run directory."""
+              log: Callable[[str], None] = print, joint: bool = True) -> List[TrainResult]:
+    """Trains several heads on one store (with `joint`, Keras heads sharing a feature kind in one
+    pass over the data), then writes and evaluates each run directory."""
     from evaluation.report import evaluate_run
 
     specs = [get_head(h) for h in heads]
@@ -379,22 +387,32 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
         threshold = threshold_for_scale(scale)
         groups: Dict[tuple, List[int]] = {}
         for i, (spec, kind) in enumerate(zip(specs, kinds)):
-            key = (kind, spec.target, spec.family, i if spec.family != "keras" else -1)
+            key = (kind, spec.family, -1 if spec.family == "keras" and joint else i)
             groups.setdefault(key, []).append(i)
         results: List[Optional[TrainResult]] = [None] * len(specs)
-        for (kind, target, family, _), members in groups.items():
-            rows = _split_rows(fs, "dist" if target == "dist" else "mos")
-            targets = {s: _targets(fs, r, target, threshold) for s, r in rows.items()}
+        for (kind, family, _), members in groups.items():
+            kinds_of_target = sorted({specs[i].target for i in members})
+            rows = _split_rows(fs, set(kinds_of_target))
+            # one target matrix per group: [MOS | distribution], each head learns its columns
+            blocks, columns, width = [], {}, 0
+            for target in kinds_of_target:
+                block = {s: _targets(fs, r, target, threshold).reshape(len(r), -1) for s, r in rows.items()}
+                columns[target] = slice(width, width + block["train"].shape[1])
+                width += block["train"].shape[1]
+                blocks.append(block)
+            targets = {s: np.concatenate([b[s] for b in blocks], axis=1) for s in rows}
             for i in members:
                 run_dirs[i].mkdir(parents=True, exist_ok=True)
                 config = _config(cfg, specs[i], fs, kind, rows, threshold, scale)
                 (run_dirs[i] / "config.json").write_text(json.dumps(config, indent=2, default=str))
             if family == "keras":
                 outs = fit_keras_heads(cfg, [specs[i] for i in members], fs, kind, rows, targets,
-                                       [run_dirs[i] for i in members], log)
+                                       [run_dirs[i] for i in members], log,
+                                       [columns[specs[i].target] for i in members])
             else:
                 i = members[0]
-                outs = [fit_sklearn_head(cfg, specs[i], fs, kind, rows, targets, run_dirs[i], log)]
+                flat = {s: t[:, 0] for s, t in targets.items()}
+                outs = [fit_sklearn_head(cfg, specs[i], fs, kind, rows, flat, run_dirs[i], log)]
             for i, out in zip(members, outs):
                 run_dir = run_dirs[i]
                 config = json.loads((run_dir / "config.json").read_text())
@@ -409,6 +427,7 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
                         w = csv.writer(f)
                         w.writerow(list(history))
                         w.writerows(zip(*history.values()))
+                target = specs[i].target
                 write_predictions(run_dir / "predictions_val.csv", fs, rows["val"], out["val_views"], target)
                 if out["test_views"] is not None:
                     write_predictions(run_dir / "predictions.csv", fs, rows["test"], out["test_views"], target,

@@ -37,3 +37,25 @@ def test_joint_training_equals_training_alone(tmp_path):
     joint = np.loadtxt(tmp_path / "j3" / "predictions.csv", delimiter=",", skiprows=1, usecols=3)
     alone = np.loadtxt(tmp_path / "a3" / "predictions.csv", delimiter=",", skiprows=1, usecols=3)
     np.testing.assert_allclose(joint, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_mos_and_distribution_heads_share_one_pass(tmp_path):
+    from pipeline.train import run_heads
+
+    store = linear_store(tmp_path / "s.zarr", n=160, views=2, dim=8, hist_bins=10)
+    cfg = TrainConfig(store=str(store), head="single1fc", batch_size=32, lr_stages=[1e-3], max_epochs=2,
+                      patience=2)
+    quiet = lambda m: None  # noqa: E731
+    joint = run_heads(cfg, ["single1fc", "dist_emd"], [tmp_path / "j1", tmp_path / "jd"], quiet)
+    assert json_config(tmp_path / "jd")["trained_with"] == ["single1fc", "dist_emd"]
+    assert "distribution" in joint[1].metrics["test"] and "distribution" not in joint[0].metrics["test"]
+    run_heads(cfg, ["dist_emd"], [tmp_path / "ad"], quiet)
+    a = np.loadtxt(tmp_path / "jd" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(3, 14))
+    b = np.loadtxt(tmp_path / "ad" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(3, 14))
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def json_config(run_dir):
+    import json
+
+    return json.loads((run_dir / "config.json").read_text())
