@@ -251,10 +251,10 @@ def fit_keras_heads(cfg: TrainConfig, specs: list, fs, kind: str, rows: dict, ta
                 else:
                     h.compile(h.stages[h.stage])
                     h.epochs_in_stage = h.since_best = 0
-        left = sum(max(0, cfg.max_epochs * (len(h.stages) - h.stage) - h.epochs_in_stage)
-                   for h in heads if h.active)
+        left = max([cfg.max_epochs * (len(h.stages) - h.stage) - h.epochs_in_stage for h in heads if h.active],
+                   default=0)
         log(f"  epoch {epoch}: " + " | ".join(notes) + f"  ({n_train / dt:,.0f} samples/s, {dt:.1f} s; "
-            f"at most {left * dt / max(len(active), 1):.0f} s left)")
+            f"at most {left * dt:.0f} s left)")
     seconds = time.perf_counter() - t_start
     models = [h.model for h in heads]
     val_pred = predict_views(models, val_reader, cfg.batch_size, cfg.parallel_reads)
