@@ -81,6 +81,12 @@ def _targets(fs: st.FeatureStore, rows: np.ndarray, target: str, threshold: floa
     return fs.mos[rows].astype(np.float32)
 
 
+def _target_block(fs: st.FeatureStore, rows: np.ndarray, target: str, threshold: float) -> np.ndarray:
+    """Targets as an (n, columns) matrix; an empty split keeps its column count."""
+    t = _targets(fs, rows, target, threshold)
+    return t[:, None] if t.ndim == 1 else t
+
+
 def _blocks(attrs: dict):
     return [(b["name"], b["offset"], b["offset"] + b["channels"]) for b in attrs.get("blocks", [])]
 
@@ -396,7 +402,7 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
             # one target matrix per group: [MOS | distribution], each head learns its columns
             blocks, columns, width = [], {}, 0
             for target in kinds_of_target:
-                block = {s: _targets(fs, r, target, threshold).reshape(len(r), -1) for s, r in rows.items()}
+                block = {s: _target_block(fs, r, target, threshold) for s, r in rows.items()}
                 columns[target] = slice(width, width + block["train"].shape[1])
                 width += block["train"].shape[1]
                 blocks.append(block)

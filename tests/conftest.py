@@ -86,7 +86,7 @@ def make_store(path: Path, features: dict, mos, split, hist=None, blocks=None, s
 
 
 def linear_store(path: Path, n: int = 300, views: int = 2, dim: int = 24, seed: int = 0, engine="zarr",
-                 wide: bool = False, hist_bins: int = 0) -> Path:
+                 wide: bool = False, hist_bins: int = 0, test_split: bool = True) -> Path:
     """Labels are a known function of the features: mos = 5.5 + 1.5 * tanh(w . mean-over-views)."""
     rng = np.random.default_rng(seed)
     base = rng.normal(size=(n, dim)).astype(np.float32)
@@ -95,7 +95,7 @@ def linear_store(path: Path, n: int = 300, views: int = 2, dim: int = 24, seed: 
     mos = 5.5 + 1.5 * np.tanh(np.abs(base) @ w * 2)
     split = np.array(["train"] * n, dtype=object)
     split[int(0.7 * n): int(0.8 * n)] = "val"
-    split[int(0.8 * n):] = "test"
+    split[int(0.8 * n):] = "test" if test_split else "val"
     features = {"mlsp_narrow": feats}
     if wide:
         features["mlsp_wide"] = np.repeat(np.repeat(feats[:, :, None, None, :], 5, axis=2), 5, axis=3)

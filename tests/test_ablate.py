@@ -59,3 +59,16 @@ def json_config(run_dir):
     import json
 
     return json.loads((run_dir / "config.json").read_text())
+
+
+def test_store_without_a_test_split_trains_and_reports_validation_only(tmp_path):
+    from pipeline.train import run_heads
+
+    store = linear_store(tmp_path / "s.zarr", n=96, views=2, dim=8, hist_bins=10, test_split=False)
+    cfg = TrainConfig(store=str(store), head="single1fc", batch_size=32, lr_stages=[1e-3], max_epochs=1,
+                      patience=1)
+    res = run_heads(cfg, ["single1fc", "dist_emd"], [tmp_path / "m", tmp_path / "d"], lambda m: None)
+    for r, run in zip(res, ("m", "d")):
+        assert "test" not in r.metrics and r.metrics["val"]["n"] == 96 - int(0.7 * 96)
+        assert not (tmp_path / run / "predictions.csv").exists()
+        assert (tmp_path / run / "predictions_val.csv").is_file() and (tmp_path / run / "model.keras").is_file()
