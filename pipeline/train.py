@@ -152,6 +152,24 @@ class _HeadState:
         import keras
 
         self.model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=get_loss(self.spec.loss))
+        self.model.optimizer.build(self.model.trainable_variables)  # its slots must exist before tracing
+
+
+def _joint_train_step(heads: List[_HeadState], x_shape: tuple, n_targets: int):
+    """One traced function that runs every head's own `train_step` on the same batch: a single
+    dispatch per batch however many heads there are (Keras' `train_on_batch` costs milliseconds of
+    Python per call and head, more than a small head's arithmetic)."""
+    import tensorflow as tf
+
+    models, columns = [h.model for h in heads], [h.columns for h in heads]
+
+    @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(x_shape), tf.float32),
+                                  tf.TensorSpec((None, n_targets), tf.float32)])
+    def step(x, y):
+        for model, cols in zip(models, columns):
+            model.train_step((x, y[:, cols]))
+
+    return step
 
 
 HISTORY_KEYS = ("epoch", "stage", "lr", "loss", "val_loss", "seconds", "samples_per_s")
@@ -215,17 +233,20 @@ def fit_keras_heads(cfg: TrainConfig, specs: list, fs, kind: str, rows: dict, ta
     log(f"training {', '.join(h.spec.name for h in heads)} on {kind} {shape}: {n_train} train / {n_val} val "
         f"images x {n_views} views, reader {train_reader.mode}, batch {cfg.batch_size}, "
         + "; ".join(f"{h.spec.name} {h.model.count_params():,} parameters, lr {h.stages}" for h in heads))
-    epoch, t_start = 0, time.perf_counter()
+    epoch, step, t_start = 0, None, time.perf_counter()
     while any(h.active for h in heads):
         active = [h for h in heads if h.active]
         order, views = train_plan(n_train, n_views, cfg.seed, epoch)
-        sums = np.zeros(len(active))
+        if step is None:  # first epoch, or a head finished or began a new stage (a new optimiser)
+            step = _joint_train_step(active, shape, targets["train"].shape[1])
+        for h in active:
+            h.model.reset_metrics()  # the loss tracker then holds this epoch's sample-weighted mean
         t0 = time.perf_counter()
         for x, y in make_dataset(train_reader, order, views, targets["train"][order], cfg.batch_size,
                                  cfg.parallel_reads):
-            for j, h in enumerate(active):
-                sums[j] += float(h.model.train_on_batch(x, y[:, h.columns])) * int(x.shape[0])
+            step(x, y)
         dt = time.perf_counter() - t0
+        sums = np.array([float(h.model.get_metrics_result()["loss"]) * n_train for h in active])
         val_sums = np.zeros(len(active))
         for x, y in val_ds:
             for j, h in enumerate(active):
@@ -251,6 +272,7 @@ def fit_keras_heads(cfg: TrainConfig, specs: list, fs, kind: str, rows: dict, ta
                          f"{' *' if improved else ''}")
             if h.since_best >= cfg.patience or h.epochs_in_stage >= cfg.max_epochs:
                 h.stage += 1
+                step = None
                 h.model.set_weights(h.best_weights)  # every stage starts from the best weights
                 if h.stage == len(h.stages):
                     h.active = False
