@@ -131,6 +131,32 @@ def init_output_bias(model, train_targets: np.ndarray, loss: str) -> None:
     out.bias.assign(bias.astype(np.float32).reshape(out.bias.shape))
 
 
+def _on_score_scale(model, train_scores: np.ndarray):
+    """Appends score = mean + std * output (training-split statistics, saved with the model).
+
+    The head itself then works in standard units whatever the dataset's scale (AVA 1-10, AADB 0-1,
+    KonIQ 0-100): with dropout and batch normalisation its initial output spread is about 1, which
+    swamps a 0-1 target's spread of about 0.15 and leaves wide heads at low learning rates unable to
+    fit. The loss is still the MSE on the dataset's own scale.
+    """
+    import keras
+
+    y = np.asarray(train_scores, np.float64).ravel()
+    mean, std = float(y.mean()), float(y.std())
+    if not std > 0:
+        raise TrainError(f"all {len(y)} training scores equal {mean:g}; a head cannot learn a ranking from them")
+    out = keras.layers.Rescaling(scale=std, offset=mean, dtype="float32", name="to_score_scale")(model.output)
+    return keras.Model(model.input, out, name=model.name)
+
+
+def _score_scale(model) -> Optional[dict]:
+    try:
+        c = model.get_layer("to_score_scale").get_config()
+    except ValueError:
+        return None
+    return {"mean": c["offset"], "std": c["scale"]}
+
+
 @dataclass
 class _HeadState:
     """One Keras head inside a (possibly joint) fit: its own optimiser, stages and early stopping."""
@@ -214,10 +240,13 @@ def fit_keras_heads(cfg: TrainConfig, specs: list, fs, kind: str, rows: dict, ta
     for spec, run_dir, cols in zip(specs, run_dirs, columns):
         _set_seeds(cfg.seed)  # every head starts as it would alone
         model = spec.build(shape, n_bins if spec.target == "dist" else 0, _blocks(fs.attrs))
-        init_output_bias(model, targets["train"][:, cols], spec.loss)
         if mixed:
             out = keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output)
             model = keras.Model(model.input, out)
+        if spec.target == "mos":
+            model = _on_score_scale(model, targets["train"][:, cols])
+        else:
+            init_output_bias(model, targets["train"][:, cols], spec.loss)
         state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages),
                            tf.summary.create_file_writer(str(run_dir / "tensorboard")))
         state.best_weights = model.get_weights()
@@ -296,6 +325,7 @@ def fit_keras_heads(cfg: TrainConfig, specs: list, fs, kind: str, rows: dict, ta
         h.writer.close()
         results.append({"history": h.history, "val_views": val_pred[j], "test_views": test_pred[j],
                         "params": int(h.model.count_params()), "reader_mode": train_reader.mode,
+                        "score_scale": _score_scale(h.model),
                         "best_val_loss": float(h.best_loss), "seconds": seconds,
                         "trained_with": [x.spec.name for x in heads]})
     return results
@@ -446,6 +476,8 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
                 config = json.loads((run_dir / "config.json").read_text())
                 config.update({"params": out["params"], "reader_mode": out["reader_mode"],
                                "train_seconds": out["seconds"], "trained_with": out["trained_with"]})
+                if out.get("score_scale"):
+                    config["score_scale"] = out["score_scale"]
                 if "model_sha256" in out:
                     config["model_sha256"] = out["model_sha256"]
                 (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))

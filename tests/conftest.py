@@ -86,8 +86,9 @@ def make_store(path: Path, features: dict, mos, split, hist=None, blocks=None, s
 
 
 def linear_store(path: Path, n: int = 300, views: int = 2, dim: int = 24, seed: int = 0, engine="zarr",
-                 wide: bool = False, hist_bins: int = 0, test_split: bool = True) -> Path:
-    """Labels are a known function of the features: mos = 5.5 + 1.5 * tanh(w . mean-over-views)."""
+                 wide: bool = False, hist_bins: int = 0, test_split: bool = True, unit_scale: bool = False) -> Path:
+    """Labels are a known function of the features: mos = 5.5 + 1.5 * tanh(w . mean-over-views)
+    (1-10 scale), or that mapped to 0-1 with `unit_scale` (AADB/KonIQ-style labels)."""
     rng = np.random.default_rng(seed)
     base = rng.normal(size=(n, dim)).astype(np.float32)
     feats = np.abs(base[:, None, :] + 0.1 * rng.normal(size=(n, views, dim))).astype(np.float32)
@@ -104,4 +105,6 @@ def linear_store(path: Path, n: int = 300, views: int = 2, dim: int = 24, seed: 
         centers = np.arange(1, hist_bins + 1)
         hist = np.exp(-0.5 * ((centers[None] - mos[:, None]) / 1.2) ** 2) * 100
         hist = np.round(hist).astype(np.float32)
+    if unit_scale:
+        return make_store(path, features, (mos - 1) / 9, split, engine=engine, scale=(0.0, 1.0))
     return make_store(path, features, mos, split, hist=hist, engine=engine)

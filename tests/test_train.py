@@ -48,6 +48,22 @@ def test_wide_head_streams_from_hdf5(tmp_path):
     assert np.isfinite(res.metrics["test"]["mse"])
 
 
+def test_heads_learn_scores_on_a_unit_scale(tmp_path):
+    """A 0-1 target's spread is far below a fresh head's output noise; the head works in standard
+    units and the saved model still outputs the dataset's scale."""
+    import keras
+
+    store = linear_store(tmp_path / "s.zarr", n=400, views=2, dim=8, wide=True, unit_scale=True)
+    res = run_train(_cfg(store, "pool3fc", tmp_path / "r", max_epochs=8, lr_stages=[1e-4]), **QUIET)
+    assert res.metrics["test"]["srcc"] > 0.6, res.metrics["test"]
+    assert res.metrics["threshold"] == 0.5
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert 0.3 < cfg["score_scale"]["mean"] < 0.7 and 0.02 < cfg["score_scale"]["std"] < 0.3
+    pred = np.loadtxt(tmp_path / "r" / "predictions.csv", delimiter=",", skiprows=1, usecols=3)
+    model = keras.models.load_model(tmp_path / "r" / "model.keras")
+    assert model.layers[-1].name == "to_score_scale" and -0.5 < pred.min() and pred.max() < 1.5
+
+
 def test_distribution_head_saves_distributions_and_mos(tmp_path):
     store = linear_store(tmp_path / "s.zarr", n=200, views=2, dim=12, hist_bins=10)
     res = run_train(_cfg(store, "dist_emd", tmp_path / "r"), **QUIET)
