@@ -33,7 +33,6 @@ BIN := $(VENV)/bin
 IAA := $(BIN)/iaa
 STAMP := $(VENV)/.installed
 
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 EXTRACT_ARGS = --dataset $(DATASET) --data-dir $(DATA_DIR) --backbone $(BACKBONE) \
 	--features $(FEATURES) --views $(VIEWS) --store $(STORE) --engine $(ENGINE) \

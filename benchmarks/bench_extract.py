@@ -75,11 +75,11 @@ def reference_loop(paths, backbone: str, weights: str, views_name: str) -> float
 
 
 def ours(paths, backbone: str, weights: str, views_name: str, tmp: Path) -> float:
-    from pipeline.extract import extract_task, get_extractor
+    from pipeline.extract_worker import ExtractJob, extract_task, get_extractor
 
-    kinds = ["mlsp_narrow", "mlsp_wide"]
-    job = {"backbone": backbone, "weights": weights, "kinds": kinds, "views": views_name,
-           "max_side": None, "batch_views": 32}
+    kinds = ("mlsp_narrow", "mlsp_wide")
+    spec = get_backbone(backbone)
+    job = ExtractJob(spec, parse_weights(weights, spec), kinds, get_views(views_name), None, 32)
     extractor = get_extractor(job)
     shapes = extractor.shapes()
     layout = st.StoreLayout(n=len(paths), n_views=len(get_views(views_name)), kinds=shapes,

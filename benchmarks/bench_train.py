@@ -99,7 +99,7 @@ def train_speed(path: Path, kind: str, head: str, steps: int, batch: int) -> dic
     import keras
     import tensorflow as tf
 
-    from pipeline.train import build_head_model
+    from heads import create_head
 
     with FeatureStore(path) as fs:
         n = min(fs.n, steps * batch)
@@ -112,7 +112,7 @@ def train_speed(path: Path, kind: str, head: str, steps: int, batch: int) -> dic
         results = {}
         for source in ("ram", "store"):
             keras.utils.set_random_seed(0)
-            model = build_head_model(head, shape)
+            model = create_head(head, input_shape=shape)
             model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse")
             if source == "ram":
                 ds = tf.data.Dataset.from_tensor_slices((ram_x, y[:, None])).batch(batch)

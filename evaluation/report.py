@@ -6,48 +6,14 @@ stored views (the paper's protocol) and per view, so the gain from view averagin
 """
 from __future__ import annotations
 
-import csv
-import json
 import time
 from pathlib import Path
-from typing import Dict, Optional
 
 import numpy as np
 
-from evaluation.metrics import distribution_metrics, mos_from_distribution, score_metrics
-
-
-def read_predictions(path: Path) -> Optional[dict]:
-    """predictions CSV → {"id", "path", "true", "pred", "dist" (or None), "true_dist" (or None)}."""
-    if not path.is_file():
-        return None
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return None
-    cols = list(rows[0])
-    pcols = [c for c in cols if c.startswith("p") and c[1:].isdigit()]
-    tcols = [c for c in cols if c.startswith("t") and c[1:].isdigit()]
-    out = {"id": [r["id"] for r in rows], "path": [r.get("path", "") for r in rows],
-           "true": np.array([float(r["true"]) for r in rows]), "pred": np.array([float(r["pred"]) for r in rows])}
-    out["dist"] = np.array([[float(r[c]) for c in pcols] for r in rows]) if pcols else None
-    out["true_dist"] = np.array([[float(r[c]) for c in tcols] for r in rows]) if tcols else None
-    return out
-
-
-def read_per_view(path: Path, ids) -> Optional[np.ndarray]:
-    """predictions_per_view.csv → (n, V) MOS predictions in the order of `ids`."""
-    if not path.is_file():
-        return None
-    values: Dict[str, Dict[int, float]] = {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        pcols = [c for c in reader.fieldnames if c.startswith("p") and c[1:].isdigit()]
-        for r in reader:
-            v = float(r["pred"]) if "pred" in r else float(mos_from_distribution(np.array([[float(r[c]) for c in pcols]]))[0])
-            values.setdefault(r["id"], {})[int(r["view"])] = v
-    n_views = max(len(v) for v in values.values())
-    return np.array([[values[i][v] for v in range(n_views)] for i in ids])
+from evaluation import plots
+from evaluation.metrics import distribution_metrics, score_metrics
+from evaluation.rundir import RunDir
 
 
 def _split_metrics(pred: dict, threshold: float, binary: bool) -> dict:
@@ -62,48 +28,65 @@ def _split_metrics(pred: dict, threshold: float, binary: bool) -> dict:
 
 
 def evaluate_run(run_dir: str | Path, log=print) -> dict:
-    from evaluation import plots
+    """Computes a run's metrics and writes metrics.json, report.md and the figures.
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json); run `iaa train` first")
-    config = json.loads((run_dir / "config.json").read_text())
+    Reads only the run directory (config, predictions, history), so a run can be re-evaluated without
+    its store.
+
+    Args:
+        run_dir: a directory written by `iaa train` / `iaa ablate`.
+        log: where to print progress lines (unused beyond errors today; kept for the callers' symmetry).
+    Returns:
+        The metrics dict (also in metrics.json): per split SRCC/PLCC with 95 % bootstrap intervals,
+        accuracy, balanced accuracy, errors, distribution metrics, and test metrics per view.
+    Raises:
+        RunDirError: not a run directory, or a damaged config.
+    """
+    run = RunDir.open(run_dir)
+    config = run.config
     threshold = config["threshold"]
     binary = config["head"]["target"] == "binary"
     metrics = {"head": config["head"]["name"], "kind": config["kind"], "threshold": threshold,
                "scale": config.get("scale"), "splits": config.get("splits"),
                "train_seconds": config.get("train_seconds")}
-    test = read_predictions(run_dir / "predictions.csv")
-    val = read_predictions(run_dir / "predictions_val.csv")
+    val = run.read_predictions("val")
     if val is not None:
         metrics["val"] = _split_metrics(val, threshold, binary)
+    test = run.read_predictions("test")
     if test is not None:
         metrics["test"] = _split_metrics(test, threshold, binary)
-        per_view = read_per_view(run_dir / "predictions_per_view.csv", test["id"])
-        if per_view is not None and not binary:
-            metrics["test_per_view"] = [score_metrics(test["true"], per_view[:, v], threshold)
-                                        for v in range(per_view.shape[1])]
-            srccs = [m["srcc"] for m in metrics["test_per_view"] if m.get("srcc") is not None]
-            if srccs and metrics["test"].get("srcc") is not None:
-                metrics["view_averaging_gain_srcc"] = metrics["test"]["srcc"] - float(np.mean(srccs))
         if not binary:
-            title = f"{config['head']['name']} on {config['kind']}"
-            plots.scatter(test["true"], test["pred"], run_dir / "scatter.png", title, config.get("scale"))
-            plots.residuals(test["true"], test["pred"], run_dir / "residuals.png", title)
-            plots.histograms(test["true"], test["pred"], run_dir / "histograms.png", title)
-            if any(p and Path(p).is_file() for p in test["path"]):
-                plots.best_worst_grid(test, run_dir / "best_worst.png")
-    history = run_dir / "history.csv"
-    if history.is_file():
-        with open(history, newline="") as f:
-            rows = list(csv.DictReader(f))
-        hist = {k: [float(r[k]) for r in rows] for k in rows[0]} if rows else {}
-        if hist:
-            plots.training_curves(hist, run_dir / "training_curves.png", config["head"]["name"])
+            metrics.update(_per_view_metrics(run, test, threshold))
+            _test_figures(run, config, test)
+    history = run.read_history()
+    if history:
+        plots.training_curves(history, run.file("training_curves.png"), config["head"]["name"])
     metrics["evaluated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (run_dir / "report.md").write_text(markdown_report(config, metrics, run_dir))
+    run.write_metrics(metrics)
+    run.write_report(markdown_report(config, metrics, run.path))
     return metrics
+
+
+def _per_view_metrics(run: RunDir, test: dict, threshold: float) -> dict:
+    per_view = run.read_per_view(test["id"])
+    if per_view is None:
+        return {}
+    out = {"test_per_view": [score_metrics(test["true"], per_view[:, v], threshold)
+                             for v in range(per_view.shape[1])]}
+    srccs = [m["srcc"] for m in out["test_per_view"] if m.get("srcc") is not None]
+    overall = score_metrics(test["true"], test["pred"], threshold).get("srcc")
+    if srccs and overall is not None:
+        out["view_averaging_gain_srcc"] = overall - float(np.mean(srccs))
+    return out
+
+
+def _test_figures(run: RunDir, config: dict, test: dict) -> None:
+    title = f"{config['head']['name']} on {config['kind']}"
+    plots.scatter(test["true"], test["pred"], run.file("scatter.png"), title, config.get("scale"))
+    plots.residuals(test["true"], test["pred"], run.file("residuals.png"), title)
+    plots.histograms(test["true"], test["pred"], run.file("histograms.png"), title)
+    if any(p and Path(p).is_file() for p in test["path"]):
+        plots.best_worst_grid(test, run.file("best_worst.png"))
 
 
 def _fmt(m: dict, key: str) -> str:

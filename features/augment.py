@@ -37,16 +37,32 @@ class View:
         return asdict(self)
 
 
-VIEW_SETS: Registry[Tuple[View, ...]] = Registry("view set")
-VIEW_SETS.add(
-    "crop_flip",
-    tuple(View(r, c, bool(f), CROP_FRACTION) for (r, c) in CROP_POSITIONS for f in (0, 1)),
-)
-VIEW_SETS.add("none", (View(0, 0, False, 1.0),))
+@dataclass(frozen=True)
+class ViewSet:
+    """A named list of views, stored in this order (`--views NAME`)."""
+
+    name: str
+    views: Tuple[View, ...]
+    description: str = ""
+
+
+VIEW_SETS: Registry[ViewSet] = Registry("view set")
+
+
+def register_view_set(view_set: ViewSet) -> ViewSet:
+    """Adds a view set to the registry."""
+    return VIEW_SETS.register(view_set)
+
+
+register_view_set(ViewSet(
+    "crop_flip", tuple(View(r, c, bool(f), CROP_FRACTION) for (r, c) in CROP_POSITIONS for f in (0, 1)),
+    "8 views: 87.5 % crops at the four corners, each without and with a horizontal flip"))
+register_view_set(ViewSet("none", (View(0, 0, False, 1.0),), "1 view: the whole image"))
 
 
 def get_views(name: str) -> Tuple[View, ...]:
-    return VIEW_SETS.get(name)
+    """The views of the view set registered as `name`, in stored order."""
+    return VIEW_SETS.get(name).views
 
 
 def view_size(views: Tuple[View, ...], height: int, width: int) -> Tuple[int, int]:

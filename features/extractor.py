@@ -1,14 +1,14 @@
 """The stage-1 forward pass: uint8 views in, pooled float16 features of every requested kind out."""
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from features.backbones import get_backbone
-from features.backbones.base import CAFFE_MEAN_BGR, HED_MEAN_BGR
+from features.backbones.base import CAFFE_MEAN_BGR, HED_MEAN_BGR, BackboneSpec
 from features.pooling import FC7_SIZE, get_kind, parse_kinds
-from features.weights import build_model, parse_weights
+from features.weights import WeightsSpec, build_model, parse_weights
 
 
 def preprocess(x, mode: str):
@@ -27,20 +27,32 @@ class Extractor:
     One `tf.function` with a `[None, None, None, 3]` signature serves every image size, so no
     re-tracing happens per size (keras `predict` would re-trace).
 
+    Reference: Hosu et al. 2019, section 3.1 (MLSP features); design.md sections 3 and 5.
+
     Args:
-        backbone: registry name.
-        weights: `--weights` text (None = the backbone's default).
-        kinds: feature kind names or a comma-separated string.
+        backbone: the parsed backbone (`features.backbones.get_backbone`).
+        weights: the parsed weights (`features.weights.parse_weights`).
+        kinds: feature kind names, already validated for the backbone (`features.pooling.parse_kinds`).
+
+    Example:
+        ex = Extractor.from_names("vgg16_hed", None, "mlsp_narrow,mlsp_wide")
+        feats = ex(views)          # {"mlsp_narrow": (B, 1472), "mlsp_wide": (B, 5, 5, 1472)} float16
     """
 
-    def __init__(self, backbone: str, weights: str | None, kinds: Sequence[str] | str):
+    @classmethod
+    def from_names(cls, backbone: str, weights: Optional[str], kinds: Sequence[str] | str) -> "Extractor":
+        """Parses and validates the command-line names (`--backbone`, `--weights`, `--features`)."""
+        spec = get_backbone(backbone)
+        text = ",".join(kinds) if not isinstance(kinds, str) else kinds
+        return cls(spec, parse_weights(weights, spec), parse_kinds(text, spec))
+
+    def __init__(self, backbone: BackboneSpec, weights: WeightsSpec, kinds: Sequence[str]):
         import keras
         import tensorflow as tf
 
-        self.spec = get_backbone(backbone)
-        self.weights = parse_weights(weights, self.spec)
-        kinds = ",".join(kinds) if not isinstance(kinds, str) else kinds
-        self.kinds: List[str] = parse_kinds(kinds, self.spec)
+        self.spec = backbone
+        self.weights = weights
+        self.kinds: List[str] = list(kinds)
         sources = {get_kind(k).source for k in self.kinds}
 
         self._fc7_model = None
@@ -95,5 +107,5 @@ class Extractor:
     def __call__(self, views: np.ndarray) -> Dict[str, np.ndarray]:
         """(B, H, W, 3) uint8 views of one size → {kind: (B, *shape) float16}."""
         if views.ndim != 4 or views.shape[-1] != 3 or views.dtype != np.uint8:
-            raise ValueError(f"expected (B, H, W, 3) uint8 views, got {views.shape} {views.dtype}")
+            raise ValueError(f"expected (B, H, W, 3) uint8 views; received {views.shape} {views.dtype}")
         return {k: v.numpy() for k, v in self._fn(views).items()}

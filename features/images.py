@@ -6,10 +6,12 @@ from typing import Optional
 
 import numpy as np
 
+from features.errors import IAAError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class ImageError(Exception):
+class ImageError(IAAError):
     """A photo that cannot be used; the message is the per-image failure reason in the store."""
 
 

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from features.errors import UsageError
 from features.store import FeatureStore
 
 RAM_FRACTION = 0.5
@@ -41,7 +42,7 @@ class FeatureReader:
 
     def __init__(self, store: FeatureStore, kind: str, rows: Sequence[int], cache: str = "auto"):
         if cache not in ("auto", "ram", "none"):
-            raise ValueError(f"cache must be auto, ram or none, got {cache!r}")
+            raise UsageError(f"cache must be auto, ram or none; received {cache!r}")
         self.kind = kind
         self.rows = np.asarray(rows, dtype=np.int64)
         arr = store.features(kind)
@@ -58,12 +59,8 @@ class FeatureReader:
         if self.mode == "ram":
             self._ram = self._load_rows(arr)
         elif store.engine == "zarr":
-            import tensorstore as ts
-
-            spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(store.path / "features" / kind)},
-                    # a small cache keeps shard indexes, so a one-view read costs about that view's bytes
-                    "context": {"cache_pool": {"total_bytes_limit": TS_CACHE_BYTES}}}
-            self._ts = ts.open(spec, read=True).result()
+            # a small cache keeps shard indexes, so a one-view read costs about that view's bytes
+            self._ts = store.open_tensorstore(kind, TS_CACHE_BYTES)
         else:
             self._h5 = arr
             self._h5_lock = threading.Lock()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Tuple
 
 from features.backbones.base import BackboneSpec
+from features.errors import UsageError
 from features.registry import Registry
 
 WIDE_SIZE = 5
@@ -36,13 +37,18 @@ class FeatureKind:
 
     def check_backbone(self, spec: BackboneSpec) -> None:
         if self.source == "fc7" and not spec.supports_fc7:
-            raise ValueError(
+            raise UsageError(
                 f"feature kind 'fc7' needs VGG16's fully connected layers; backbone {spec.name!r} has "
                 f"none. Use --backbone vgg16, or drop fc7 from --features."
             )
 
 
 FEATURE_KINDS: Registry[FeatureKind] = Registry("feature kind")
+
+
+def register_kind(kind: FeatureKind) -> FeatureKind:
+    """Adds a feature kind to the registry."""
+    return FEATURE_KINDS.register(kind)
 
 
 def area_resize(x, size: int):
@@ -123,10 +129,11 @@ for _kind in (
     FeatureKind("fc7", "fc7", lambda s: (4096,), _identity,
                 "VGG16 fc2 (fc7) on the view resized to 224x224"),
 ):
-    FEATURE_KINDS.add(_kind.name, _kind)
+    register_kind(_kind)
 
 
 def get_kind(name: str) -> FeatureKind:
+    """The feature kind registered as `name`."""
     return FEATURE_KINDS.get(name)
 
 
@@ -134,7 +141,7 @@ def parse_kinds(text: str, spec: BackboneSpec):
     """`mlsp_narrow,mlsp_wide` → validated list of kind names (order kept, duplicates dropped)."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise ValueError("--features is empty: give one or more of " + ", ".join(FEATURE_KINDS.names()))
+        raise UsageError("--features is empty: give one or more of " + ", ".join(FEATURE_KINDS.names()))
     out = []
     for n in names:
         get_kind(n).check_backbone(spec)

@@ -1,13 +1,26 @@
-"""A small name → object registry whose lookups suggest the closest name on a typo."""
+"""Name → spec registries whose lookups suggest the closest name on a typo.
+
+One registration idiom for every registry of the package (heads, backbones, feature kinds, view sets,
+datasets, losses): a module-level call `register_<thing>(Spec(name=..., ...))` right after the code the
+spec points to. Specs are frozen dataclasses that carry their own `name` (and a one-line `description`
+where users choose among them), so the command line can list the choices from the registry.
+
+Example:
+    >>> KINDS = Registry("feature kind")
+    >>> KINDS.register(FeatureKind(name="gmp", ...))
+    >>> KINDS.get("gpm")      # UnknownNameError: unknown feature kind 'gpm'. Did you mean 'gmp'? ...
+"""
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Dict, Generic, List, TypeVar
+from typing import Dict, Generic, Iterator, List, TypeVar
+
+from features.errors import IAAError
 
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(IAAError, KeyError):
     """Raised for a name that is not registered; its message lists the choices."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain.
@@ -15,35 +28,49 @@ class UnknownNameError(KeyError):
 
 
 class Registry(Generic[T]):
-    """Maps user-typed names (backbones, datasets, feature kinds, heads) to objects."""
+    """Maps the names users type (backbones, datasets, feature kinds, heads, ...) to specs.
+
+    Args:
+        what: what the registry holds, for messages ("head", "backbone").
+    """
 
     def __init__(self, what: str):
         self.what = what
         self._items: Dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        def decorator(obj: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.what} {name!r} is registered twice")
-            self._items[name] = obj
-            return obj
-
-        return decorator
-
-    def add(self, name: str, obj: T) -> T:
-        return self.register(name)(obj)
+    def register(self, spec: T) -> T:
+        """Adds `spec` under `spec.name`; a name registered twice is a programming error."""
+        name = getattr(spec, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a {self.what} spec needs a non-empty `name`; received {spec!r}")
+        if name in self._items:
+            raise ValueError(f"{self.what} {name!r} is registered twice")
+        self._items[name] = spec
+        return spec
 
     def get(self, name: str) -> T:
+        """The spec registered as `name`; unknown names raise `UnknownNameError` with a suggestion."""
         if name in self._items:
             return self._items[name]
-        close = difflib.get_close_matches(name, self._items, n=1, cutoff=0.5)
+        close = difflib.get_close_matches(str(name), self._items, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UnknownNameError(
             f"unknown {self.what} {name!r}.{hint} Choices: {', '.join(sorted(self._items))}."
         )
 
     def names(self) -> List[str]:
+        """Registered names, sorted."""
         return sorted(self._items)
+
+    def help(self) -> str:
+        """'a, b, c': the choices for a command-line help text."""
+        return ", ".join(self.names())
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._items[n] for n in self.names())
 
     def __contains__(self, name: str) -> bool:
         return name in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)

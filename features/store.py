@@ -29,6 +29,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from features.errors import IAAError
+
 SCHEMA_VERSION = 1
 PENDING, DONE, FAILED = 0, 1, 2
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed"}
@@ -37,7 +39,7 @@ MAX_TASK_IMAGES = 64
 HDF5_SUFFIXES = (".h5", ".hdf5")
 
 
-class StoreError(Exception):
+class StoreError(IAAError):
     """A store that is missing, unfinished, damaged or does not fit the request."""
 
 
@@ -146,13 +148,23 @@ def write_task(zarr_path: str, start: int, stop: int, features: Dict[str, np.nda
 
 
 def read_zarr_attrs(path: Path) -> Optional[dict]:
-    """The root attributes of a Zarr store, or None if there is no initialised store there."""
+    """The root attributes of a Zarr store, or None if there is no initialised store there.
+
+    Raises:
+        StoreError: a store that exists but cannot be read (permissions, damaged metadata): never
+            reported as "no store", which would invite overwriting it.
+    """
     import zarr
 
     try:
         attrs = dict(zarr.open_group(str(path), mode="r").attrs)
-    except Exception:
+    except FileNotFoundError:  # also zarr's GroupNotFoundError: nothing there, or not a group
         return None
+    except PermissionError as exc:
+        raise StoreError(f"cannot read the store {path}: {exc.strerror or exc}; check its permissions") from None
+    except ValueError as exc:  # json.JSONDecodeError and zarr's metadata errors
+        raise StoreError(f"the store {path} is damaged: its metadata cannot be parsed ({exc}). Restore it, "
+                         f"or start over with --overwrite") from None
     return attrs if attrs.get("initialized") else None
 
 
@@ -209,6 +221,14 @@ def finalize_hdf5(zarr_path: Path, h5_path: Path) -> None:
 class FeatureStore:
     """Read access to a finished or in-progress store of either engine.
 
+    The store's attribute schema is read through this class (kinds, shapes, blocks, bins, scale,
+    identity); callers never index `attrs` for those.
+
+    Args:
+        path: a Zarr store directory or an `.h5`/`.hdf5` file.
+    Raises:
+        StoreError: no store there, an unfinished HDF5 store, or one that cannot be read.
+
     Example:
         with FeatureStore("stores/demo_vgg16_hed.zarr") as fs:
             x = fs.features("mlsp_narrow")[10, 3]   # image 10, view 3, read alone
@@ -229,7 +249,11 @@ class FeatureStore:
                 raise StoreError(f"no HDF5 store at {self.path}")
             import h5py
 
-            self._root = h5py.File(self.path, "r")
+            try:
+                self._root = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise StoreError(f"cannot open the HDF5 store {self.path}: {exc}. It is damaged or not an "
+                                 f"HDF5 file; restore it, or re-extract with --overwrite") from None
             self.attrs = {k: json.loads(v) for k, v in self._root.attrs.items() if k != "_json_attrs"}
         else:
             attrs = read_zarr_attrs(self.path)
@@ -305,7 +329,51 @@ class FeatureStore:
 
     @property
     def kinds(self) -> List[str]:
+        """Feature kinds the store holds, sorted."""
         return sorted(self.attrs.get("kinds", {}))
+
+    def kind_shape(self, kind: str) -> Tuple[int, ...]:
+        """Per-view shape of a kind, e.g. `(1472,)` or `(5, 5, 1472)`."""
+        self.features(kind)  # refuses an unknown kind, naming the store's
+        return tuple(int(d) for d in self.attrs["kinds"][kind]["shape"])
+
+    @property
+    def n_views(self) -> int:
+        return int(self.features(self.kinds[0]).shape[1]) if self.kinds else 0
+
+    @property
+    def blocks(self) -> List[Tuple[str, int, int]]:
+        """`(name, start, stop)` channel range of each MLSP block inside the concatenated features."""
+        return [(b["name"], int(b["offset"]), int(b["offset"]) + int(b["channels"]))
+                for b in self.attrs.get("blocks", [])]
+
+    @property
+    def n_bins(self) -> int:
+        """Histogram bins K of `labels/hist` (0 when the dataset has only mean scores)."""
+        return int(self._root["labels/hist"].shape[1]) if "hist" in self._root["labels"] else 0
+
+    @property
+    def scale(self) -> Tuple[float, float]:
+        """(low, high) of the dataset's score scale (AVA's 1-10 when a store does not say)."""
+        lo, hi = self.attrs.get("dataset", {}).get("scale", (1.0, 10.0))
+        return float(lo), float(hi)
+
+    def identity(self) -> dict:
+        """What a run records about the store it trained on: path, backbone, weights, settings, views."""
+        return {"path": str(self.path.resolve()), "backbone": self.attrs.get("backbone"),
+                "weights": self.attrs.get("weights"), "settings": self.attrs.get("settings"),
+                "view_set": self.attrs.get("view_set"), "dataset": self.attrs.get("dataset", {}).get("name")}
+
+    def open_tensorstore(self, kind: str, cache_bytes: int):
+        """The Zarr array of a kind through tensorstore (parallel reads without the GIL; Zarr only)."""
+        import tensorstore as ts
+
+        if self.engine != "zarr":
+            raise StoreError(f"{self.path} is an HDF5 store; tensorstore reads Zarr stores only")
+        self.features(kind)
+        spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(self.path / "features" / kind)},
+                "context": {"cache_pool": {"total_bytes_limit": int(cache_bytes)}}}
+        return ts.open(spec, read=True).result()
 
     def features(self, kind: str):
         """The `(N, V, ...)` float16 array of a kind, lazily (zarr.Array or h5py.Dataset)."""

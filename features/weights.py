@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Optional
 
 from features.backbones.base import BackboneSpec
+from features.errors import UsageError
 
 
-class WeightsError(ValueError):
+class WeightsError(UsageError):
     """Weights that cannot be parsed, found or loaded; the message says what to do."""
 
 

@@ -1,3 +1,11 @@
-"""Head registry: one file per family registers its `HeadSpec`s on import."""
-from heads.base import HEADS, HeadMismatchError, HeadSpec, get_head, list_heads  # noqa: F401
+"""Heads on stored features: the registry and factory, one file per head family (registration on import)."""
+from heads.registry import (  # noqa: F401
+    HEADS,
+    HeadMismatchError,
+    HeadSpec,
+    create_head,
+    get_head,
+    list_heads,
+    register_head,
+)
 from heads import baselines, distribution, mlsp_fc, pool3fc  # noqa: F401  (registration)

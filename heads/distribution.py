@@ -7,17 +7,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from heads.base import NARROW_STAGES, WIDE_STAGES, HeadSpec, register_head
 from heads.mlsp_fc import fc3
-from heads.pool3fc import pool3fc_trunk
+from heads.pool3fc import check_wide, pool3fc_trunk
+from heads.registry import NARROW_STAGES, WIDE_STAGES, Block, HeadSpec, register_head
 
 HIDDEN = 2048
 DIST_KINDS = ("spp", "mlsp_narrow", "gmp", "fc7")
-
-
-def _check_bins(n_bins: int) -> None:
-    if n_bins < 2:
-        raise ValueError(f"distribution heads need K >= 2 histogram bins, got {n_bins}")
 
 
 def _unit(x):
@@ -28,49 +23,82 @@ def _unit(x):
     return layers.UnitNormalization(name="l2_normalise")(x)
 
 
-def DistHuber(input_shape: Sequence[int], n_bins: int = 10, blocks=None):
+def DistHuber(input_shape: Sequence[int], *, n_bins: int = 10, blocks: Sequence[Block] = (), seed: int = 0):
+    """APM's distribution head: L2-normalised input → FC(2048)+ReLU → FC(K)+ReLU.
+
+    Reference: Murray & Gordo 2017, section 3 (trained with the per-bin Huber loss).
+
+    Args:
+        input_shape: `(D,)`, a pooled feature vector (SPP, narrow MLSP, GMP or fc7).
+        n_bins: K, the histogram bins of the store.
+        blocks, seed: unused (the factory's common signature).
+    Returns:
+        A `keras.Model` named "dist_huber" with K non-negative outputs.
+    """
     import keras
     from keras import layers
 
-    _check_bins(n_bins)
     inp = keras.Input(tuple(input_shape), name="features")
     x = layers.Dense(HIDDEN, activation="relu", name="fc1")(_unit(inp))
     return keras.Model(inp, layers.Dense(n_bins, activation="relu", name="dist")(x), name="dist_huber")
 
 
-def DistEMD(input_shape: Sequence[int], n_bins: int = 10, blocks=None):
+def DistEMD(input_shape: Sequence[int], *, n_bins: int = 10, blocks: Sequence[Block] = (), seed: int = 0):
+    """NIMA-style head: L2-normalised input → FC(2048)+ReLU → dropout 0.5 → softmax(K).
+
+    Reference: Talebi & Milanfar 2018 (NIMA), trained with EMD (r = 2) over the CDFs.
+
+    Args:
+        input_shape: `(D,)`, a pooled feature vector.
+        n_bins: K, the histogram bins of the store.
+        blocks, seed: unused (the factory's common signature).
+    Returns:
+        A `keras.Model` named "dist_emd" whose K outputs sum to 1.
+    """
     import keras
     from keras import layers
 
-    _check_bins(n_bins)
     inp = keras.Input(tuple(input_shape), name="features")
     x = layers.Dense(HIDDEN, activation="relu", name="fc1")(_unit(inp))
     x = layers.Dropout(0.5, name="fc1_dropout")(x)
     return keras.Model(inp, layers.Dense(n_bins, activation="softmax", name="dist")(x), name="dist_emd")
 
 
-def _pool3fc_dist(activation: str, name: str):
-    def build(input_shape: Sequence[int], n_bins: int = 10, blocks=None):
-        import keras
+def _pool3fc_dist(input_shape, n_bins: int, activation: str, name: str):
+    import keras
 
-        _check_bins(n_bins)
-        if len(input_shape) != 3:
-            raise ValueError(f"{name} needs wide features (H, W, C), got shape {tuple(input_shape)}")
-        inp = keras.Input(tuple(input_shape), name="features")
-        return keras.Model(inp, fc3(pool3fc_trunk(inp), outputs=n_bins, activation=activation), name=name)
+    check_wide(name, input_shape)
+    inp = keras.Input(tuple(input_shape), name="features")
+    return keras.Model(inp, fc3(pool3fc_trunk(inp), outputs=n_bins, activation=activation), name=name)
 
-    return build
+
+def Pool3FCDist(input_shape: Sequence[int], *, n_bins: int = 10, blocks: Sequence[Block] = (), seed: int = 0):
+    """The Pool-3FC trunk on wide MLSP features with a softmax(K) output (trained with EMD).
+
+    Reference: Hosu et al. 2019 (trunk) + Talebi & Milanfar 2018 (output and loss).
+    """
+    return _pool3fc_dist(input_shape, n_bins, "softmax", "pool3fc_dist")
+
+
+def Pool3FCDistHuber(input_shape: Sequence[int], *, n_bins: int = 10, blocks: Sequence[Block] = (),
+                     seed: int = 0):
+    """The Pool-3FC trunk on wide MLSP features with an FC(K)+ReLU output (per-bin Huber loss).
+
+    Reference: Hosu et al. 2019 (trunk) + Murray & Gordo 2017 (output and loss).
+    """
+    return _pool3fc_dist(input_shape, n_bins, "relu", "pool3fc_dist_huber")
 
 
 for _spec in (
-    HeadSpec("dist_huber", "keras", DIST_KINDS, "dist", DistHuber, NARROW_STAGES, "huber_dist",
-             "FC(2048)+ReLU → FC(K)+ReLU, Huber per bin (delta 1/9) summed", "Murray & Gordo 2017"),
-    HeadSpec("dist_emd", "keras", DIST_KINDS, "dist", DistEMD, NARROW_STAGES, "emd",
-             "FC(2048)+ReLU → dropout → softmax(K), EMD r=2 over CDFs", "Talebi & Milanfar 2018 (NIMA)"),
-    HeadSpec("pool3fc_dist", "keras", ("mlsp_wide",), "dist", _pool3fc_dist("softmax", "pool3fc_dist"),
-             WIDE_STAGES, "emd", "Pool-3FC trunk → softmax(K), EMD r=2", "Hosu 2019 + NIMA"),
-    HeadSpec("pool3fc_dist_huber", "keras", ("mlsp_wide",), "dist",
-             _pool3fc_dist("relu", "pool3fc_dist_huber"), WIDE_STAGES, "huber_dist",
-             "Pool-3FC trunk → FC(K)+ReLU, Huber per bin", "Hosu 2019 + Murray & Gordo 2017"),
+    HeadSpec("dist_huber", DistHuber, DIST_KINDS, "dist", "keras", NARROW_STAGES, "huber_dist",
+             description="FC(2048)+ReLU → FC(K)+ReLU, Huber per bin (delta 1/9) summed",
+             reference="Murray & Gordo 2017"),
+    HeadSpec("dist_emd", DistEMD, DIST_KINDS, "dist", "keras", NARROW_STAGES, "emd",
+             description="FC(2048)+ReLU → dropout → softmax(K), EMD r=2 over CDFs",
+             reference="Talebi & Milanfar 2018 (NIMA)"),
+    HeadSpec("pool3fc_dist", Pool3FCDist, ("mlsp_wide",), "dist", "keras", WIDE_STAGES, "emd",
+             description="Pool-3FC trunk → softmax(K), EMD r=2", reference="Hosu 2019 + NIMA"),
+    HeadSpec("pool3fc_dist_huber", Pool3FCDistHuber, ("mlsp_wide",), "dist", "keras", WIDE_STAGES, "huber_dist",
+             description="Pool-3FC trunk → FC(K)+ReLU, Huber per bin", reference="Hosu 2019 + Murray & Gordo 2017"),
 ):
     register_head(_spec)

@@ -1,4 +1,5 @@
-"""Small serialisable layers (safe `.keras` loading: no Lambda layers)."""
+"""Small serialisable layers and losses (safe `.keras` loading: no Lambda layers; `model.keras` files
+load with their compile settings once this module is imported)."""
 from __future__ import annotations
 
 import keras
@@ -22,3 +23,37 @@ class ChannelSlice(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+@keras.saving.register_keras_serializable(package="iaa")
+class HuberPerBin(keras.losses.Loss):
+    """Huber loss per histogram bin, summed over bins (APM, Murray & Gordo 2017, eq. 1)."""
+
+    def __init__(self, delta: float = 1.0 / 9.0, name: str = "huber_dist", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.delta = float(delta)
+
+    def call(self, y_true, y_pred):
+        from heads.losses import huber_dist_loss
+
+        return huber_dist_loss(self.delta)(y_true, y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), "delta": self.delta}
+
+
+@keras.saving.register_keras_serializable(package="iaa")
+class EarthMoversDistance(keras.losses.Loss):
+    """EMD between score distributions over their CDFs, with exponent r (NIMA, Talebi & Milanfar 2018)."""
+
+    def __init__(self, r: float = 2.0, name: str = "emd", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.r = float(r)
+
+    def call(self, y_true, y_pred):
+        from heads.losses import emd_loss
+
+        return emd_loss(self.r)(y_true, y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), "r": self.r}

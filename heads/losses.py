@@ -1,11 +1,41 @@
-"""Losses of the distribution heads.
+"""Losses of the Keras heads, in a registry (`LossSpec.build()` → a serialisable `keras.losses.Loss`;
+its `call(y_true, y_pred)` gives one value per sample).
 
-Reference: Murray & Gordo 2017 (APM), eq. 1: Huber loss per bin with delta = 1/sigma^2, sigma = 3,
-summed over bins. Talebi & Milanfar 2018 (NIMA): EMD with r = 2 over the cumulative distributions.
+Reference: Hosu et al. 2019: MSE on the MOS. Murray & Gordo 2017 (APM), eq. 1: Huber loss per bin with
+delta = 1/sigma^2, sigma = 3, summed over bins. Talebi & Milanfar 2018 (NIMA): EMD with r = 2 over the
+cumulative distributions.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
+from features.registry import Registry
+
 HUBER_SIGMA = 3.0
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss heads name in their spec (`HeadSpec.loss`).
+
+    Attributes:
+        name: registry name.
+        build: `build()` → a `keras.losses.Loss` (serialisable, so saved models load compiled).
+        description: one line for the run config.
+    """
+
+    name: str
+    build: Callable = field(repr=False, compare=False)
+    description: str = ""
+
+
+LOSSES: Registry[LossSpec] = Registry("loss")
+
+
+def register_loss(spec: LossSpec) -> LossSpec:
+    """Adds a loss to the registry."""
+    return LOSSES.register(spec)
 
 
 def huber_dist_loss(delta: float = 1.0 / HUBER_SIGMA**2):
@@ -36,10 +66,29 @@ def emd_loss(r: float = 2.0):
 
 
 def get_loss(name: str):
-    if name == "mse":
-        return "mse"
-    if name == "huber_dist":
-        return huber_dist_loss()
-    if name == "emd":
-        return emd_loss(2.0)
-    raise ValueError(f"unknown loss {name!r}: expected mse, huber_dist or emd")
+    """A fresh `keras.losses.Loss` of the loss registered as `name`."""
+    return LOSSES.get(name).build()
+
+
+def _mse():
+    import keras
+
+    return keras.losses.MeanSquaredError(name="mse")
+
+
+def _huber_per_bin():
+    from heads.layers import HuberPerBin
+
+    return HuberPerBin(1.0 / HUBER_SIGMA**2)
+
+
+def _emd():
+    from heads.layers import EarthMoversDistance
+
+    return EarthMoversDistance(2.0)
+
+
+register_loss(LossSpec("mse", _mse, "mean squared error on the score (Hosu et al. 2019)"))
+register_loss(LossSpec("huber_dist", _huber_per_bin,
+                       "Huber per bin, delta = 1/9, summed over bins (Murray & Gordo 2017, eq. 1)"))
+register_loss(LossSpec("emd", _emd, "EMD r = 2 over the CDFs (Talebi & Milanfar 2018)"))

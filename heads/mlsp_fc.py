@@ -5,9 +5,9 @@ Features", CVPR 2019, section 3.2.1 (figures 4-5); layer stacks of the authors' 
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Sequence
 
-from heads.base import HeadSpec, NARROW_STAGES, register_head
+from heads.registry import NARROW_STAGES, Block, HeadSpec, register_head
 
 FC3_UNITS = (2048, 1024, 256)
 FC3_DROPOUT = (0.25, 0.25, 0.5)
@@ -31,8 +31,17 @@ def _input(input_shape: Sequence[int]):
     return keras.Input(tuple(input_shape), name="features")
 
 
-def Single1FC(input_shape: Sequence[int], n_bins: int = 0, blocks=None):
-    """One linear Dense(1) on the narrow MLSP vector."""
+def Single1FC(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Block] = (), seed: int = 0):
+    """Single-1FC: one linear Dense(1) on the narrow MLSP vector.
+
+    Reference: Hosu et al. 2019, section 3.2.1.
+
+    Args:
+        input_shape: `(C,)`, the narrow MLSP vector (16,928 on IRNv2: 16,929 parameters).
+        n_bins, blocks, seed: unused (the factory's common signature).
+    Returns:
+        A `keras.Model` named "single1fc".
+    """
     import keras
     from keras import layers
 
@@ -40,23 +49,40 @@ def Single1FC(input_shape: Sequence[int], n_bins: int = 0, blocks=None):
     return keras.Model(inp, layers.Dense(1, name="score")(inp), name="single1fc")
 
 
-def Single3FC(input_shape: Sequence[int], n_bins: int = 0, blocks=None):
-    """The 3FC block on the whole narrow MLSP vector."""
+def Single3FC(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Block] = (), seed: int = 0):
+    """Single-3FC: the 3FC block on the whole narrow MLSP vector.
+
+    Reference: Hosu et al. 2019, section 3.2.1 (figure 4).
+
+    Args:
+        input_shape: `(C,)` (IRNv2: 37,044,737 parameters).
+        n_bins, blocks, seed: unused (the factory's common signature).
+    Returns:
+        A `keras.Model` named "single3fc".
+    """
     import keras
 
     inp = _input(input_shape)
     return keras.Model(inp, fc3(inp), name="single3fc")
 
 
-def Multi3FC(input_shape: Sequence[int], n_bins: int = 0, blocks: Sequence[Tuple[str, int, int]] = ()):
-    """A 3FC per block (on that block's channels), joined by a learned linear layer."""
+def Multi3FC(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Block] = (), seed: int = 0):
+    """Multi-3FC: a 3FC per MLSP block (on that block's channels), joined by a learned linear layer.
+
+    Reference: Hosu et al. 2019, section 3.2.1 (figure 5).
+
+    Args:
+        input_shape: `(C,)`, the concatenated narrow MLSP vector.
+        blocks: `(name, start, stop)` channel range of every block, from the store.
+        n_bins, seed: unused (the factory's common signature).
+    Returns:
+        A `keras.Model` named "multi3fc".
+    """
     import keras
     from keras import layers
 
     from heads.layers import ChannelSlice
 
-    if not blocks:
-        raise ValueError("multi3fc needs the store's block list (names and channel offsets)")
     inp = _input(input_shape)
     outs = []
     for i, (name, start, stop) in enumerate(blocks):
@@ -66,11 +92,11 @@ def Multi3FC(input_shape: Sequence[int], n_bins: int = 0, blocks: Sequence[Tuple
     return keras.Model(inp, layers.Dense(1, name="score")(joined), name="multi3fc")
 
 
-for _name, _build, _desc in (
-    ("single1fc", Single1FC, "one linear layer on narrow MLSP features"),
-    ("single3fc", Single3FC, "3FC (2048-1024-256, BN, dropout) on narrow MLSP features"),
-    ("multi3fc", Multi3FC, "a 3FC per MLSP block, combined by a learned linear layer"),
+for _name, _build, _desc, _blocks in (
+    ("single1fc", Single1FC, "one linear layer on narrow MLSP features", False),
+    ("single3fc", Single3FC, "3FC (2048-1024-256, BN, dropout) on narrow MLSP features", False),
+    ("multi3fc", Multi3FC, "a 3FC per MLSP block, combined by a learned linear layer", True),
 ):
-    register_head(HeadSpec(name=_name, family="keras", kinds=("mlsp_narrow",), target="mos", build=_build,
-                           lr_stages=NARROW_STAGES, loss="mse", description=_desc,
+    register_head(HeadSpec(_name, _build, kinds=("mlsp_narrow",), target="mos", trainer="keras",
+                           lr_stages=NARROW_STAGES, loss="mse", needs_blocks=_blocks, description=_desc,
                            reference="Hosu et al. 2019, section 3.2.1"))

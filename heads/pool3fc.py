@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from heads.base import HeadSpec, WIDE_STAGES, register_head
+from heads.registry import WIDE_STAGES, Block, HeadMismatchError, HeadSpec, register_head
 from heads.mlsp_fc import fc3
 
 COLUMN_UNITS = 1024
@@ -35,16 +35,32 @@ def pool3fc_trunk(inp):
     return layers.GlobalAveragePooling2D(name="gap")(x)
 
 
-def Pool3FC(input_shape: Sequence[int], n_bins: int = 0, blocks=None):
+def check_wide(name: str, input_shape: Sequence[int]) -> None:
+    if len(input_shape) != 3:
+        raise HeadMismatchError(f"{name} needs wide features (H, W, C); received shape {tuple(input_shape)}")
+
+
+def Pool3FC(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Block] = (), seed: int = 0):
+    """Pool-3FC: modified Inception module + GAP + 3FC on wide MLSP features.
+
+    Reference: Hosu et al. 2019, section 3.2.2 (figure 6).
+
+    Args:
+        input_shape: `(5, 5, C)` (IRNv2: 63,828,481 parameters; Inception-v3: 42,693,121).
+        n_bins, blocks, seed: unused (the factory's common signature).
+    Returns:
+        A `keras.Model` named "pool3fc".
+    Raises:
+        HeadMismatchError: a shape that is not (H, W, C).
+    """
     import keras
 
-    if len(input_shape) != 3:
-        raise ValueError(f"pool3fc needs wide features (H, W, C), got shape {tuple(input_shape)}")
+    check_wide("pool3fc", input_shape)
     inp = keras.Input(tuple(input_shape), name="features")
     return keras.Model(inp, fc3(pool3fc_trunk(inp)), name="pool3fc")
 
 
-register_head(HeadSpec(name="pool3fc", family="keras", kinds=("mlsp_wide",), target="mos", build=Pool3FC,
+register_head(HeadSpec("pool3fc", Pool3FC, kinds=("mlsp_wide",), target="mos", trainer="keras",
                        lr_stages=WIDE_STAGES, loss="mse",
                        description="modified Inception module + GAP + 3FC on wide MLSP features",
                        reference="Hosu et al. 2019, section 3.2.2"))

@@ -26,6 +26,18 @@ def _value(metrics: dict, split: str, key: str):
 
 def run_ablation(base: TrainConfig, heads: Sequence[str], seeds: Sequence[int], out_dir: str | Path,
                  joint: bool = True, log: Callable[[str], None] = print) -> List[dict]:
+    """Trains every head with every seed on one store and writes leaderboard.csv / leaderboard.md.
+
+    Args:
+        base: shared run settings (its `seed` and `run_dir` are set per run).
+        heads: head names.
+        seeds: seeds to run; the leaderboard gives mean ± std over them.
+        out_dir: where the runs (`<head>_seed<N>/`) and the leaderboard go.
+        joint: Keras heads of one feature kind share each batch read (`--sequential` turns it off).
+        log: where progress lines go.
+    Returns:
+        Leaderboard rows, ranked by validation SRCC.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     per_head: Dict[str, List[dict]] = {h: [] for h in heads}

@@ -1,12 +1,10 @@
-"""`iaa`: the command line. `make` targets are thin wrappers over it.
+"""`iaa`: the command line (`python -m pipeline` too). `make` targets are thin wrappers over it.
 
-    iaa extract --dataset NAME [--data-dir DIR] --backbone NAME --weights W
-                --features KIND[,KIND...] --views crop_flip|none --store PATH
-                [--engine zarr|hdf5] [--max-side N] [--scheduler ADDRESS] [--overwrite]
-    iaa describe BACKBONE [--json]
-    iaa store-info PATH [--json]
+    iaa [--verbose] extract | train | evaluate | ablate | describe | describe-head | store-info ...
 
-Exit status: 0 success; 1 finished but some images failed; 2 bad arguments or input;
+The choices in the help (datasets, backbones, kinds, views, heads) come from the registries. Every
+expected error (`features.errors.IAAError`) is printed as one line with exit status 2, here and only
+here. Exit status: 0 success; 1 finished but some images failed; 2 bad arguments or input;
 3 interrupted or crashed work (rerun the same command to resume).
 """
 from __future__ import annotations
@@ -18,11 +16,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
+
+from features.errors import IAAError, UsageError
+from features.quiet import VERBOSE_ENV, quiet_tensorflow
+
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
-
-
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _positive_int(text: str) -> int:
@@ -35,19 +34,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="iaa", description="Extract once, train many heads: "
-                                     "image aesthetics assessment on stored CNN features.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_extract(sub) -> None:
+    from features.augment import VIEW_SETS
+    from features.backbones import BACKBONES
+    from features.pooling import FEATURE_KINDS
+    from pipeline.datasets import DATASETS
 
     ex = sub.add_parser("extract", help="stage 1: extract features of a dataset into a store")
-    ex.add_argument("--dataset", required=True, help="ava, folder, demo")
+    ex.add_argument("--dataset", required=True, help=DATASETS.help())
     ex.add_argument("--data-dir", help="dataset directory (default data/<dataset>)")
-    ex.add_argument("--backbone", default="vgg16_hed", help="irnv2, iv3, vgg16, vgg16_hed, resnet50, resnet101")
+    ex.add_argument("--backbone", default="vgg16_hed", help=BACKBONES.help())
     ex.add_argument("--weights", help="imagenet | hed (vgg16_hed) | PATH | random:SEED (default: the backbone's)")
     ex.add_argument("--features", default="mlsp_narrow,mlsp_wide",
-                    help="comma-separated kinds: mlsp_narrow, mlsp_wide, spp, gmp, fc7")
-    ex.add_argument("--views", default="crop_flip", help="crop_flip (8 views) or none (1)")
+                    help="comma-separated kinds: " + FEATURE_KINDS.help())
+    ex.add_argument("--views", default="crop_flip",
+                    help="; ".join(f"{v.name}: {v.description}" for v in VIEW_SETS).replace("%", "%%"))
     ex.add_argument("--store", required=True, help="output store: a directory (zarr) or .h5 file (hdf5)")
     ex.add_argument("--engine", choices=("zarr", "hdf5"), help="default: from the --store suffix")
     ex.add_argument("--max-side", type=_positive_int, help="shrink images whose longer side exceeds N px")
@@ -57,53 +58,67 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--batch-views", type=_positive_int, default=32,
                     help="most views per forward pass when images share a size (default 32)")
 
-    de = sub.add_parser("describe", help="block names, channels and preprocessing of a backbone")
-    de.add_argument("backbone")
-    de.add_argument("--json", action="store_true")
+
+def _add_training_options(p) -> None:
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--lr-stages", help="comma-separated learning rates, one stage each "
+                   "(default narrow 1e-3,1e-4,1e-5; wide 1e-4,1e-5,1e-6)")
+    p.add_argument("--max-epochs", type=_positive_int, default=20, help="most epochs per stage")
+    p.add_argument("--patience", type=_positive_int, default=5, help="early stopping on validation loss")
+    p.add_argument("--cache", choices=("auto", "ram", "none"), default="auto",
+                   help="auto keeps the training split in RAM only when it fits with room to spare")
+    p.add_argument("--parallel-reads", type=_positive_int, default=4)
+
+
+def _add_train_and_ablate(sub) -> None:
+    from heads import HEADS
 
     tr = sub.add_parser("train", help="stage 2: train a head on a store's features")
     tr.add_argument("--store", required=True)
-    tr.add_argument("--head", required=True, help="single1fc, single3fc, multi3fc, pool3fc, dist_huber, "
-                    "dist_emd, pool3fc_dist, pool3fc_dist_huber, svm, svm_binary, svm_linear, rf")
+    tr.add_argument("--head", required=True, help=HEADS.help())
     tr.add_argument("--run-dir", help="output directory (default runs/<store>_<head>_seed<N>)")
     tr.add_argument("--kind", help="feature kind to train on (default: the head's first kind in the store)")
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--batch-size", type=_positive_int, default=128)
-    tr.add_argument("--lr-stages", help="comma-separated learning rates, one stage each "
-                    "(default narrow 1e-3,1e-4,1e-5; wide 1e-4,1e-5,1e-6)")
-    tr.add_argument("--max-epochs", type=_positive_int, default=20, help="most epochs per stage")
-    tr.add_argument("--patience", type=_positive_int, default=5, help="early stopping on validation loss")
-    tr.add_argument("--cache", choices=("auto", "ram", "none"), default="auto",
-                    help="auto keeps the training split in RAM only when it fits with room to spare")
-    tr.add_argument("--parallel-reads", type=_positive_int, default=4)
-
-    ev = sub.add_parser("evaluate", help="metrics, report and figures of a run directory")
-    ev.add_argument("run_dir")
-
+    _add_training_options(tr)
     ab = sub.add_parser("ablate", help="train a grid of heads x seeds and write a leaderboard")
     ab.add_argument("--store", required=True)
-    ab.add_argument("--heads", required=True, help="comma-separated head names")
+    ab.add_argument("--heads", required=True, help="comma-separated: " + HEADS.help())
     ab.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds (0, 1, ...)")
     ab.add_argument("--out", help="output directory (default runs/ablate_<store>)")
     ab.add_argument("--sequential", action="store_true", help="train Keras heads one after another")
-    for a in (ab,):
-        a.add_argument("--batch-size", type=_positive_int, default=128)
-        a.add_argument("--lr-stages")
-        a.add_argument("--max-epochs", type=_positive_int, default=20)
-        a.add_argument("--patience", type=_positive_int, default=5)
-        a.add_argument("--cache", choices=("auto", "ram", "none"), default="auto")
-        a.add_argument("--parallel-reads", type=_positive_int, default=4)
+    _add_training_options(ab)
 
+
+def _add_inspection(sub) -> None:
+    from features.backbones import BACKBONES
+    from heads import HEADS
+
+    ev = sub.add_parser("evaluate", help="metrics, report and figures of a run directory")
+    ev.add_argument("run_dir")
+    de = sub.add_parser("describe", help="block names, channels and preprocessing of a backbone")
+    de.add_argument("backbone", help=BACKBONES.help())
+    de.add_argument("--json", action="store_true")
     dh = sub.add_parser("describe-head", help="layers and parameter count of a head")
-    dh.add_argument("head")
+    dh.add_argument("head", help=HEADS.help())
     dh.add_argument("--input-shape", required=True, help="e.g. 16928 or 5,5,16928")
     dh.add_argument("--bins", type=_positive_int, default=10, help="histogram bins (distribution heads)")
     dh.add_argument("--blocks", help="channels per block for multi3fc, e.g. 64,128,256,512,512")
     dh.add_argument("--json", action="store_true")
-
     si = sub.add_parser("store-info", help="shapes, counts and attributes of a store")
     si.add_argument("path")
     si.add_argument("--json", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `iaa` parser; the choices in its help come from the registries."""
+    parser = argparse.ArgumentParser(prog="iaa", description="Extract once, train many heads: "
+                                     "image aesthetics assessment on stored CNN features.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own start-up messages (also IAA_VERBOSE=1)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_extract(sub)
+    _add_train_and_ablate(sub)
+    _add_inspection(sub)
     return parser
 
 
@@ -155,14 +170,14 @@ def cmd_store_info(args) -> int:
     with FeatureStore(args.path) as fs:
         info = fs.info()
         failures = fs.failures()
+        ident = fs.identity()
     info["failures"] = [{"id": i, "reason": r} for i, r in failures]
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return EXIT_OK
-    a = info["attributes"]
     print(f"{info['path']} ({info['engine']}): {info['n_images']} images, {info['counts']}")
-    print(f"  backbone {a.get('backbone')}, weights {a.get('weights', {}).get('spec')}, "
-          f"views {a.get('view_set')}, dataset {a.get('dataset', {}).get('name')}")
+    print(f"  backbone {ident['backbone']}, weights {(ident['weights'] or {}).get('spec')}, "
+          f"views {ident['view_set']}, dataset {ident['dataset']}")
     for name, meta in info["arrays"].items():
         print(f"  {name:24s} {str(tuple(meta['shape'])):28s} {meta['dtype']}")
     for f in info["failures"][:20]:
@@ -176,7 +191,7 @@ def _floats(text: Optional[str]):
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+        raise UsageError(f"expected comma-separated numbers; received {text!r}") from None
 
 
 def cmd_train(args) -> int:
@@ -226,45 +241,54 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_describe_head(args) -> int:
-    from heads import get_head
-    from pipeline.train import build_head_model
+    from heads import create_head, get_head
 
-    shape = tuple(int(v) for v in args.input_shape.split(","))
-    blocks, start = [], 0
-    for i, ch in enumerate(int(v) for v in (args.blocks or "").split(",") if v.strip()):
-        blocks.append((f"block{i}", start, start + ch))
-        start += ch
-    if get_head(args.head).name == "multi3fc" and not blocks:
+    spec = get_head(args.head)
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+        channels = [int(v) for v in (args.blocks or "").split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--input-shape and --blocks take comma-separated integers; received "
+                         f"{args.input_shape!r}, {args.blocks!r}") from None
+    offsets = np.cumsum([0] + channels)
+    blocks = [(f"block{i}", int(offsets[i]), int(offsets[i + 1])) for i in range(len(channels))]
+    if spec.needs_blocks and not blocks:
         blocks = [("all", 0, shape[-1])]
-    model = build_head_model(args.head, shape, args.bins, blocks)
-    layers = [{"name": layer.name, "class": layer.__class__.__name__, "params": int(layer.count_params())}
-              for layer in model.layers]
-    info = {"head": args.head, "input_shape": list(shape), "params": int(model.count_params()), "layers": layers}
+    model = create_head(args.head, input_shape=shape, n_bins=args.bins, blocks=blocks)
+    info = {"head": spec.name, "trainer": spec.trainer, "input_shape": list(shape),
+            "description": spec.description, "reference": spec.reference}
+    if hasattr(model, "count_params"):
+        info["params"] = int(model.count_params())
+        info["layers"] = [{"name": layer.name, "class": layer.__class__.__name__, "params": int(layer.count_params())}
+                          for layer in model.layers]
+    else:
+        info["estimator"] = repr(model)
     if args.json:
         print(json.dumps(info, indent=2))
-    else:
-        for layer in layers:
+    elif "params" in info:
+        for layer in info["layers"]:
             print(f"  {layer['name']:24s} {layer['class']:22s} {layer['params']:>12,}")
         print(f"{args.head} on {shape}: {info['params']:,} parameters")
+    else:
+        print(f"{args.head}: scikit-learn {info['estimator']} ({spec.description})")
     return EXIT_OK
 
 
-COMMANDS = {"extract": cmd_extract, "train": cmd_train, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "describe-head": cmd_describe_head, "describe": cmd_describe, "store-info": cmd_store_info}
+COMMANDS = {"extract": cmd_extract, "train": cmd_train, "evaluate": cmd_evaluate, "ablate": cmd_ablate,
+            "describe-head": cmd_describe_head, "describe": cmd_describe, "store-info": cmd_store_info}
+USES_TENSORFLOW = ("extract", "train", "ablate", "describe-head")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    _quiet_tensorflow()
+    """Runs one `iaa` command; returns its exit status."""
     args = build_parser().parse_args(argv)
-    from features.registry import UnknownNameError
-    from features.store import StoreError
-    from features.weights import WeightsError
-    from pipeline.datasets import DatasetError
-    from pipeline.extract import ExtractError
-    from pipeline.train import TrainError
-
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    if args.command in USES_TENSORFLOW:
+        quiet_tensorflow()
     try:
         return COMMANDS[args.command](args)
-    except (UnknownNameError, StoreError, WeightsError, DatasetError, ExtractError, TrainError, ValueError) as exc:
+    except IAAError as exc:
         print(f"iaa {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

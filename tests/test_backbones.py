@@ -48,7 +48,7 @@ def test_built_model_has_the_declared_blocks(name):
 def test_irnv2_min_side_is_exact():
     from features.extractor import Extractor
 
-    ex = Extractor("irnv2", "random:0", "mlsp_narrow")
+    ex = Extractor.from_names("irnv2", "random:0", "mlsp_narrow")
     side = ex.spec.min_side
     out = ex(np.zeros((1, side, side, 3), np.uint8))
     assert out["mlsp_narrow"].shape == (1, 16928)

@@ -28,7 +28,7 @@ def test_end_to_end_on_a_tiny_folder(tiny_folder, tmp_path):
 
     from features.extractor import Extractor
 
-    ex = Extractor("vgg16_hed", "random:0", KINDS)
+    ex = Extractor.from_names("vgg16_hed", "random:0", KINDS)
     with st.FeatureStore(store) as fs:
         a = fs.attrs
         assert a["backbone"] == "vgg16_hed" and a["weights"]["spec"] == "random:0"

@@ -1,12 +1,15 @@
 import numpy as np
 import pytest
 
-from heads import HeadMismatchError, get_head, list_heads
+from heads import HeadMismatchError, create_head, get_head, list_heads
 from heads.losses import emd_loss, huber_dist_loss
-from pipeline.train import build_head_model
 
-KERAS_HEADS = [h for h in list_heads() if get_head(h).family == "keras"]
-SKLEARN_HEADS = [h for h in list_heads() if get_head(h).family == "sklearn"]
+KERAS_HEADS = list_heads(trainer="keras")
+SKLEARN_HEADS = list_heads(trainer="sklearn")
+
+
+def build_head_model(head, shape, n_bins=0, blocks=()):
+    return create_head(head, input_shape=shape, n_bins=n_bins, blocks=blocks)
 
 
 @pytest.mark.parametrize("head,shape,params", [
@@ -101,7 +104,7 @@ def test_every_sklearn_head_fits_and_round_trips(head, tmp_path):
     x = rng.random((40, 6)) * 100
     y = x[:, 0] / 10 + rng.normal(0, 0.1, 40)
     spec = get_head(head)
-    model = spec.build(0)
+    model = create_head(head, input_shape=(6,), seed=0)
     model.fit(x, (y > np.median(y)).astype(float) if spec.target == "binary" else y)
     joblib.dump(model, tmp_path / "m.joblib")
     # rf sums its trees in parallel threads: equal up to the order of the additions

@@ -70,7 +70,7 @@ def test_fc7_needs_vgg16():
 def test_extractor_outputs_every_kind_from_one_pass():
     from features.extractor import Extractor
 
-    ex = Extractor("vgg16", "random:0", "mlsp_narrow,mlsp_wide,spp,gmp,fc7")
+    ex = Extractor.from_names("vgg16", "random:0", "mlsp_narrow,mlsp_wide,spp,gmp,fc7")
     views = np.random.default_rng(0).integers(0, 256, (3, 40, 52, 3), dtype=np.uint8)
     out = ex(views)
     assert {k: v.shape for k, v in out.items()} == {

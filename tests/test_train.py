@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.train import TrainConfig, TrainError, load_sklearn_model, run_train
+from evaluation.rundir import RunDir, RunDirError
+from pipeline.train import TrainConfig, TrainError, run_train
 from tests.conftest import linear_store
 
 QUIET = dict(log=lambda m: None)
@@ -82,12 +83,12 @@ def test_svm_baseline_and_hash_checked_loading(tmp_path):
     store = linear_store(tmp_path / "s.zarr", n=200, views=2, dim=12)
     res = run_train(_cfg(store, "svm", tmp_path / "r"), **QUIET)
     assert res.metrics["test"]["n"] == 40
-    model = load_sklearn_model(tmp_path / "r")
+    model = RunDir.open(tmp_path / "r").load_sklearn()
     assert hasattr(model, "predict")
     with open(tmp_path / "r" / "model.joblib", "ab") as f:
         f.write(b"tampered")
-    with pytest.raises(TrainError, match="sha256"):
-        load_sklearn_model(tmp_path / "r")
+    with pytest.raises(RunDirError, match="sha256"):
+        RunDir.open(tmp_path / "r").load_sklearn()
 
 
 def test_rbf_svm_refuses_huge_training_sets(tmp_path):

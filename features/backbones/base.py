@@ -95,14 +95,17 @@ BACKBONES: Registry[BackboneSpec] = Registry("backbone")
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
-    return BACKBONES.add(spec.name, spec)
+    """Adds a backbone to the registry (one call per family file, after its build function)."""
+    return BACKBONES.register(spec)
 
 
 def get_backbone(name: str) -> BackboneSpec:
+    """The backbone registered as `name` (a typo raises `UnknownNameError` with a suggestion)."""
     return BACKBONES.get(name)
 
 
 def list_backbones():
+    """Registered backbone names, sorted."""
     return BACKBONES.names()
 
 

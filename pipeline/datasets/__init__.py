@@ -1,7 +1,8 @@
-"""Dataset registry: each file registers a loader returning a `Manifest`."""
+"""Dataset registry: each file registers a `DatasetSpec` whose loader returns a `Manifest`."""
 from pipeline.datasets.base import (  # noqa: F401
     DATASETS,
     DatasetError,
+    DatasetSpec,
     Manifest,
     default_data_dir,
     load_dataset,

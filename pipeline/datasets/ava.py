@@ -16,7 +16,7 @@ from typing import Tuple
 
 import numpy as np
 
-from pipeline.datasets.base import DatasetError, Manifest, register_dataset, seeded_split
+from pipeline.datasets.base import DatasetError, DatasetSpec, Manifest, register_dataset, seeded_split
 
 SPLIT_SEED = 0
 VAL_FRACTION = 0.05
@@ -104,7 +104,6 @@ def build_ava_manifest(label_file: Path, test_list: Path, image_dir: Path, root:
     )
 
 
-@register_dataset("ava")
 def load_ava(root: Path) -> Manifest:
     label_file = root / "AVA.txt"
     test_list = root / "aesthetics_image_lists" / "generic_test.jpgl"
@@ -118,3 +117,6 @@ def load_ava(root: Path) -> Manifest:
         print(f"AVA: {missing} of {len(manifest)} images are missing from {root / 'images'} "
               f"(mirrors lack a few); they will be recorded as failed ('file not found').")
     return manifest
+
+
+register_dataset(DatasetSpec("ava", load_ava, "AVA: AVA.txt votes, official generic_test.jpgl test list"))

@@ -8,13 +8,14 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from features.errors import IAAError
 from features.registry import Registry
 
 SPLITS = ("train", "val", "test")
 UNLABELLED = "unlabelled"
 
 
-class DatasetError(Exception):
+class DatasetError(IAAError):
     """Missing or malformed dataset files; the message names the file/line and what to do."""
 
 
@@ -86,11 +87,27 @@ def infer_scale(values) -> Tuple[float, float]:
     return (float(v.min()), top)
 
 
-DATASETS: Registry[Callable[[Optional[Path]], Manifest]] = Registry("dataset")
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset users name with `--dataset`.
+
+    Attributes:
+        name: registry name.
+        load: `load(root: Path) -> Manifest`; raises `DatasetError` naming the file and what to do.
+        description: one line for the command-line help.
+    """
+
+    name: str
+    load: Callable[[Path], Manifest]
+    description: str = ""
 
 
-def register_dataset(name: str):
-    return DATASETS.register(name)
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Adds a dataset to the registry (one call per dataset file, after its loader)."""
+    return DATASETS.register(spec)
 
 
 def default_data_dir(name: str) -> Path:
@@ -98,8 +115,14 @@ def default_data_dir(name: str) -> Path:
 
 
 def load_dataset(name: str, data_dir: Optional[str | Path] = None) -> Manifest:
-    loader = DATASETS.get(name)
-    manifest = loader(Path(data_dir) if data_dir else default_data_dir(name))
+    """Reads the manifest of dataset `name` from `data_dir` (default `data/<name>`).
+
+    Returns:
+        The `Manifest`, with absolute image paths.
+    Raises:
+        UnknownNameError: no such dataset. DatasetError: missing or malformed files.
+    """
+    manifest = DATASETS.get(name).load(Path(data_dir) if data_dir else default_data_dir(name))
     # absolute, so that workers with another working directory (remote clusters) find the files
     manifest.paths = [Path(os.path.abspath(p)) for p in manifest.paths]
     return manifest

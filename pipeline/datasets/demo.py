@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.datasets.base import DatasetError, Manifest, register_dataset
+from pipeline.datasets.base import DatasetError, DatasetSpec, Manifest, register_dataset
 
 DEMO_VERSION = "1"
 MAX_SIDE = 240
@@ -141,7 +141,6 @@ def ensure_demo(root: Path) -> None:
         raise DatasetError(f"demo: scikit-image is needed to build the demo set ({exc}); run `make install`")
 
 
-@register_dataset("demo")
 def load_demo(root: Path) -> Manifest:
     from pipeline.datasets.folder import read_labels_csv
 
@@ -152,3 +151,6 @@ def load_demo(root: Path) -> Manifest:
     manifest.notes["split"] = "by source photo: 7 train, 1 val, 2 test"
     manifest.notes["demo_version"] = DEMO_VERSION
     return manifest
+
+
+register_dataset(DatasetSpec("demo", load_demo, "330 degraded scikit-image photos with synthetic votes, built offline"))

@@ -20,6 +20,7 @@ from pipeline.datasets.base import (
     SPLITS,
     UNLABELLED,
     DatasetError,
+    DatasetSpec,
     Manifest,
     infer_scale,
     register_dataset,
@@ -111,7 +112,6 @@ def list_images(root: Path) -> List[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-@register_dataset("folder")
 def load_folder(root: Path, csv_path: Optional[Path] = None) -> Manifest:
     if not root.is_dir():
         raise DatasetError(f"folder dataset: {root} is not a directory (give it with --data-dir)")
@@ -127,3 +127,6 @@ def load_folder(root: Path, csv_path: Optional[Path] = None) -> Manifest:
         mos=np.full(len(ids), np.nan, dtype=np.float32), split=[UNLABELLED] * len(ids),
         notes={"labels": "none (unlabelled folder, for scoring)"},
     )
+
+
+register_dataset(DatasetSpec("folder", load_folder, "a folder of photos with an optional labels.csv (file, mos, split, votes_k)"))

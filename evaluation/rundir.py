@@ -1,0 +1,243 @@
+"""The run directory: the one owner of its file formats (training writes through it, evaluation and
+prediction read through it).
+
+    config.json               everything resolved for the run (head, store identity, splits, training)
+    model.keras | model.joblib  the trained head (a joblib file is loaded only if its sha256 matches)
+    history.csv               one row per epoch (Keras heads)
+    predictions.csv           test: id, path, true, pred (+ p1..pK, t1..tK for distribution heads)
+    predictions_val.csv       the same for validation
+    predictions_per_view.csv  test: id, view, pred (or p1..pK)
+    metrics.json  report.md  *.png  tensorboard/
+
+A run directory is self-describing: it can be re-evaluated (and later scored from) without its store.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from evaluation.metrics import mos_from_distribution
+from features.errors import IAAError
+
+PREDICTION_FILES = {"test": "predictions.csv", "val": "predictions_val.csv"}
+
+
+class RunDirError(IAAError):
+    """A directory that is not a run directory, or a run file that is missing or changed."""
+
+
+class RunDir:
+    """Reads and writes one run directory.
+
+    Args:
+        path: the directory.
+
+    Example:
+        run = RunDir.open("runs/demo_single3fc_seed0")
+        test = run.read_predictions("test")      # {"id", "path", "true", "pred", "dist", "true_dist"}
+    """
+
+    CONFIG = "config.json"
+    KERAS_MODEL = "model.keras"
+    SKLEARN_MODEL = "model.joblib"
+    HISTORY = "history.csv"
+    PER_VIEW = "predictions_per_view.csv"
+    METRICS = "metrics.json"
+    REPORT = "report.md"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._config: Optional[dict] = None
+
+    # config ----------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, config: dict) -> "RunDir":
+        """Makes the directory (if needed) and writes its config."""
+        run = cls(path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        run._config = dict(config)
+        run._write_config()
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        """An existing run directory; refuses anything without a readable config.json."""
+        run = cls(path)
+        if not (run.path / cls.CONFIG).is_file():
+            raise RunDirError(f"{run.path} is not a run directory (no {cls.CONFIG}); give a directory written "
+                              f"by `iaa train` or `iaa ablate`")
+        run.config  # noqa: B018  (parse now: a damaged file is reported here, in one line)
+        return run
+
+    @property
+    def config(self) -> dict:
+        if self._config is None:
+            path = self.path / self.CONFIG
+            try:
+                self._config = json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise RunDirError(f"{path} is not valid JSON ({exc}); the run directory is damaged: "
+                                  f"retrain it or restore the file") from None
+        return self._config
+
+    def update_config(self, **fields) -> None:
+        """Adds or replaces top-level config fields and writes the file once."""
+        self.config.update(fields)
+        self._write_config()
+
+    def _write_config(self) -> None:
+        (self.path / self.CONFIG).write_text(json.dumps(self._config, indent=2, default=str))
+
+    # files -----------------------------------------------------------------------------------
+    def file(self, name: str) -> Path:
+        """Path of a file inside the run directory (figures, models)."""
+        return self.path / name
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
+    def write_history(self, history: Dict[str, list]) -> None:
+        """One row per epoch; nothing is written for heads without epochs."""
+        if not history.get("epoch"):
+            return
+        with open(self.path / self.HISTORY, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(list(history))
+            w.writerows(zip(*history.values()))
+
+    def read_history(self) -> Optional[Dict[str, List[float]]]:
+        path = self.path / self.HISTORY
+        if not path.is_file():
+            return None
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return {k: [float(r[k]) for r in rows] for k in rows[0]} if rows else None
+
+    def write_metrics(self, metrics: dict) -> None:
+        (self.path / self.METRICS).write_text(json.dumps(metrics, indent=2))
+
+    def read_metrics(self) -> Optional[dict]:
+        path = self.path / self.METRICS
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write_report(self, text: str) -> None:
+        (self.path / self.REPORT).write_text(text)
+
+    # predictions -----------------------------------------------------------------------------
+    def write_predictions(self, split: str, ids: Sequence[str], paths: Sequence[str], truth: np.ndarray,
+                          views: np.ndarray, true_hist: Optional[np.ndarray] = None) -> None:
+        """Writes a split's mean-over-views predictions (and, for test, every view's).
+
+        Args:
+            split: "val" or "test".
+            ids, paths, truth: per image.
+            views: (n, V, out) predictions per view; out = K for distribution heads, else 1.
+            true_hist: (n, K) true histograms of distribution heads (None for score heads).
+        """
+        dist = true_hist is not None
+        mean = views.mean(axis=1)
+        k = views.shape[-1]
+        mos = mos_from_distribution(mean) if dist else mean[:, 0]
+        header = ["id", "path", "true", "pred"]
+        header += [f"p{i + 1}" for i in range(k)] + [f"t{i + 1}" for i in range(k)] if dist else []
+        with open(self.path / PREDICTION_FILES[split], "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            for i in range(len(ids)):
+                extra = []
+                if dist:
+                    d = np.clip(mean[i], 0, None)
+                    extra = [f"{x:.6g}" for x in d / max(d.sum(), 1e-12)]
+                    extra += [f"{x:.6g}" for x in true_hist[i] / max(true_hist[i].sum(), 1e-12)]
+                w.writerow([ids[i], paths[i], f"{truth[i]:.6g}", f"{mos[i]:.6g}"] + extra)
+        if split == "test":
+            self._write_per_view(ids, views, dist)
+
+    def _write_per_view(self, ids, views: np.ndarray, dist: bool) -> None:
+        k = views.shape[-1]
+        with open(self.path / self.PER_VIEW, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "view"] + ([f"p{i + 1}" for i in range(k)] if dist else ["pred"]))
+            for i in range(len(ids)):
+                for v in range(views.shape[1]):
+                    w.writerow([ids[i], v] + [f"{x:.6g}" for x in views[i, v]])
+
+    def read_predictions(self, split: str) -> Optional[dict]:
+        """A split's predictions: {"id", "path", "true", "pred", "dist" (or None), "true_dist" (or None)}."""
+        path = self.path / PREDICTION_FILES[split]
+        if not path.is_file():
+            return None
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            return None
+        cols = list(rows[0])
+        pcols = [c for c in cols if c.startswith("p") and c[1:].isdigit()]
+        tcols = [c for c in cols if c.startswith("t") and c[1:].isdigit()]
+        return {"id": [r["id"] for r in rows], "path": [r.get("path", "") for r in rows],
+                "true": np.array([float(r["true"]) for r in rows]),
+                "pred": np.array([float(r["pred"]) for r in rows]),
+                "dist": np.array([[float(r[c]) for c in pcols] for r in rows]) if pcols else None,
+                "true_dist": np.array([[float(r[c]) for c in tcols] for r in rows]) if tcols else None}
+
+    def read_per_view(self, ids: Sequence[str]) -> Optional[np.ndarray]:
+        """(n, V) test MOS predictions per view, in the order of `ids`."""
+        path = self.path / self.PER_VIEW
+        if not path.is_file():
+            return None
+        values: Dict[str, Dict[int, float]] = {}
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            pcols = [c for c in reader.fieldnames if c.startswith("p") and c[1:].isdigit()]
+            for r in reader:
+                if "pred" in r:
+                    v = float(r["pred"])
+                else:
+                    v = float(mos_from_distribution(np.array([[float(r[c]) for c in pcols]]))[0])
+                values.setdefault(r["id"], {})[int(r["view"])] = v
+        n_views = max(len(v) for v in values.values())
+        return np.array([[values[i][v] for v in range(n_views)] for i in ids])
+
+    # models ----------------------------------------------------------------------------------
+    def save_keras(self, model) -> None:
+        model.save(self.path / self.KERAS_MODEL)
+
+    def load_keras(self):
+        """The trained Keras head (safe mode: no Lambda layers are deserialised)."""
+        import keras
+
+        import heads.layers  # noqa: F401  (registers the package's serialisable layers)
+
+        path = self.path / self.KERAS_MODEL
+        if not path.is_file():
+            raise RunDirError(f"{path} is missing: the run did not finish training; retrain it")
+        return keras.saving.load_model(path, compile=False)
+
+    def save_sklearn(self, model) -> str:
+        """Pickles a fitted estimator and records its sha256 in the config; returns the digest."""
+        import joblib
+
+        path = self.path / self.SKLEARN_MODEL
+        joblib.dump(model, path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        self.update_config(model_sha256=digest)
+        return digest
+
+    def load_sklearn(self):
+        """Loads a baseline only if its file still has the sha256 recorded at training time."""
+        import joblib
+
+        path = self.path / self.SKLEARN_MODEL
+        expected = self.config.get("model_sha256")
+        if not path.is_file() or expected is None:
+            raise RunDirError(f"{path} or its sha256 in {self.CONFIG} is missing; retrain the run")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+            raise RunDirError(f"{path} does not match the sha256 in {self.CONFIG}; refusing to unpickle a "
+                              f"file that changed since training")
+        return joblib.load(path)

@@ -1,0 +1,139 @@
+"""The head registry and its factory (timm's `register_model` / `create_model`, for heads).
+
+Every head family (one file each: `mlsp_fc`, `pool3fc`, `distribution`, `baselines`) registers a
+`HeadSpec` per head with `register_head(...)` after its builder. The pipeline never asks for a head by
+name: what differs between heads is a field of the spec (feature kinds, target, loss, trainer, row
+limit, whether it needs the store's block list), and `create_head` builds any of them with one
+signature.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence, Tuple
+
+from features.errors import UsageError
+from features.registry import Registry
+
+NARROW_STAGES = (1e-3, 1e-4, 1e-5)
+WIDE_STAGES = (1e-4, 1e-5, 1e-6)
+POOLED_KINDS = ("mlsp_narrow", "fc7", "gmp", "spp")
+TRAINERS = ("keras", "sklearn")
+TARGETS = ("mos", "dist", "binary")
+
+Block = Tuple[str, int, int]  # (name, first channel, stop channel) inside the concatenated vector
+
+
+class HeadMismatchError(UsageError):
+    """A head that does not fit a store or an input (feature kind, shape, labels, blocks)."""
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A trainable head.
+
+    Attributes:
+        name: registry name users type (`pool3fc`).
+        builder: `builder(input_shape, *, n_bins, blocks, seed)` → a `keras.Model` (trainer "keras")
+            or an unfitted scikit-learn estimator (trainer "sklearn"); `create_head` calls it.
+        kinds: feature kinds the head accepts, preferred first.
+        target: "mos" (one score), "dist" (a K-bin score distribution; needs `labels/hist`) or
+            "binary" (high/low at the dataset's threshold).
+        trainer: the fitting routine: "keras" (mini-batches streamed from the store, learning-rate
+            stages; heads of one feature kind can share each batch) or "sklearn" (one `fit` on rows
+            read into memory).
+        lr_stages: default learning-rate stages (keras heads; None otherwise).
+        loss: loss name in `heads.losses.LOSSES` (keras heads; None otherwise).
+        max_rows: most training rows the head can fit in reasonable time (None: no limit).
+        needs_blocks: the builder needs the store's block list (names and channel offsets).
+        description: one line for `describe-head`, the help and the run config.
+        reference: paper the head follows.
+    """
+
+    name: str
+    builder: Callable = field(repr=False, compare=False)
+    kinds: Tuple[str, ...] = POOLED_KINDS
+    target: str = "mos"
+    trainer: str = "keras"
+    lr_stages: Optional[Tuple[float, ...]] = NARROW_STAGES
+    loss: Optional[str] = "mse"
+    max_rows: Optional[int] = None
+    needs_blocks: bool = False
+    description: str = ""
+    reference: str = ""
+
+    def __post_init__(self):
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"head {self.name!r}: trainer must be one of {TRAINERS}; received {self.trainer!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"head {self.name!r}: target must be one of {TARGETS}; received {self.target!r}")
+
+    def check_store(self, store_kinds, has_hist: bool, kind: Optional[str] = None) -> str:
+        """Picks the feature kind to train on, or refuses with what the store has and the head needs.
+
+        Args:
+            store_kinds: feature kinds the store holds.
+            has_hist: whether the store has vote histograms (`labels/hist`).
+            kind: the kind the user asked for (`--kind`), or None for the head's preferred one.
+        Returns:
+            The feature kind name.
+        Raises:
+            HeadMismatchError: no accepted kind in the store, or a distribution head without histograms.
+        """
+        if kind is not None and kind not in self.kinds:
+            raise HeadMismatchError(
+                f"head {self.name!r} does not accept feature kind {kind!r}; it accepts "
+                f"{', '.join(self.kinds)}")
+        usable = [k for k in ([kind] if kind else self.kinds) if k in store_kinds]
+        if not usable:
+            raise HeadMismatchError(
+                f"head {self.name!r} needs one of the feature kinds {', '.join(self.kinds)}; the store has "
+                f"{', '.join(sorted(store_kinds)) or 'none'}. Extract a matching kind (iaa extract "
+                f"--features ...) or pick a head for the store's kinds.")
+        if self.target == "dist" and not has_hist:
+            raise HeadMismatchError(
+                f"head {self.name!r} predicts score distributions and needs vote histograms "
+                f"(labels/hist); this store's dataset has only mean scores. Use a MOS head.")
+        return usable[0]
+
+
+HEADS: Registry[HeadSpec] = Registry("head")
+
+
+def register_head(spec: HeadSpec) -> HeadSpec:
+    """Adds a head to the registry (one call per head, after its builder)."""
+    return HEADS.register(spec)
+
+
+def get_head(name: str) -> HeadSpec:
+    """The head registered as `name` (a typo raises `UnknownNameError` with a suggestion)."""
+    return HEADS.get(name)
+
+
+def list_heads(trainer: Optional[str] = None):
+    """Registered head names, sorted; only those of one trainer when given."""
+    return [s.name for s in HEADS if trainer is None or s.trainer == trainer]
+
+
+def create_head(name: str, *, input_shape: Sequence[int], n_bins: int = 0, blocks: Sequence[Block] = (),
+                seed: int = 0):
+    """Builds the head registered as `name` for one input.
+
+    Args:
+        name: registry name.
+        input_shape: per-sample feature shape, e.g. `(16928,)` or `(5, 5, 16928)`.
+        n_bins: histogram bins K (distribution heads; ignored by the others).
+        blocks: `(name, start, stop)` channel ranges of the MLSP blocks (heads with `needs_blocks`).
+        seed: seed of scikit-learn estimators (Keras heads take the global seed).
+    Returns:
+        A `keras.Model` for trainer "keras", an unfitted scikit-learn estimator for "sklearn".
+    Raises:
+        UnknownNameError: no such head. HeadMismatchError: an input the head cannot take.
+    """
+    spec = get_head(name)
+    if spec.needs_blocks and not blocks:
+        raise HeadMismatchError(f"head {name!r} needs the store's block list (names and channel offsets); "
+                                f"received none")
+    if spec.target == "dist" and n_bins < 2:
+        raise HeadMismatchError(f"head {name!r} predicts a K-bin distribution and needs K >= 2; "
+                                f"received n_bins={n_bins}")
+    return spec.builder(tuple(int(d) for d in input_shape), n_bins=n_bins, blocks=tuple(blocks), seed=seed)

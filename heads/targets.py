@@ -1,0 +1,106 @@
+"""What a head learns (`HeadSpec.target`): the labels it needs, the target matrix, how its output starts.
+
+- `mos`: the mean opinion score. Keras heads end in `score = mean + std × output` (training-split
+  statistics, a `Rescaling` layer saved with the model), so the head works in standard units on any
+  scale (AVA 1-10, AADB 0-1, KonIQ 0-100): with dropout and batch normalisation a fresh head's output
+  spread is about 1, which swamps a 0-1 target's spread of about 0.15 and leaves wide heads at low
+  learning rates unable to fit. The loss is still computed on the dataset's own scale.
+- `dist`: the l1-normalised K-bin vote histogram. The output bias starts at the mean histogram
+  (log-mean under a softmax), so small sets do not spend their few steps learning the mean.
+- `binary`: high (1) / low (0) at the dataset's threshold (low = at or below), for classifiers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from features.errors import UsageError
+from features.registry import Registry
+
+SCALE_LAYER = "to_score_scale"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A kind of training target.
+
+    Attributes:
+        name: the `HeadSpec.target` value.
+        label: store label it is made from: "mos" (`labels/mos`) or "hist" (`labels/hist`).
+        make: `make(mos, hist, threshold)` → (n, T) float32 targets for the given rows' labels.
+        prepare: `prepare(model, train_targets)` → the Keras model to train (output scaling or bias).
+    """
+
+    name: str
+    label: str
+    make: Callable = field(repr=False, compare=False)
+    prepare: Callable = field(repr=False, compare=False)
+
+
+TARGETS: Registry[TargetSpec] = Registry("target")
+
+
+def register_target(spec: TargetSpec) -> TargetSpec:
+    """Adds a target kind to the registry."""
+    return TARGETS.register(spec)
+
+
+def get_target(name: str) -> TargetSpec:
+    """The target kind registered as `name`."""
+    return TARGETS.get(name)
+
+
+def on_score_scale(model, train_targets: np.ndarray):
+    """Appends score = mean + std * output (training-split statistics, saved with the model)."""
+    import keras
+
+    y = np.asarray(train_targets, np.float64).ravel()
+    mean, std = float(y.mean()), float(y.std())
+    if not std > 0:
+        raise UsageError(f"all {len(y)} training scores equal {mean:g}; a head cannot learn a ranking from them")
+    out = keras.layers.Rescaling(scale=std, offset=mean, dtype="float32", name=SCALE_LAYER)(model.output)
+    return keras.Model(model.input, out, name=model.name)
+
+
+def score_scale(model) -> Optional[dict]:
+    """{"mean", "std"} of a model's output scaling layer, or None when it has none."""
+    try:
+        c = model.get_layer(SCALE_LAYER).get_config()
+    except ValueError:
+        return None
+    return {"mean": c["offset"], "std": c["scale"]}
+
+
+def init_output_bias(model, train_targets: np.ndarray):
+    """Starts the output layer's bias at the training mean (log-mean under a softmax output): the
+    reference's zero bias spends the first epochs learning the mean, which small sets never finish."""
+    import keras
+
+    out = model.layers[-1]
+    if getattr(out, "bias", None) is None:
+        return model
+    mean = np.asarray(train_targets, np.float64).reshape(len(train_targets), -1).mean(axis=0)
+    softmax = getattr(out, "activation", None) is keras.activations.softmax
+    bias = np.log(np.clip(mean, 1e-6, None)) if softmax else mean
+    out.bias.assign(bias.astype(np.float32).reshape(out.bias.shape))
+    return model
+
+
+def _mos(mos, hist, threshold):
+    return np.asarray(mos, np.float32).reshape(-1, 1)
+
+
+def _dist(mos, hist, threshold):
+    h = np.asarray(hist, np.float64)
+    return (h / h.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _binary(mos, hist, threshold):
+    return (np.asarray(mos) > threshold).astype(np.float32).reshape(-1, 1)
+
+
+register_target(TargetSpec("mos", "mos", _mos, on_score_scale))
+register_target(TargetSpec("dist", "hist", _dist, init_output_bias))
+register_target(TargetSpec("binary", "mos", _binary, lambda model, y: model))

@@ -1,0 +1,242 @@
+"""Fitting Keras heads by the reference protocol (design.md section 8), several heads per pass.
+
+Adam, batch 128, learning-rate stages of up to 20 epochs each, the best weights reloaded before each
+stage, early stopping with patience 5 on the validation loss. Each epoch sees every training image
+once through one view drawn at random; validation uses one fixed view per image; test predictions are
+made for every stored view. Heads that read the same feature kind are fitted together: each batch is
+read once and one traced step runs every head's own `train_step`, with independent losses, optimisers,
+stages and early stopping (a head fitted together learns exactly what it learns alone: tested).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import numpy as np
+
+from evaluation.rundir import RunDir
+from features.loader import FeatureReader, fixed_views, make_dataset, train_plan
+from heads import create_head
+from heads.losses import get_loss
+from heads.targets import get_target, score_scale
+from pipeline.fitting import FitGroup, FitResult, TrainerSpec, register_trainer
+
+HISTORY_KEYS = ("epoch", "stage", "lr", "loss", "val_loss", "seconds", "samples_per_s")
+
+
+def set_seeds(seed: int) -> None:
+    """Seeds Python, NumPy, TF and Keras and makes TF ops deterministic (seeded runs reproduce on CPU)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _mixed_precision_if_gpu() -> bool:
+    import keras
+    import tensorflow as tf
+
+    mixed = bool(tf.config.list_physical_devices("GPU"))
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    return mixed
+
+
+@dataclass
+class _HeadState:
+    """One Keras head inside a (possibly joint) fit: its own optimiser, stages and early stopping."""
+
+    spec: object
+    model: object
+    stages: List[float]
+    columns: slice
+    run: RunDir
+    writer: object
+    stage: int = 0
+    epochs_in_stage: int = 0
+    since_best: int = 0
+    best_loss: float = np.inf
+    best_weights: list = field(default_factory=list)
+    active: bool = True
+    loss: object = None
+    history: Dict[str, list] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+
+    def compile(self, lr: float) -> None:
+        import keras
+
+        self.loss = get_loss(self.spec.loss)
+        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=self.loss)
+        self.model.optimizer.build(self.model.trainable_variables)  # its slots must exist before tracing
+
+    @property
+    def lr(self) -> float:
+        return self.stages[self.stage]
+
+    def epochs_left(self, max_epochs: int) -> int:
+        return max_epochs * (len(self.stages) - self.stage) - self.epochs_in_stage
+
+
+def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool) -> _HeadState:
+    import keras
+    import tensorflow as tf
+
+    spec, cols, run, cfg = group.specs[j], group.columns[j], group.runs[j], group.cfg
+    set_seeds(cfg.seed)  # every head starts as it would alone
+    model = create_head(spec.name, input_shape=shape, n_bins=group.store.n_bins, blocks=group.store.blocks,
+                        seed=cfg.seed)
+    if mixed:
+        out = keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output)
+        model = keras.Model(model.input, out, name=model.name)
+    model = get_target(spec.target).prepare(model, group.targets["train"][:, cols])
+    state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages), cols, run,
+                       tf.summary.create_file_writer(str(run.tensorboard_dir)))
+    state.best_weights = model.get_weights()
+    state.compile(state.lr)
+    return state
+
+
+def _joint_train_step(heads: List[_HeadState], x_shape: tuple, n_targets: int):
+    """One traced function that runs every head's own `train_step` on the same batch: a single
+    dispatch per batch however many heads there are (Keras' `train_on_batch` costs milliseconds of
+    Python per call and head, more than a small head's arithmetic)."""
+    import tensorflow as tf
+
+    models, columns = [h.model for h in heads], [h.columns for h in heads]
+
+    @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(x_shape), tf.float32),
+                                  tf.TensorSpec((None, n_targets), tf.float32)])
+    def step(x, y):
+        for model, cols in zip(models, columns):
+            model.train_step((x, y[:, cols]))
+
+    return step
+
+
+def _val_losses(active: List[_HeadState], val_ds, n_val: int) -> np.ndarray:
+    sums = np.zeros(len(active))
+    for x, y in val_ds:
+        y = y.numpy()
+        for j, h in enumerate(active):
+            pred = np.asarray(h.model.predict_on_batch(x), np.float32)
+            per_sample = h.loss.call(y[:, h.columns].astype(np.float32), pred)
+            sums[j] += float(np.sum(np.asarray(per_sample)))
+    return sums / max(n_val, 1)
+
+
+def _end_epoch(h: _HeadState, epoch: int, loss: float, val_loss: float, dt: float, n_train: int,
+               max_epochs: int, patience: int) -> tuple:
+    """Records the epoch, keeps the best weights, and moves to the next stage when it is time.
+
+    Returns:
+        (the log note, whether the head changed optimiser or stopped).
+    """
+    import tensorflow as tf
+
+    for key, value in zip(HISTORY_KEYS, (epoch, h.stage + 1, h.lr, loss, val_loss, dt, n_train / dt)):
+        h.history[key].append(value)
+    with h.writer.as_default(step=epoch):
+        tf.summary.scalar("loss", loss)
+        tf.summary.scalar("val_loss", val_loss)
+        tf.summary.scalar("learning_rate", h.lr)
+    improved = val_loss < h.best_loss
+    if improved:
+        h.best_loss, h.best_weights, h.since_best = val_loss, h.model.get_weights(), 0
+    else:
+        h.since_best += 1
+    h.epochs_in_stage += 1
+    note = f"{h.spec.name} s{h.stage + 1} lr {h.lr:g} loss {loss:.4f} val {val_loss:.4f}{' *' if improved else ''}"
+    if h.since_best < patience and h.epochs_in_stage < max_epochs:
+        return note, False
+    h.stage += 1
+    h.model.set_weights(h.best_weights)  # every stage starts from the best weights
+    if h.stage == len(h.stages):
+        h.active = False
+    else:
+        h.compile(h.lr)
+        h.epochs_in_stage = h.since_best = 0
+    return note, True
+
+
+def predict_views(models: list, reader: FeatureReader, batch_size: int, parallel: int) -> list:
+    """(n, V, out) predictions of every model for every view, reading each batch once."""
+    n = len(reader.rows)
+    outs = [[] for _ in models]
+    for v in range(reader.n_views):
+        parts = [[] for _ in models]
+        for x, _ in make_dataset(reader, np.arange(n), np.full(n, v), None, batch_size, parallel):
+            for j, m in enumerate(models):
+                parts[j].append(np.asarray(m.predict_on_batch(x), np.float32))
+        for j in range(len(models)):
+            outs[j].append(np.concatenate(parts[j]) if parts[j] else np.zeros((0, 1), np.float32))
+    return [np.stack(o, axis=1) for o in outs]
+
+
+def fit_keras_heads(group: FitGroup) -> List[FitResult]:
+    """Fits the group's Keras heads in one pass per epoch over the training split.
+
+    Args:
+        group: heads of one feature kind, their targets and run directories.
+    Returns:
+        One `FitResult` per head (validation and test predictions per view); models are saved.
+    """
+    cfg, fs, kind, log = group.cfg, group.store, group.kind, group.log
+    shape = fs.kind_shape(kind)
+    mixed = _mixed_precision_if_gpu()
+    heads = [_new_head(group, j, shape, mixed) for j in range(len(group.specs))]
+    train_reader = FeatureReader(fs, kind, group.rows["train"], cfg.cache)
+    val_reader = FeatureReader(fs, kind, group.rows["val"], cfg.cache)
+    n_train, n_val, n_views = len(group.rows["train"]), len(group.rows["val"]), train_reader.n_views
+    val_ds = make_dataset(val_reader, np.arange(n_val), fixed_views(n_val, n_views, cfg.seed), group.targets["val"],
+                          cfg.batch_size, cfg.parallel_reads)
+    log(f"training {', '.join(h.spec.name for h in heads)} on {kind} {shape}: {n_train} train / {n_val} val "
+        f"images x {n_views} views, reader {train_reader.mode}, batch {cfg.batch_size}, "
+        + "; ".join(f"{h.spec.name} {h.model.count_params():,} parameters, lr {h.stages}" for h in heads))
+    epoch, step, t_start = 0, None, time.perf_counter()
+    while any(h.active for h in heads):
+        active = [h for h in heads if h.active]
+        order, views = train_plan(n_train, n_views, cfg.seed, epoch)
+        if step is None:  # first epoch, or a head finished or began a new stage (a new optimiser)
+            step = _joint_train_step(active, shape, group.targets["train"].shape[1])
+        for h in active:
+            h.model.reset_metrics()  # the loss tracker then holds this epoch's sample-weighted mean
+        t0 = time.perf_counter()
+        for x, y in make_dataset(train_reader, order, views, group.targets["train"][order], cfg.batch_size,
+                                 cfg.parallel_reads):
+            step(x, y)
+        dt = time.perf_counter() - t0
+        val_losses = _val_losses(active, val_ds, n_val)
+        epoch += 1
+        notes = []
+        for h, val_loss in zip(active, val_losses):
+            loss = float(h.model.get_metrics_result()["loss"])
+            note, changed = _end_epoch(h, epoch, loss, float(val_loss), dt, n_train, cfg.max_epochs, cfg.patience)
+            notes.append(note)
+            step = None if changed else step
+        left = max([h.epochs_left(cfg.max_epochs) for h in heads if h.active], default=0)
+        log(f"  epoch {epoch}: " + " | ".join(notes) + f"  ({n_train / dt:,.0f} samples/s, {dt:.1f} s; "
+            f"at most {left * dt:.0f} s left)")
+    seconds = time.perf_counter() - t_start
+    return _finish(group, heads, val_reader, train_reader.mode, seconds)
+
+
+def _finish(group: FitGroup, heads: List[_HeadState], val_reader, reader_mode: str, seconds: float):
+    cfg = group.cfg
+    models = [h.model for h in heads]
+    val_pred = predict_views(models, val_reader, cfg.batch_size, cfg.parallel_reads)
+    test_pred = [None] * len(models)
+    if len(group.rows["test"]):
+        test_reader = FeatureReader(group.store, group.kind, group.rows["test"], cfg.cache)
+        test_pred = predict_views(models, test_reader, cfg.batch_size, cfg.parallel_reads)
+    results = []
+    for j, h in enumerate(heads):
+        h.run.save_keras(h.model)
+        h.writer.close()
+        results.append(FitResult(val_views=val_pred[j], test_views=test_pred[j], seconds=seconds,
+                                 reader_mode=reader_mode, trained_with=[x.spec.name for x in heads],
+                                 params=int(h.model.count_params()), history=h.history,
+                                 score_scale=score_scale(h.model)))
+    return results
+
+
+register_trainer(TrainerSpec("keras", fit_keras_heads, shares_batches=True))

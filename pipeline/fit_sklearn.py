@@ -1,0 +1,75 @@
+"""Fitting scikit-learn heads: one `fit` on training rows read from the store into memory.
+
+Every view of every training image is a row while that stays within `TrainConfig.max_train_rows`;
+beyond it, one random view per image. A head whose spec sets `max_rows` (the RBF SVM: its fit grows
+about quadratically with rows) is refused above it, naming the heads that scale.
+"""
+from __future__ import annotations
+
+import time
+from typing import List
+
+import numpy as np
+
+from features.loader import FeatureReader
+from heads import create_head, list_heads
+from pipeline.fitting import FitGroup, FitResult, TrainError, TrainerSpec, register_trainer
+
+
+def training_rows(n: int, n_views: int, max_train_rows: int, max_rows, name: str, seed: int):
+    """(positions, views) of the rows a head fits on.
+
+    Raises:
+        TrainError: more images than the head's `max_rows` (or `max_train_rows`, if lower).
+    """
+    if n * n_views <= max_train_rows:
+        return np.repeat(np.arange(n), n_views), np.tile(np.arange(n_views), n)
+    limit = None if max_rows is None else min(max_rows, max_train_rows)
+    if limit is not None and n > limit:
+        scalable = [h for h in list_heads(trainer="sklearn") if h != name]
+        raise TrainError(
+            f"{n:,} training images are too many for {name!r} (it would run for hours beyond about "
+            f"{limit:,}); use one of the heads without a row limit instead: {', '.join(scalable)}")
+    return np.arange(n), np.random.default_rng(seed).integers(0, n_views, size=n)
+
+
+def _views_of(model, group: FitGroup, split: str):
+    rows = group.rows[split]
+    if not len(rows):
+        return None
+    reader = FeatureReader(group.store, group.kind, rows, group.cfg.cache)
+    m = len(rows)
+    preds = [model.predict(reader.read(np.arange(m), np.full(m, v)).astype(np.float32).reshape(m, -1))
+             for v in range(reader.n_views)]
+    return np.stack(preds, axis=1)[..., None]
+
+
+def fit_sklearn_heads(group: FitGroup) -> List[FitResult]:
+    """Fits each of the group's scikit-learn heads on its training rows and saves it (sha256 recorded).
+
+    Args:
+        group: heads of one feature kind (fitted one after another), targets and run directories.
+    Returns:
+        One `FitResult` per head.
+    """
+    cfg, log = group.cfg, group.log
+    reader = FeatureReader(group.store, group.kind, group.rows["train"], cfg.cache)
+    results = []
+    for spec, cols, run in zip(group.specs, group.columns, group.runs):
+        pos, views = training_rows(len(group.rows["train"]), reader.n_views, cfg.max_train_rows, spec.max_rows,
+                                   spec.name, cfg.seed)
+        x = reader.read(pos, views).astype(np.float32).reshape(len(pos), -1)
+        y = group.targets["train"][:, cols][pos, 0]
+        log(f"training {spec.name} on {group.kind}: {len(pos):,} rows x {x.shape[1]:,} features")
+        model = create_head(spec.name, input_shape=x.shape[1:], seed=cfg.seed)
+        t0 = time.perf_counter()
+        model.fit(x, y)
+        seconds = time.perf_counter() - t0
+        log(f"  fitted in {seconds:.1f} s")
+        run.save_sklearn(model)
+        results.append(FitResult(val_views=_views_of(model, group, "val"), test_views=_views_of(model, group, "test"),
+                                 seconds=seconds, reader_mode=reader.mode, trained_with=[spec.name]))
+    return results
+
+
+register_trainer(TrainerSpec("sklearn", fit_sklearn_heads, shares_batches=False))

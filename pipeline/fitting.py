@@ -1,0 +1,117 @@
+"""What a trainer receives and returns, and the registry of trainers (`HeadSpec.trainer` names one).
+
+`pipeline.train` groups the requested heads (by feature kind and trainer; Keras heads of one kind share
+every batch) and hands each group to its trainer as a `FitGroup`; the trainer fits, saves each model
+into its run directory and returns one `FitResult` per head. Adding a head never touches this code:
+a head names a registered trainer in its spec.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from evaluation.rundir import RunDir
+from features.errors import UsageError
+from features.registry import Registry
+from features.store import FeatureStore
+from heads.baselines import MAX_RBF_ROWS
+
+
+class TrainError(UsageError):
+    """A run that cannot start: store, splits or settings; the message says what to do."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (`iaa train`; `iaa ablate` shares them across its grid).
+
+    Attributes:
+        store: feature store path.
+        head: head name (`iaa train`; `run_heads` takes a list instead).
+        run_dir: output directory (default `runs/<store>_<head>_seed<N>`).
+        kind: feature kind to train on (default: the head's first kind in the store).
+        seed: seeds weights, view draws, shuffling and dropout; runs reproduce on CPU.
+        batch_size, lr_stages, max_epochs, patience: the reference protocol (design.md section 8).
+        cache: "auto", "ram" or "none" (see `features.loader.FeatureReader`).
+        parallel_reads: concurrent batch reads of the loader.
+        max_train_rows: scikit-learn heads use every view of every training image up to this many rows.
+    """
+
+    store: str
+    head: str
+    run_dir: Optional[str] = None
+    kind: Optional[str] = None
+    seed: int = 0
+    batch_size: int = 128
+    lr_stages: Optional[List[float]] = None
+    max_epochs: int = 20
+    patience: int = 5
+    cache: str = "auto"
+    parallel_reads: int = 4
+    max_train_rows: int = MAX_RBF_ROWS
+
+
+@dataclass
+class FitGroup:
+    """Heads trained together on one feature kind of one store.
+
+    Attributes:
+        cfg: the run settings.
+        specs: the heads' specs.
+        store: the open store.
+        kind: feature kind.
+        rows: store rows per split ("train", "val", "test").
+        targets: per split one (n, T) float32 matrix; head j learns its columns `columns[j]`.
+        columns: per head, its slice of the target columns.
+        runs: per head, its run directory.
+        log: where progress lines go.
+    """
+
+    cfg: TrainConfig
+    specs: list
+    store: FeatureStore
+    kind: str
+    rows: Dict[str, np.ndarray]
+    targets: Dict[str, np.ndarray]
+    columns: List[slice]
+    runs: List[RunDir]
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class FitResult:
+    """One trained head: predictions per view ((n, V, out) arrays) and what the config records."""
+
+    val_views: np.ndarray
+    test_views: Optional[np.ndarray]
+    seconds: float
+    reader_mode: str
+    trained_with: List[str]
+    params: Optional[int] = None
+    history: Dict[str, list] = field(default_factory=dict)
+    score_scale: Optional[dict] = None
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    """A fitting routine.
+
+    Attributes:
+        name: the value heads give as `HeadSpec.trainer`.
+        fit: `fit(group: FitGroup) -> List[FitResult]`, one result per head, models saved.
+        shares_batches: heads of one feature kind can be fitted in one group (one read per batch).
+    """
+
+    name: str
+    fit: Callable = field(repr=False, compare=False)
+    shares_batches: bool = False
+
+
+TRAINERS: Registry[TrainerSpec] = Registry("trainer")
+
+
+def register_trainer(spec: TrainerSpec) -> TrainerSpec:
+    """Adds a trainer to the registry."""
+    return TRAINERS.register(spec)

@@ -1,0 +1,87 @@
+"""Every registry works the same way, and a head added by registration alone trains end to end."""
+import numpy as np
+import pytest
+
+from features.augment import VIEW_SETS
+from features.backbones import BACKBONES
+from features.errors import IAAError
+from features.pooling import FEATURE_KINDS
+from features.registry import UnknownNameError
+from heads import HEADS, HeadSpec, create_head, get_head, register_head
+from heads.losses import LOSSES
+from heads.targets import TARGETS
+from pipeline.datasets import DATASETS
+from pipeline.fitting import TRAINERS
+from tests.conftest import linear_store
+
+REGISTRIES = {"heads": HEADS, "backbones": BACKBONES, "kinds": FEATURE_KINDS, "views": VIEW_SETS,
+              "datasets": DATASETS, "losses": LOSSES, "targets": TARGETS, "trainers": TRAINERS}
+
+
+@pytest.mark.parametrize("name", list(REGISTRIES))
+def test_every_registry_holds_named_specs_and_suggests_on_a_typo(name):
+    registry = REGISTRIES[name]
+    assert len(registry) > 0
+    for spec_name in registry.names():
+        assert registry.get(spec_name).name == spec_name
+    first = registry.names()[0]
+    with pytest.raises(UnknownNameError, match=f"Did you mean {first!r}") as info:
+        registry.get(first + "x")
+    assert isinstance(info.value, IAAError)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register(registry.get(first))
+
+
+@pytest.mark.parametrize("head", HEADS.names())
+def test_every_head_is_built_by_the_factory_and_fits_its_spec(head):
+    spec = get_head(head)
+    assert spec.trainer in TRAINERS and spec.target in TARGETS
+    assert spec.loss is None or spec.loss in LOSSES
+    shape = (5, 5, 12) if spec.kinds == ("mlsp_wide",) else (12,)
+    model = create_head(head, input_shape=shape, n_bins=5, blocks=[("a", 0, 4), ("b", 4, 12)])
+    assert hasattr(model, "fit") and hasattr(model, "predict")
+
+
+def test_factory_refuses_inputs_a_head_cannot_take():
+    from heads import HeadMismatchError
+
+    with pytest.raises(HeadMismatchError, match="block list"):
+        create_head("multi3fc", input_shape=(12,))
+    with pytest.raises(HeadMismatchError, match="K >= 2"):
+        create_head("dist_emd", input_shape=(12,), n_bins=0)
+    with pytest.raises(HeadMismatchError, match="wide features"):
+        create_head("pool3fc", input_shape=(12,))
+
+
+def _ridge(input_shape=(), *, n_bins=0, blocks=(), seed=0):
+    from sklearn.linear_model import Ridge
+
+    return Ridge(alpha=1.0)
+
+
+def test_a_head_added_by_registration_alone_trains_and_evaluates(tmp_path):
+    """Adding a head touches only heads/: the pipeline reads the spec's fields."""
+    from pipeline.train import TrainConfig, run_train
+
+    spec = register_head(HeadSpec("test_only_ridge", _ridge, kinds=("mlsp_narrow",), target="mos",
+                                  trainer="sklearn", lr_stages=None, loss=None, description="ridge for a test"))
+    try:
+        store = linear_store(tmp_path / "s.zarr", n=120, views=2, dim=8)
+        res = run_train(TrainConfig(store=str(store), head=spec.name, run_dir=str(tmp_path / "r")),
+                        log=lambda m: None)
+        assert res.metrics["test"]["srcc"] > 0.6
+        assert (tmp_path / "r" / "report.md").is_file()
+    finally:
+        del HEADS._items[spec.name]
+
+
+def test_row_limit_comes_from_the_spec():
+    from pipeline.fit_sklearn import training_rows
+    from pipeline.fitting import TrainError
+
+    pos, views = training_rows(10, 8, max_train_rows=100, max_rows=None, name="rf", seed=0)
+    assert len(pos) == 80 and np.array_equal(np.bincount(views), np.full(8, 10))
+    pos, _ = training_rows(1000, 8, max_train_rows=100, max_rows=None, name="rf", seed=0)
+    assert len(pos) == 1000  # one random view per image beyond the all-views budget
+    with pytest.raises(TrainError, match="svm_linear"):
+        training_rows(1000, 8, max_train_rows=100, max_rows=500, name="svm", seed=0)
