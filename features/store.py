@@ -358,6 +358,16 @@ class FeatureStore:
         lo, hi = self.attrs.get("dataset", {}).get("scale", (1.0, 10.0))
         return float(lo), float(hi)
 
+    @property
+    def settings(self) -> dict:
+        """The extraction settings that made the store (a rerun with others is refused)."""
+        return dict(self.attrs.get("settings", {}))
+
+    @property
+    def task_size(self) -> int:
+        """Images per extraction task (one Zarr shard)."""
+        return int(self.attrs["task_size"])
+
     def identity(self) -> dict:
         """What a run records about the store it trained on: path, backbone, weights, settings, views."""
         return {"path": str(self.path.resolve()), "backbone": self.attrs.get("backbone"),

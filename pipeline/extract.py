@@ -177,8 +177,8 @@ def _settings_difference(old: dict, new: dict) -> List[str]:
     return diffs
 
 
-def _refuse_if_different(path: Path, attrs: dict, settings: dict) -> None:
-    diffs = _settings_difference(attrs.get("settings", {}), settings)
+def _refuse_if_different(path: Path, stored: dict, settings: dict) -> None:
+    diffs = _settings_difference(stored, settings)
     if diffs:
         raise ExtractError(
             f"store {path} was made with other settings; refusing to mix them.\n  "
@@ -211,7 +211,7 @@ def _remove(*paths: Path) -> None:
 
 def _finished_hdf5(cfg: ExtractConfig, path: Path, p: ExtractPlan, t0: float, log) -> ExtractResult:
     with st.FeatureStore(path) as fs:
-        _refuse_if_different(path, fs.attrs, p.settings)
+        _refuse_if_different(path, fs.settings, p.settings)
         if cfg.retry_failed and fs.counts()["failed"]:
             raise ExtractError(f"--retry-failed cannot reopen the finished HDF5 store {path}; "
                                f"use a Zarr store for incremental retries, or --overwrite")
@@ -221,11 +221,11 @@ def _finished_hdf5(cfg: ExtractConfig, path: Path, p: ExtractPlan, t0: float, lo
 
 def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine: str) -> st.StoreLayout:
     """Reopens a store made with the same settings (its layout), or creates it."""
-    attrs = st.read_zarr_attrs(zarr_path)
-    if attrs is not None:
-        _refuse_if_different(zarr_path, attrs, p.settings)
-        return st.StoreLayout(n=p.layout.n, n_views=p.layout.n_views, kinds=p.layout.kinds,
-                              task_size=int(attrs["task_size"]), hist_bins=p.layout.hist_bins)
+    if st.read_zarr_attrs(zarr_path) is not None:
+        with st.FeatureStore(zarr_path) as fs:
+            _refuse_if_different(zarr_path, fs.settings, p.settings)
+            return st.StoreLayout(n=p.layout.n, n_views=p.layout.n_views, kinds=p.layout.kinds,
+                                  task_size=fs.task_size, hist_bins=p.layout.hist_bins)
     if zarr_path.exists() and not (zarr_path / "zarr.json").is_file():
         raise ExtractError(f"{zarr_path} exists and is not a feature store: choose another --store "
                            f"or remove it (or add --overwrite)")
