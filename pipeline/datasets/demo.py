@@ -138,7 +138,7 @@ def ensure_demo(root: Path) -> None:
     try:
         build_demo(root)
     except ImportError as exc:
-        raise DatasetError(f"demo: scikit-image is needed to build the demo set ({exc}); run `make install`")
+        raise DatasetError(f"demo: scikit-image is needed to build the demo set ({exc}); run `make install`") from None
 
 
 def load_demo(root: Path) -> Manifest:
