@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -26,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from features.quiet import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import C, build_store  # noqa: E402

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from features.quiet import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 
 BIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "biq2021-dev"
 HEADS = {"mlsp_narrow": ["single3fc", "svm", "rf"], "mlsp_wide": ["pool3fc"]}
