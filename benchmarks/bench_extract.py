@@ -26,7 +26,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from features import store as st  # noqa: E402
+from features import store_writer as sw  # noqa: E402
 from features.augment import get_views, make_views  # noqa: E402
 from features.backbones import get_backbone  # noqa: E402
 from features.extractor import preprocess  # noqa: E402
@@ -84,10 +84,10 @@ def ours(paths, backbone: str, weights: str, views_name: str, tmp: Path) -> floa
     job = ExtractJob(spec, parse_weights(weights, spec), kinds, get_views(views_name), None, 32)
     extractor = get_extractor(job)
     shapes = extractor.shapes()
-    layout = st.StoreLayout(n=len(paths), n_views=len(get_views(views_name)), kinds=shapes,
+    layout = sw.StoreLayout(n=len(paths), n_views=len(get_views(views_name)), kinds=shapes,
                             task_size=len(paths))
     zpath = tmp / "ours.zarr"
-    st.create_zarr(zpath, layout, {"kinds": {k: {} for k in kinds}}, [p.name for p in paths],
+    sw.create_zarr(zpath, layout, {"kinds": {k: {} for k in kinds}}, [p.name for p in paths],
                    ["test"] * len(paths), [str(p) for p in paths], np.zeros(len(paths), np.float32), None)
     t0 = time.perf_counter()
     result = extract_task(str(zpath), job, 0, [str(p) for p in paths])

@@ -28,6 +28,7 @@ quiet_tensorflow()
 import numpy as np  # noqa: E402
 
 from features import store as st  # noqa: E402
+from features import store_writer as sw  # noqa: E402
 from features.loader import FeatureReader, make_dataset, train_plan  # noqa: E402
 from features.store import FeatureStore  # noqa: E402
 
@@ -45,20 +46,20 @@ def rchar() -> int:
 
 def build_store(path: Path, n: int, views: int, shape: tuple, kind: str, hist_bins: int = 0,
                 val_fraction: float = 0.0) -> None:
-    layout = st.StoreLayout(n=n, n_views=views, kinds={kind: shape},
-                            task_size=st.StoreLayout.choose_task_size(n, views, {kind: shape}))
+    layout = sw.StoreLayout(n=n, n_views=views, kinds={kind: shape},
+                            task_size=sw.StoreLayout.choose_task_size(n, views, {kind: shape}))
     attrs = {"kinds": {kind: {"shape": list(shape)}}, "task_size": layout.task_size,
              "blocks": [{"name": "all", "channels": C, "offset": 0}], "dataset": {"scale": [1, 10]}}
     ids = [f"s{i}" for i in range(n)]
     split = ["train"] * (n - int(val_fraction * n)) + ["val"] * int(val_fraction * n)
     mos = np.random.default_rng(0).uniform(2, 8, n).astype(np.float32)
     hist = np.random.default_rng(3).integers(0, 20, (n, hist_bins)).astype(np.float32) + 1 if hist_bins else None
-    st.create_zarr(path, layout, attrs, ids, split, ids, mos, hist)
+    sw.create_zarr(path, layout, attrs, ids, split, ids, mos, hist)
     rng = np.random.default_rng(1)
     for start, stop in layout.tasks():
         k = stop - start
         x = np.maximum(rng.standard_normal((k, views) + shape, dtype=np.float32), 0).astype(np.float16)
-        st.write_task(str(path), start, stop, {kind: x}, np.full(k, st.DONE, np.int8), [""] * k,
+        sw.write_task(str(path), start, stop, {kind: x}, np.full(k, st.DONE, np.int8), [""] * k,
                       np.zeros(k), np.zeros(k))
 
 
@@ -152,7 +153,7 @@ def main() -> None:
             z, h = root / f"{name}.zarr", root / f"{name}.h5"
             t0 = time.perf_counter()
             build_store(z, n, views, shape, kind)
-            st.finalize_hdf5(z, h)
+            sw.finalize_hdf5(z, h)
             print(f"{name}: wrote {out[name + '_store']} as zarr + hdf5 in {time.perf_counter() - t0:.0f} s",
                   flush=True)
             batches = args.loader_batches if name == "narrow" else max(4, args.loader_batches // 8)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from features import store as st
+from features import store_writer as sw
 from features.augment import get_views
 from features.backbones import PREPROCESSING, BackboneSpec, get_backbone
 from features.errors import IAAError
@@ -110,7 +111,7 @@ class ExtractPlan:
     backbone: BackboneSpec
     weights: WeightsSpec
     job: ExtractJob
-    layout: st.StoreLayout
+    layout: sw.StoreLayout
     settings: dict
 
 
@@ -129,13 +130,13 @@ def plan(cfg: ExtractConfig) -> ExtractPlan:
         raise ExtractError(f"--max-side {cfg.max_side} is below what {spec.name} needs ({spec.min_side} px)")
     shapes = {k: tuple(get_kind(k).shape(spec)) for k in kinds}
     n, hist = len(manifest), manifest.hist
-    layout = st.StoreLayout(n=n, n_views=len(views), kinds=shapes,
-                            task_size=st.StoreLayout.choose_task_size(n, len(views), shapes),
+    layout = sw.StoreLayout(n=n, n_views=len(views), kinds=shapes,
+                            task_size=sw.StoreLayout.choose_task_size(n, len(views), shapes),
                             hist_bins=None if hist is None else hist.shape[1])
     settings = {
         "dataset": manifest.name, "backbone": spec.name, "weights": ws.text, "features": list(kinds),
         "views": cfg.views, "max_side": cfg.max_side,
-        "manifest_sha256": st.manifest_fingerprint(manifest.ids, manifest.split, manifest.mos, hist),
+        "manifest_sha256": sw.manifest_fingerprint(manifest.ids, manifest.split, manifest.mos, hist),
     }
     job = ExtractJob(spec, ws, kinds, views, cfg.max_side, cfg.batch_views)
     return ExtractPlan(manifest, spec, ws, job, layout, settings)
@@ -219,12 +220,12 @@ def _finished_hdf5(cfg: ExtractConfig, path: Path, p: ExtractPlan, t0: float, lo
         return ExtractResult(str(path), fs.n, fs.counts(), fs.n, 0, time.time() - t0, fs.failures())
 
 
-def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine: str) -> st.StoreLayout:
+def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine: str) -> sw.StoreLayout:
     """Reopens a store made with the same settings (its layout), or creates it."""
     if st.read_zarr_attrs(zarr_path) is not None:
         with st.FeatureStore(zarr_path) as fs:
             _refuse_if_different(zarr_path, fs.settings, p.settings)
-            return st.StoreLayout(n=p.layout.n, n_views=p.layout.n_views, kinds=p.layout.kinds,
+            return sw.StoreLayout(n=p.layout.n, n_views=p.layout.n_views, kinds=p.layout.kinds,
                                   task_size=fs.task_size, hist_bins=p.layout.hist_bins)
     if zarr_path.exists() and not (zarr_path / "zarr.json").is_file():
         raise ExtractError(f"{zarr_path} exists and is not a feature store: choose another --store "
@@ -233,7 +234,7 @@ def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine:
         build_model(p.backbone, p.weights, include_top="fc7" in p.settings["features"])
     _check_disk(zarr_path, p.layout.feature_bytes() * (2 if engine == "hdf5" else 1))
     m = p.manifest
-    st.create_zarr(zarr_path, p.layout, _attributes(cfg, p), m.ids, m.split, [str(x) for x in m.paths],
+    sw.create_zarr(zarr_path, p.layout, _attributes(cfg, p), m.ids, m.split, [str(x) for x in m.paths],
                    m.mos, m.hist)
     return p.layout
 
@@ -263,7 +264,7 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Extra
     if engine == "hdf5" and path.is_file() and not zarr_path.exists():
         return _finished_hdf5(cfg, path, p, t0, log)
     layout = _open_or_create(cfg, p, zarr_path, engine)
-    tasks = st.pending_tasks(zarr_path, layout, retry_failed=cfg.retry_failed)
+    tasks = sw.pending_tasks(zarr_path, layout, retry_failed=cfg.retry_failed)
     remaining = sum(b - a for a, b in tasks)
     skipped = layout.n - remaining
     if skipped:
@@ -282,6 +283,6 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Extra
         counts, failures = fs.counts(), fs.failures()
     if engine == "hdf5" and counts["pending"] == 0 and not errors:
         log(f"writing {path} ...")
-        st.finalize_hdf5(zarr_path, path)
+        sw.finalize_hdf5(zarr_path, path)
         shutil.rmtree(zarr_path)
     return ExtractResult(str(path), layout.n, counts, skipped, remaining, seconds, failures, errors)

@@ -15,6 +15,7 @@ import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from features import store as st
+from features import store_writer as sw
 from features.augment import View, make_views, view_size
 from features.backbones import BackboneSpec
 from features.images import ImageError, decode_image
@@ -166,7 +167,7 @@ def extract_task(zarr_path: str, job: ExtractJob, start: int, paths: Sequence[st
         batch.append((i, views))
     if batch:
         buf.run(extractor, batch)
-    st.write_task(zarr_path, start, start + len(paths), buf.feats, buf.status, buf.reasons, buf.width, buf.height)
+    sw.write_task(zarr_path, start, start + len(paths), buf.feats, buf.status, buf.reasons, buf.width, buf.height)
     return {"start": start, "n": len(paths), "done": int((buf.status == st.DONE).sum()),
             "failed": int((buf.status == st.FAILED).sum())}
 

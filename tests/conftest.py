@@ -59,11 +59,12 @@ def make_store(path: Path, features: dict, mos, split, hist=None, blocks=None, s
                engine: str = "zarr", status=None) -> Path:
     """A small synthetic feature store: features = {kind: (N, V, ...) array}."""
     from features import store as st
+    from features import store_writer as sw
 
     kinds = {k: tuple(v.shape[2:]) for k, v in features.items()}
     n, n_views = next(iter(features.values())).shape[:2]
     task = max(1, min(64, n))
-    layout = st.StoreLayout(n=n, n_views=n_views, kinds=kinds, task_size=task,
+    layout = sw.StoreLayout(n=n, n_views=n_views, kinds=kinds, task_size=task,
                             hist_bins=None if hist is None else hist.shape[1])
     first = next(iter(kinds.values()))
     blocks = blocks or [{"name": "all", "channels": int(first[-1]), "offset": 0}]
@@ -72,15 +73,15 @@ def make_store(path: Path, features: dict, mos, split, hist=None, blocks=None, s
              "backbone": "synthetic", "view_set": "synthetic"}
     zpath = path if engine == "zarr" else st.staging_path(path)
     ids = [f"s{i:05d}" for i in range(n)]
-    st.create_zarr(zpath, layout, attrs, ids, list(split), ids, np.asarray(mos, np.float32), hist)
+    sw.create_zarr(zpath, layout, attrs, ids, list(split), ids, np.asarray(mos, np.float32), hist)
     status = np.full(n, st.DONE, np.int8) if status is None else np.asarray(status, np.int8)
     for start, stop in layout.tasks():
-        st.write_task(str(zpath), start, stop, {k: v[start:stop].astype(np.float16) for k, v in features.items()},
+        sw.write_task(str(zpath), start, stop, {k: v[start:stop].astype(np.float16) for k, v in features.items()},
                       status[start:stop], [""] * (stop - start), np.full(stop - start, 64), np.full(stop - start, 64))
     if engine == "hdf5":
         import shutil
 
-        st.finalize_hdf5(zpath, path)
+        sw.finalize_hdf5(zpath, path)
         shutil.rmtree(zpath)
     return path
 

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 
 from features import store as st
+from features import store_writer as sw
 
 
 def _make(tmp_path, name="s.zarr", n=10, views=2):
-    layout = st.StoreLayout(n=n, n_views=views, kinds={"mlsp_narrow": (6,), "mlsp_wide": (5, 5, 6)},
+    layout = sw.StoreLayout(n=n, n_views=views, kinds={"mlsp_narrow": (6,), "mlsp_wide": (5, 5, 6)},
                             task_size=4, hist_bins=3)
     ids = [f"im{i}" for i in range(n)]
     split = ["train"] * (n - 3) + ["val", "test", "test"]
@@ -13,7 +14,7 @@ def _make(tmp_path, name="s.zarr", n=10, views=2):
     hist = np.random.default_rng(0).integers(0, 5, (n, 3)).astype(np.float32)
     attrs = {"settings": {"backbone": "x"}, "kinds": {"mlsp_narrow": {}, "mlsp_wide": {}}, "task_size": 4}
     path = tmp_path / name
-    st.create_zarr(path, layout, attrs, ids, split, [f"/p/{i}" for i in ids], mos, hist)
+    sw.create_zarr(path, layout, attrs, ids, split, [f"/p/{i}" for i in ids], mos, hist)
     rng = np.random.default_rng(1)
     written = {}
     for start, stop in layout.tasks():
@@ -23,7 +24,7 @@ def _make(tmp_path, name="s.zarr", n=10, views=2):
         reasons = [""] * k
         if start == 4:
             status[1], reasons[1] = st.FAILED, "file not found"
-        st.write_task(str(path), start, stop, feats, status, reasons, np.full(k, 64), np.full(k, 48))
+        sw.write_task(str(path), start, stop, feats, status, reasons, np.full(k, 64), np.full(k, 48))
         written[start] = feats
     return path, layout, ids, mos, hist, written
 
@@ -34,7 +35,7 @@ def test_both_engines_round_trip(tmp_path, engine):
     path = zpath
     if engine == "hdf5":
         path = tmp_path / "s.h5"
-        st.finalize_hdf5(zpath, path)
+        sw.finalize_hdf5(zpath, path)
     with st.FeatureStore(path) as fs:
         assert fs.engine == engine
         assert list(fs.ids) == ids
@@ -57,23 +58,23 @@ def test_both_engines_round_trip(tmp_path, engine):
 
 
 def test_pending_tasks_and_unwritten_rows(tmp_path):
-    layout = st.StoreLayout(n=10, n_views=1, kinds={"gmp": (3,)}, task_size=4)
+    layout = sw.StoreLayout(n=10, n_views=1, kinds={"gmp": (3,)}, task_size=4)
     path = tmp_path / "p.zarr"
-    st.create_zarr(path, layout, {"kinds": {"gmp": {}}, "task_size": 4}, list("abcdefghij"), ["train"] * 10,
+    sw.create_zarr(path, layout, {"kinds": {"gmp": {}}, "task_size": 4}, list("abcdefghij"), ["train"] * 10,
                    list("abcdefghij"), np.zeros(10, np.float32), None)
-    assert st.pending_tasks(path, layout) == [(0, 4), (4, 8), (8, 10)]
-    st.write_task(str(path), 4, 8, {"gmp": np.ones((4, 1, 3), np.float16)}, np.full(4, st.DONE, np.int8),
+    assert sw.pending_tasks(path, layout) == [(0, 4), (4, 8), (8, 10)]
+    sw.write_task(str(path), 4, 8, {"gmp": np.ones((4, 1, 3), np.float16)}, np.full(4, st.DONE, np.int8),
                   [""] * 4, np.zeros(4), np.zeros(4))
-    assert st.pending_tasks(path, layout) == [(0, 4), (8, 10)]
+    assert sw.pending_tasks(path, layout) == [(0, 4), (8, 10)]
     with st.FeatureStore(path) as fs:
         assert np.isnan(fs.features("gmp")[0]).all() and fs.hist is None
 
 
 def test_task_size_is_bounded_by_bytes():
     wide = {"mlsp_wide": (5, 5, 16928)}
-    t = st.StoreLayout.choose_task_size(255_000, 8, wide)
-    assert 1 <= t and t * 8 * 5 * 5 * 16928 * 2 <= st.MAX_TASK_BYTES
-    assert st.StoreLayout.choose_task_size(16, 8, {"mlsp_narrow": (1472,)}) == 2
+    t = sw.StoreLayout.choose_task_size(255_000, 8, wide)
+    assert 1 <= t and t * 8 * 5 * 5 * 16928 * 2 <= sw.MAX_TASK_BYTES
+    assert sw.StoreLayout.choose_task_size(16, 8, {"mlsp_narrow": (1472,)}) == 2
 
 
 def test_engine_from_suffix():

@@ -1,0 +1,156 @@
+"""Creating and writing feature stores (always Zarr: the store itself, or an HDF5 store's staging area).
+
+Writing is done in tasks of `task_size` consecutive images. A task owns whole Zarr shards and whole
+chunks of the small per-image arrays, writes its features first and its `status` chunk last, so a
+crash loses at most the tasks in flight and rewriting a task is harmless (zarr-python replaces files
+atomically; concurrent partial writes to one shard would lose rows, design.md section 12). HDF5 files
+are not crash-safe while being written, so an HDF5 store is extracted into a Zarr staging directory
+next to it and converted in one pass (then renamed into place) at the end. Reading is
+`features.store.FeatureStore`'s job.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from features.store import FAILED, PENDING
+
+MAX_TASK_BYTES = 256 << 20
+MAX_TASK_IMAGES = 64
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Array shapes of a store."""
+
+    n: int
+    n_views: int
+    kinds: Dict[str, Tuple[int, ...]]  # per-view shape of each kind
+    task_size: int
+    hist_bins: Optional[int] = None
+
+    @staticmethod
+    def choose_task_size(n: int, n_views: int, kinds: Dict[str, Tuple[int, ...]]) -> int:
+        """Images per task/shard: bounded in bytes, and small enough that small sets get several."""
+        per_image = max(n_views * int(np.prod(s)) * 2 for s in kinds.values())
+        by_bytes = max(1, MAX_TASK_BYTES // per_image)
+        return int(max(1, min(MAX_TASK_IMAGES, by_bytes, math.ceil(n / 8))))
+
+    def feature_bytes(self) -> int:
+        return sum(self.n * self.n_views * int(np.prod(s)) * 2 for s in self.kinds.values())
+
+    def tasks(self) -> List[Tuple[int, int]]:
+        return [(s, min(s + self.task_size, self.n)) for s in range(0, self.n, self.task_size)]
+
+
+def manifest_fingerprint(ids: Sequence[str], split: Sequence[str], mos: np.ndarray,
+                         hist: Optional[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    h.update("\n".join(ids).encode())
+    h.update("\n".join(split).encode())
+    h.update(np.ascontiguousarray(mos, dtype=np.float32).tobytes())
+    if hist is not None:
+        h.update(np.ascontiguousarray(hist, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def create_zarr(path: Path, layout: StoreLayout, attrs: dict, ids, split, paths, mos, hist) -> None:
+    """Creates every array up front (empty features) and marks the store initialised last."""
+    import zarr
+
+    if path.exists():
+        shutil.rmtree(path)
+    root = zarr.open_group(str(path), mode="w", attributes={**attrs, "initialized": False})
+    n, t = layout.n, layout.task_size
+    full = (max(n, 1),)
+    root.create_array("ids", shape=(n,), dtype=str, chunks=full)[:] = np.asarray(ids, dtype=str)
+    root.create_array("split", shape=(n,), dtype=str, chunks=full)[:] = np.asarray(split, dtype=str)
+    root.create_array("path", shape=(n,), dtype=str, chunks=full)[:] = np.asarray(paths, dtype=str)
+    labels = root.require_group("labels")
+    labels.create_array("mos", shape=(n,), dtype="float32", chunks=full, fill_value=np.nan)[:] = mos
+    if hist is not None:
+        k = hist.shape[1]
+        labels.create_array("hist", shape=(n, k), dtype="float32", chunks=(max(n, 1), k))[:] = hist
+    for name, dtype, fill in (("status", "int8", PENDING), ("width", "int32", 0), ("height", "int32", 0)):
+        root.create_array(name, shape=(n,), dtype=dtype, chunks=(t,), fill_value=fill)
+    root.create_array("reason", shape=(n,), dtype=str, chunks=(t,), fill_value="")
+    feats = root.require_group("features")
+    for kind, shape in layout.kinds.items():
+        feats.create_array(
+            kind,
+            shape=(n, layout.n_views) + tuple(shape),
+            dtype="float16",
+            chunks=(1, 1) + tuple(shape),
+            shards=(t, layout.n_views) + tuple(shape),
+            fill_value=np.nan,
+            compressors=None,
+        )
+    root.attrs.update({"initialized": True})
+
+
+def write_task(zarr_path: str, start: int, stop: int, features: Dict[str, np.ndarray],
+               status: np.ndarray, reason: Sequence[str], width: np.ndarray, height: np.ndarray) -> None:
+    """Writes one task's rows: whole shards of features first, the status chunk last (commit)."""
+    import zarr
+
+    root = zarr.open_group(zarr_path, mode="r+")
+    for kind, values in features.items():
+        root[f"features/{kind}"][start:stop] = values
+    root["width"][start:stop] = width
+    root["height"][start:stop] = height
+    root["reason"][start:stop] = np.asarray(reason, dtype=str)
+    root["status"][start:stop] = status
+
+
+def pending_tasks(zarr_path: Path, layout: StoreLayout, retry_failed: bool = False) -> List[Tuple[int, int]]:
+    """Tasks with an image not yet done (nor failed, unless `retry_failed`)."""
+    import zarr
+
+    status = np.asarray(zarr.open_group(str(zarr_path), mode="r")["status"][:])
+    todo = []
+    for start, stop in layout.tasks():
+        s = status[start:stop]
+        open_ = (s == PENDING) | ((s == FAILED) if retry_failed else False)
+        if open_.any():
+            todo.append((start, stop))
+    return todo
+
+
+def finalize_hdf5(zarr_path: Path, h5_path: Path) -> None:
+    """Copies a finished Zarr staging store into an HDF5 file (block by block), then renames it."""
+    import h5py
+    import zarr
+
+    src = zarr.open_group(str(zarr_path), mode="r")
+    tmp = Path(f"{h5_path}.tmp-{os.getpid()}")
+    str_dt = h5py.string_dtype()
+    with h5py.File(tmp, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = json.dumps(value)
+        dst.attrs["_json_attrs"] = True
+
+        def copy(name: str, arr) -> None:
+            if arr.dtype.kind in "TUO" or str(arr.dtype).startswith("StringDType"):
+                dst.create_dataset(name, data=np.asarray(arr[:], dtype=object), dtype=str_dt)
+                return
+            chunks = tuple(arr.chunks) if arr.ndim > 1 else None
+            ds = dst.create_dataset(name, shape=arr.shape, dtype=arr.dtype, chunks=chunks,
+                                    fillvalue=arr.fill_value)
+            step = arr.shards[0] if getattr(arr, "shards", None) else max(arr.shape[0], 1)
+            for s in range(0, arr.shape[0], step):
+                ds[s: s + step] = arr[s: s + step]
+
+        for name, arr in src.arrays():
+            copy(name, arr)
+        for gname, group in src.groups():
+            for name, arr in group.arrays():
+                copy(f"{gname}/{name}", arr)
+    os.replace(tmp, h5_path)
