@@ -19,7 +19,7 @@ from features.quiet import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 
 BIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "biq2021-dev"
-HEADS = {"mlsp_narrow": ["single3fc", "svm", "rf"], "mlsp_wide": ["pool3fc"]}
+HEADS = {"mlsp_narrow": ["single1fc", "single3fc", "ridge", "svr", "svm", "rf"], "mlsp_wide": ["pool3fc"]}
 
 
 def main() -> None:

@@ -134,3 +134,30 @@ def make_dataset(reader: FeatureReader, positions: np.ndarray, views: np.ndarray
     ds = tf.data.Dataset.range(n_batches)
     ds = ds.map(to_tensors, num_parallel_calls=max(1, parallel_reads), deterministic=True)
     return ds.prefetch(prefetch)
+
+
+def feature_moments(reader: FeatureReader, positions: np.ndarray, views: np.ndarray, log1p: bool = False,
+                    block: int = 1024) -> dict:
+    """Per-channel mean, variance and overall minimum of samples, streamed in blocks (float64 sums).
+
+    Args:
+        reader: a reader of one kind; channels are the last axis (a wide kind's 5x5 cells are samples).
+        positions, views: the samples (one pass over them).
+        log1p: the moments of log(1 + max(x, 0)) instead of x.
+        block: samples per read.
+    Returns:
+        {"mean": (C,) float32, "variance": (C,) float32, "min": float} (before log1p).
+    """
+    n, total, squares, low = 0, 0.0, 0.0, np.inf
+    for start in range(0, len(positions), block):
+        x = reader.read(positions[start:start + block], views[start:start + block]).astype(np.float64)
+        low = min(low, float(x.min())) if x.size else low
+        if log1p:
+            x = np.log1p(np.maximum(x, 0.0))
+        flat = x.reshape(-1, x.shape[-1])
+        n += flat.shape[0]
+        total = total + flat.sum(axis=0)
+        squares = squares + np.square(flat).sum(axis=0)
+    mean = total / max(n, 1)
+    variance = np.maximum(squares / max(n, 1) - np.square(mean), 0.0)
+    return {"mean": np.asarray(mean, np.float32), "variance": np.asarray(variance, np.float32), "min": low}

@@ -48,7 +48,7 @@ def _rf(input_shape=(), *, n_bins: int = 0, blocks=(), seed: int = 0):
     return RandomForestRegressor(n_estimators=RF_TREES, random_state=seed, n_jobs=-1)
 
 
-_SKLEARN = dict(trainer="sklearn", lr_stages=None, loss=None)
+_SKLEARN = dict(trainer="sklearn", lr_stages=None, loss=None, input_norm="none")  # as published
 for _spec in (
     HeadSpec("svm", _svr, POOLED_KINDS, "mos", max_rows=MAX_RBF_ROWS, **_SKLEARN,
              description="SVR, RBF kernel, C=10, gamma=1e-6, on standardised scores",

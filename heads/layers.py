@@ -57,3 +57,14 @@ class EarthMoversDistance(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "r": self.r}
+
+
+@keras.saving.register_keras_serializable(package="iaa")
+class Log1p(keras.layers.Layer):
+    """log(1 + max(x, 0)): ReLU features spread over orders of magnitude, compressed before standardising."""
+
+    def call(self, x):
+        return keras.ops.log1p(keras.ops.maximum(x, 0.0))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -45,6 +45,9 @@ class HeadSpec:
         loss: loss name in `heads.losses.LOSSES` (keras heads; None otherwise).
         max_rows: most training rows the head can fit in reasonable time (None: no limit).
         needs_blocks: the builder needs the store's block list (names and channel offsets).
+        uses_validation: the estimator's `fit(x, y, x_val=, y_val=)` tunes itself on the validation split.
+        input_norm: a normalisation the head always uses (a published setting, e.g. "none"); None: the
+            run's `--input-norm`.
         description: one line for `describe-head`, the help and the run config.
         reference: paper the head follows.
     """
@@ -58,6 +61,8 @@ class HeadSpec:
     loss: Optional[str] = "mse"
     max_rows: Optional[int] = None
     needs_blocks: bool = False
+    uses_validation: bool = False
+    input_norm: Optional[str] = None
     description: str = ""
     reference: str = ""
 
@@ -66,6 +71,10 @@ class HeadSpec:
             raise ValueError(f"head {self.name!r}: trainer must be one of {TRAINERS}; received {self.trainer!r}")
         if self.target not in TARGETS:
             raise ValueError(f"head {self.name!r}: target must be one of {TARGETS}; received {self.target!r}")
+
+    def resolved_input_norm(self, requested: str) -> str:
+        """The input normalisation this head trains with when the run asks for `requested`."""
+        return self.input_norm or requested
 
     def check_store(self, store_kinds, has_hist: bool, kind: Optional[str] = None) -> str:
         """Picks the feature kind to train on, or refuses with what the store has and the head needs.

@@ -66,10 +66,12 @@ def on_score_scale(model, train_targets: np.ndarray):
 
 def score_scale(model) -> Optional[dict]:
     """{"mean", "std"} of a model's output scaling layer, or None when it has none."""
-    try:
-        c = model.get_layer(SCALE_LAYER).get_config()
-    except ValueError:
+    from heads.inputs import find_layer
+
+    layer = find_layer(model, SCALE_LAYER)
+    if layer is None:
         return None
+    c = layer.get_config()
     return {"mean": c["offset"], "std": c["scale"]}
 
 

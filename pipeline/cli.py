@@ -60,6 +60,9 @@ def _add_extract(sub) -> None:
 
 
 def _add_training_options(p) -> None:
+    from heads.inputs import INPUT_NORMS
+    from pipeline.fitting import TrainConfig
+
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--lr-stages", help="comma-separated learning rates, one stage each "
                    "(default narrow 1e-3,1e-4,1e-5; wide 1e-4,1e-5,1e-6)")
@@ -68,6 +71,9 @@ def _add_training_options(p) -> None:
     p.add_argument("--cache", choices=("auto", "ram", "none"), default="auto",
                    help="auto keeps the training split in RAM only when it fits with room to spare")
     p.add_argument("--parallel-reads", type=_positive_int, default=4)
+    p.add_argument("--input-norm", default=TrainConfig.input_norm,
+                   help="Keras heads' input: " + "; ".join(f"{n.name}: {n.description}" for n in INPUT_NORMS)
+                   + f" (default {TrainConfig.input_norm})")
 
 
 def _add_train_and_ablate(sub) -> None:
@@ -199,7 +205,8 @@ def cmd_train(args) -> int:
 
     cfg = TrainConfig(store=args.store, head=args.head, run_dir=args.run_dir, kind=args.kind, seed=args.seed,
                       batch_size=args.batch_size, lr_stages=_floats(args.lr_stages), max_epochs=args.max_epochs,
-                      patience=args.patience, cache=args.cache, parallel_reads=args.parallel_reads)
+                      patience=args.patience, cache=args.cache, parallel_reads=args.parallel_reads,
+                      input_norm=args.input_norm)
     result = run_train(cfg, log=lambda m: print(m, flush=True))
     test = result.metrics.get("test")
     print(f"\nrun directory: {result.run_dir} ({result.seconds:.1f} s of training; report.md and figures there)")
@@ -230,7 +237,7 @@ def cmd_ablate(args) -> int:
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
     base = TrainConfig(store=args.store, head=heads[0], batch_size=args.batch_size,
                        lr_stages=_floats(args.lr_stages), max_epochs=args.max_epochs, patience=args.patience,
-                       cache=args.cache, parallel_reads=args.parallel_reads)
+                       cache=args.cache, parallel_reads=args.parallel_reads, input_norm=args.input_norm)
     out = args.out or f"runs/ablate_{Path(args.store).stem}"
     run_ablation(base, heads, list(range(args.seeds)), out, joint=not args.sequential,
                  log=lambda m: print(m, flush=True))

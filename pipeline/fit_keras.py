@@ -16,11 +16,12 @@ from typing import Dict, List
 import numpy as np
 
 from evaluation.rundir import RunDir
-from features.loader import FeatureReader, fixed_views, make_dataset, train_plan
+from features.loader import FeatureReader, feature_moments, fixed_views, make_dataset, train_plan
 from heads import create_head
+from heads.inputs import get_input_norm, with_input_norm
 from heads.losses import get_loss
 from heads.targets import get_target, score_scale
-from pipeline.fitting import FitGroup, FitResult, TrainerSpec, register_trainer
+from pipeline.fitting import FitGroup, FitResult, TrainError, TrainerSpec, register_trainer
 
 HISTORY_KEYS = ("epoch", "stage", "lr", "loss", "val_loss", "seconds", "samples_per_s")
 
@@ -77,7 +78,7 @@ class _HeadState:
         return max_epochs * (len(self.stages) - self.stage) - self.epochs_in_stage
 
 
-def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool) -> _HeadState:
+def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments) -> _HeadState:
     import keras
     import tensorflow as tf
 
@@ -89,11 +90,36 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool) -> _HeadState:
         out = keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output)
         model = keras.Model(model.input, out, name=model.name)
     model = get_target(spec.target).prepare(model, group.targets["train"][:, cols])
+    model = with_input_norm(model, get_input_norm(spec.resolved_input_norm(cfg.input_norm)), moments)
     state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages), cols, run,
                        tf.summary.create_file_writer(str(run.tensorboard_dir)))
     state.best_weights = model.get_weights()
     state.compile(state.lr)
     return state
+
+
+def _input_moments(group: FitGroup, reader: FeatureReader):
+    """The training split's per-channel moments (one pass, every view of every image), if a head needs them.
+
+    Heads of one group share the run's `--input-norm` (a head with a fixed setting of its own trains in
+    a group of its own kind only when the settings agree; otherwise this refuses).
+    """
+    names = {spec.resolved_input_norm(group.cfg.input_norm) for spec in group.specs}
+    norms = [get_input_norm(n) for n in sorted(names)]
+    needed = {(n.log1p, n.standardise) for n in norms if n.standardise}
+    if not needed:
+        return None
+    if len(needed) > 1:
+        raise TrainError(f"heads trained together need one input normalisation; received {sorted(names)}. "
+                         f"Use --sequential")
+    norm = next(n for n in norms if n.standardise)
+    n, n_views = len(reader.rows), reader.n_views
+    t0 = time.perf_counter()
+    moments = feature_moments(reader, np.repeat(np.arange(n), n_views), np.tile(np.arange(n_views), n),
+                              log1p=norm.log1p)
+    group.log(f"input normalisation {norm.name}: moments of {n * n_views:,} training samples in "
+              f"{time.perf_counter() - t0:.1f} s")
+    return moments
 
 
 def _joint_train_step(heads: List[_HeadState], x_shape: tuple, n_targets: int):
@@ -183,10 +209,11 @@ def fit_keras_heads(group: FitGroup) -> List[FitResult]:
     cfg, fs, kind, log = group.cfg, group.store, group.kind, group.log
     shape = fs.kind_shape(kind)
     mixed = _mixed_precision_if_gpu()
-    heads = [_new_head(group, j, shape, mixed) for j in range(len(group.specs))]
     train_reader = FeatureReader(fs, kind, group.rows["train"], cfg.cache)
     val_reader = FeatureReader(fs, kind, group.rows["val"], cfg.cache)
     n_train, n_val, n_views = len(group.rows["train"]), len(group.rows["val"]), train_reader.n_views
+    moments = _input_moments(group, train_reader)
+    heads = [_new_head(group, j, shape, mixed, moments) for j in range(len(group.specs))]
     val_ds = make_dataset(val_reader, np.arange(n_val), fixed_views(n_val, n_views, cfg.seed), group.targets["val"],
                           cfg.batch_size, cfg.parallel_reads)
     log(f"training {', '.join(h.spec.name for h in heads)} on {kind} {shape}: {n_train} train / {n_val} val "

@@ -11,8 +11,9 @@ from typing import List
 
 import numpy as np
 
-from features.loader import FeatureReader
+from features.loader import FeatureReader, fixed_views
 from heads import create_head, list_heads
+from heads.inputs import get_input_norm, sklearn_normaliser
 from pipeline.fitting import FitGroup, FitResult, TrainError, TrainerSpec, register_trainer
 
 
@@ -44,14 +45,43 @@ def _views_of(model, group: FitGroup, split: str):
     return np.stack(preds, axis=1)[..., None]
 
 
+def _normalised(spec, group: FitGroup, x: np.ndarray):
+    """(fitted normaliser or None, transformed x) for the head's resolved `--input-norm`."""
+    norm = get_input_norm(spec.resolved_input_norm(group.cfg.input_norm))
+    normaliser = sklearn_normaliser(norm)
+    if normaliser is None:
+        return None, x
+    if norm.log1p and x.size and x.min() < 0:
+        raise TrainError(f"--input-norm {norm.name} takes log1p of non-negative features; these go down to "
+                         f"{x.min():g}. Use --input-norm standard")
+    return normaliser, normaliser.fit_transform(x)
+
+
+def _validation_kwargs(spec, group: FitGroup, col, normaliser) -> dict:
+    """x_val / y_val (one fixed view per image, as the Keras heads validate) for heads that tune on them."""
+    if not spec.uses_validation:
+        return {}
+    rows = group.rows["val"]
+    reader = FeatureReader(group.store, group.kind, rows, group.cfg.cache)
+    n = len(rows)
+    x = reader.read(np.arange(n), fixed_views(n, reader.n_views, group.cfg.seed)).astype(np.float32).reshape(n, -1)
+    return {"x_val": normaliser.transform(x) if normaliser is not None else x,
+            "y_val": group.targets["val"][:, col][:, 0]}
+
+
 def fit_sklearn_heads(group: FitGroup) -> List[FitResult]:
     """Fits each of the group's scikit-learn heads on its training rows and saves it (sha256 recorded).
+
+    The head's input normalisation (its spec's, else the run's `--input-norm`) is fitted on the training
+    rows and saved with the estimator as one pipeline, so predictions take raw stored features.
 
     Args:
         group: heads of one feature kind (fitted one after another), targets and run directories.
     Returns:
         One `FitResult` per head.
     """
+    from sklearn.pipeline import make_pipeline
+
     cfg, log = group.cfg, group.log
     reader = FeatureReader(group.store, group.kind, group.rows["train"], cfg.cache)
     results = []
@@ -60,12 +90,15 @@ def fit_sklearn_heads(group: FitGroup) -> List[FitResult]:
                                    spec.name, cfg.seed)
         x = reader.read(pos, views).astype(np.float32).reshape(len(pos), -1)
         y = group.targets["train"][:, cols][pos, 0]
-        log(f"training {spec.name} on {group.kind}: {len(pos):,} rows x {x.shape[1]:,} features")
+        normaliser, x = _normalised(spec, group, x)
+        log(f"training {spec.name} on {group.kind}: {len(pos):,} rows x {x.shape[1]:,} features, input "
+            f"{spec.resolved_input_norm(cfg.input_norm)}")
         model = create_head(spec.name, input_shape=x.shape[1:], seed=cfg.seed)
         t0 = time.perf_counter()
-        model.fit(x, y)
+        model.fit(x, y, **_validation_kwargs(spec, group, cols, normaliser))
         seconds = time.perf_counter() - t0
         log(f"  fitted in {seconds:.1f} s")
+        model = make_pipeline(normaliser, model) if normaliser is not None else model
         run.save_sklearn(model)
         results.append(FitResult(val_views=_views_of(model, group, "val"), test_views=_views_of(model, group, "test"),
                                  seconds=seconds, reader_mode=reader.mode, trained_with=[spec.name]))

@@ -37,6 +37,8 @@ class TrainConfig:
         cache: "auto", "ram" or "none" (see `features.loader.FeatureReader`).
         parallel_reads: concurrent batch reads of the loader.
         max_train_rows: scikit-learn heads use every view of every training image up to this many rows.
+        input_norm: Keras heads' input normalisation (`heads.inputs.INPUT_NORMS`), fitted on the
+            training split and saved in the model.
     """
 
     store: str
@@ -51,6 +53,7 @@ class TrainConfig:
     cache: str = "auto"
     parallel_reads: int = 4
     max_train_rows: int = MAX_RBF_ROWS
+    input_norm: str = "none"
 
 
 @dataclass

@@ -17,6 +17,7 @@ from evaluation.metrics import threshold_for_scale
 from evaluation.rundir import RunDir
 from features import store as st
 from heads import HeadMismatchError, get_head
+from heads.inputs import get_input_norm
 from heads.losses import LOSSES
 from heads.targets import get_target
 from pipeline import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
@@ -75,7 +76,7 @@ def _config(cfg: TrainConfig, spec, fs: st.FeatureStore, kind: str, rows: dict, 
             "head": {"name": spec.name, "trainer": spec.trainer, "target": spec.target, "loss": spec.loss,
                      "loss_description": LOSSES.get(spec.loss).description if spec.loss else None,
                      "description": spec.description, "reference": spec.reference},
-            "kind": kind, "lr_stages": list(cfg.lr_stages or spec.lr_stages) if spec.lr_stages else None,
+            "kind": kind, "input_norm": spec.resolved_input_norm(cfg.input_norm), "lr_stages": list(cfg.lr_stages or spec.lr_stages) if spec.lr_stages else None,
             "store": fs.identity(), "splits": {s: int(len(r)) for s, r in rows.items()},
             "threshold": threshold, "scale": list(fs.scale)}
 
@@ -127,6 +128,7 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
         UnknownNameError, StoreError, TrainError: bad names, no store, or a head that does not fit it.
     """
     specs = [get_head(h) for h in heads]
+    get_input_norm(cfg.input_norm)  # a typo fails before any work
     run_dirs = [Path(d) for d in run_dirs] if run_dirs else [default_run_dir(cfg.store, s.name, cfg.seed)
                                                              for s in specs]
     results: List[Optional[TrainResult]] = [None] * len(specs)

@@ -8,6 +8,7 @@ from features.errors import IAAError
 from features.pooling import FEATURE_KINDS
 from features.registry import UnknownNameError
 from heads import HEADS, HeadSpec, create_head, get_head, register_head
+from heads.inputs import INPUT_NORMS
 from heads.losses import LOSSES
 from heads.targets import TARGETS
 from pipeline.datasets import DATASETS
@@ -15,7 +16,8 @@ from pipeline.fitting import TRAINERS
 from tests.conftest import linear_store
 
 REGISTRIES = {"heads": HEADS, "backbones": BACKBONES, "kinds": FEATURE_KINDS, "views": VIEW_SETS,
-              "datasets": DATASETS, "losses": LOSSES, "targets": TARGETS, "trainers": TRAINERS}
+              "datasets": DATASETS, "losses": LOSSES, "targets": TARGETS, "trainers": TRAINERS,
+              "input norms": INPUT_NORMS}
 
 
 @pytest.mark.parametrize("name", list(REGISTRIES))
