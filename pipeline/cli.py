@@ -74,6 +74,7 @@ def _add_training_options(p) -> None:
     p.add_argument("--input-norm", default=TrainConfig.input_norm,
                    help="Keras heads' input: " + "; ".join(f"{n.name}: {n.description}" for n in INPUT_NORMS)
                    + f" (default {TrainConfig.input_norm})")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="decoupled weight decay of Keras heads' Adam")
 
 
 def _add_train_and_ablate(sub) -> None:
@@ -206,7 +207,7 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(store=args.store, head=args.head, run_dir=args.run_dir, kind=args.kind, seed=args.seed,
                       batch_size=args.batch_size, lr_stages=_floats(args.lr_stages), max_epochs=args.max_epochs,
                       patience=args.patience, cache=args.cache, parallel_reads=args.parallel_reads,
-                      input_norm=args.input_norm)
+                      input_norm=args.input_norm, weight_decay=args.weight_decay)
     result = run_train(cfg, log=lambda m: print(m, flush=True))
     test = result.metrics.get("test")
     print(f"\nrun directory: {result.run_dir} ({result.seconds:.1f} s of training; report.md and figures there)")
@@ -237,7 +238,8 @@ def cmd_ablate(args) -> int:
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
     base = TrainConfig(store=args.store, head=heads[0], batch_size=args.batch_size,
                        lr_stages=_floats(args.lr_stages), max_epochs=args.max_epochs, patience=args.patience,
-                       cache=args.cache, parallel_reads=args.parallel_reads, input_norm=args.input_norm)
+                       cache=args.cache, parallel_reads=args.parallel_reads, input_norm=args.input_norm,
+                       weight_decay=args.weight_decay)
     out = args.out or f"runs/ablate_{Path(args.store).stem}"
     run_ablation(base, heads, list(range(args.seeds)), out, joint=not args.sequential,
                  log=lambda m: print(m, flush=True))

@@ -63,11 +63,12 @@ class _HeadState:
     loss: object = None
     history: Dict[str, list] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
 
-    def compile(self, lr: float) -> None:
+    def compile(self, lr: float, weight_decay: float = 0.0) -> None:
         import keras
 
         self.loss = get_loss(self.spec.loss)
-        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=self.loss)
+        adam = keras.optimizers.Adam(learning_rate=lr, weight_decay=weight_decay or None)
+        self.model.compile(optimizer=adam, loss=self.loss)
         self.model.optimizer.build(self.model.trainable_variables)  # its slots must exist before tracing
 
     @property
@@ -94,7 +95,7 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments) -> _H
     state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages), cols, run,
                        tf.summary.create_file_writer(str(run.tensorboard_dir)))
     state.best_weights = model.get_weights()
-    state.compile(state.lr)
+    state.compile(state.lr, cfg.weight_decay)
     return state
 
 
@@ -151,7 +152,7 @@ def _val_losses(active: List[_HeadState], val_ds, n_val: int) -> np.ndarray:
 
 
 def _end_epoch(h: _HeadState, epoch: int, loss: float, val_loss: float, dt: float, n_train: int,
-               max_epochs: int, patience: int) -> tuple:
+               max_epochs: int, patience: int, weight_decay: float = 0.0) -> tuple:
     """Records the epoch, keeps the best weights, and moves to the next stage when it is time.
 
     Returns:
@@ -179,7 +180,7 @@ def _end_epoch(h: _HeadState, epoch: int, loss: float, val_loss: float, dt: floa
     if h.stage == len(h.stages):
         h.active = False
     else:
-        h.compile(h.lr)
+        h.compile(h.lr, weight_decay)
         h.epochs_in_stage = h.since_best = 0
     return note, True
 
@@ -237,7 +238,8 @@ def fit_keras_heads(group: FitGroup) -> List[FitResult]:
         notes = []
         for h, val_loss in zip(active, val_losses):
             loss = float(h.model.get_metrics_result()["loss"])
-            note, changed = _end_epoch(h, epoch, loss, float(val_loss), dt, n_train, cfg.max_epochs, cfg.patience)
+            note, changed = _end_epoch(h, epoch, loss, float(val_loss), dt, n_train, cfg.max_epochs, cfg.patience,
+                                       cfg.weight_decay)
             notes.append(note)
             step = None if changed else step
         left = max([h.epochs_left(cfg.max_epochs) for h in heads if h.active], default=0)

@@ -39,6 +39,7 @@ class TrainConfig:
         max_train_rows: scikit-learn heads use every view of every training image up to this many rows.
         input_norm: Keras heads' input normalisation (`heads.inputs.INPUT_NORMS`), fitted on the
             training split and saved in the model.
+        weight_decay: decoupled weight decay of Keras heads' Adam (0: the reference's plain Adam).
     """
 
     store: str
@@ -54,6 +55,7 @@ class TrainConfig:
     parallel_reads: int = 4
     max_train_rows: int = MAX_RBF_ROWS
     input_norm: str = "none"
+    weight_decay: float = 0.0
 
 
 @dataclass

@@ -104,3 +104,14 @@ def test_mismatched_head_is_refused_with_the_kinds(tmp_path, capsys):
     assert main(["train", "--store", str(store), "--head", "pool3fc", "--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "needs one of the feature kinds mlsp_wide" in err and "the store has mlsp_narrow" in err
+
+
+def test_weight_decay_shrinks_the_weights(tmp_path):
+    store = linear_store(tmp_path / "s.zarr", n=120, views=1, dim=8)
+    norms = {}
+    for wd in (0.0, 100.0):
+        cfg = _cfg(store, "single1fc", tmp_path / f"r{wd}", max_epochs=3, weight_decay=wd)
+        run_train(cfg, **QUIET)
+        kernel = RunDir.open(tmp_path / f"r{wd}").load_keras().get_layer("score").get_weights()[0]
+        norms[wd] = float(np.linalg.norm(kernel))
+    assert norms[100.0] < 0.5 * norms[0.0], norms
