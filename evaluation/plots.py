@@ -24,7 +24,13 @@ def training_curves(history: Dict[str, List[float]], path: Path, title: str = ""
     ax.set_ylabel("loss")
     ax.set_yscale("log")
     ax.set_title(title)
-    ax.legend()
+    handles = ax.get_legend_handles_labels()
+    if history.get("val_srcc"):
+        right = ax.twinx()
+        right.plot(epochs, history["val_srcc"], color="tab:green", label="val SRCC")
+        right.set_ylabel("validation SRCC")
+        handles = [a + b for a, b in zip(handles, right.get_legend_handles_labels())]
+    ax.legend(*handles, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

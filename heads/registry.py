@@ -9,7 +9,7 @@ signature.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 from features.errors import UsageError
 from features.registry import Registry
@@ -19,6 +19,7 @@ WIDE_STAGES = (1e-4, 1e-5, 1e-6)
 POOLED_KINDS = ("mlsp_narrow", "fc7", "gmp", "spp")
 TRAINERS = ("keras", "sklearn")
 TARGETS = ("mos", "dist", "binary")
+RECIPE_KEYS = ("input_norm", "l2", "early_stop")
 
 Block = Tuple[str, int, int]  # (name, first channel, stop channel) inside the concatenated vector
 
@@ -48,6 +49,8 @@ class HeadSpec:
         uses_validation: the estimator's `fit(x, y, x_val=, y_val=)` tunes itself on the validation split.
         input_norm: a normalisation the head always uses (a published setting, e.g. "none"); None: the
             run's `--input-norm`.
+        recipe: the head's own defaults for the training choices a run can override (`input_norm`,
+            `l2`, `early_stop`; see `pipeline.fitting.Recipe`), set where measurements showed them.
         description: one line for `describe-head`, the help and the run config.
         reference: paper the head follows.
     """
@@ -63,6 +66,7 @@ class HeadSpec:
     needs_blocks: bool = False
     uses_validation: bool = False
     input_norm: Optional[str] = None
+    recipe: Mapping[str, object] = field(default_factory=dict, compare=False)
     description: str = ""
     reference: str = ""
 
@@ -71,10 +75,9 @@ class HeadSpec:
             raise ValueError(f"head {self.name!r}: trainer must be one of {TRAINERS}; received {self.trainer!r}")
         if self.target not in TARGETS:
             raise ValueError(f"head {self.name!r}: target must be one of {TARGETS}; received {self.target!r}")
-
-    def resolved_input_norm(self, requested: str) -> str:
-        """The input normalisation this head trains with when the run asks for `requested`."""
-        return self.input_norm or requested
+        unknown = set(self.recipe) - set(RECIPE_KEYS)
+        if unknown:
+            raise ValueError(f"head {self.name!r}: recipe keys are {RECIPE_KEYS}; received {sorted(unknown)}")
 
     def check_store(self, store_kinds, has_hist: bool, kind: Optional[str] = None) -> str:
         """Picks the feature kind to train on, or refuses with what the store has and the head needs.

@@ -31,12 +31,15 @@ class TargetSpec:
         label: store label it is made from: "mos" (`labels/mos`) or "hist" (`labels/hist`).
         make: `make(mos, hist, threshold)` → (n, T) float32 targets for the given rows' labels.
         prepare: `prepare(model, train_targets)` → the Keras model to train (output scaling or bias).
+        rank_score: `rank_score(values)` → (n,) scores to rank by, for targets or outputs of shape (n, T)
+            (early stopping on validation SRCC ranks both the same way).
     """
 
     name: str
     label: str
     make: Callable = field(repr=False, compare=False)
     prepare: Callable = field(repr=False, compare=False)
+    rank_score: Callable = field(repr=False, compare=False)
 
 
 TARGETS: Registry[TargetSpec] = Registry("target")
@@ -103,6 +106,15 @@ def _binary(mos, hist, threshold):
     return (np.asarray(mos) > threshold).astype(np.float32).reshape(-1, 1)
 
 
-register_target(TargetSpec("mos", "mos", _mos, on_score_scale))
-register_target(TargetSpec("dist", "hist", _dist, init_output_bias))
-register_target(TargetSpec("binary", "mos", _binary, lambda model, y: model))
+def _first_column(values):
+    return np.asarray(values, np.float64)[:, 0]
+
+
+def _expected_bin(values):
+    p = np.asarray(values, np.float64)
+    return p @ np.arange(1, p.shape[1] + 1) / np.maximum(p.sum(axis=1), 1e-12)
+
+
+register_target(TargetSpec("mos", "mos", _mos, on_score_scale, _first_column))
+register_target(TargetSpec("dist", "hist", _dist, init_output_bias, _expected_bin))
+register_target(TargetSpec("binary", "mos", _binary, lambda model, y: model, _first_column))

@@ -61,20 +61,28 @@ def _add_extract(sub) -> None:
 
 def _add_training_options(p) -> None:
     from heads.inputs import INPUT_NORMS
-    from pipeline.fitting import TrainConfig
+    from pipeline.fitting import EARLY_STOP, REFERENCE_RECIPE, TrainConfig
 
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--lr-stages", help="comma-separated learning rates, one stage each "
                    "(default narrow 1e-3,1e-4,1e-5; wide 1e-4,1e-5,1e-6)")
     p.add_argument("--max-epochs", type=_positive_int, default=20, help="most epochs per stage")
-    p.add_argument("--patience", type=_positive_int, default=5, help="early stopping on validation loss")
+    p.add_argument("--patience", type=_positive_int, default=TrainConfig.patience,
+                   help="epochs without improvement before a stage ends")
+    p.add_argument("--early-stop", choices=EARLY_STOP,
+                   help="what picks the best epoch: validation loss or validation SRCC (default: the head's "
+                        f"recipe, else {REFERENCE_RECIPE.early_stop})")
     p.add_argument("--cache", choices=("auto", "ram", "none"), default="auto",
                    help="auto keeps the training split in RAM only when it fits with room to spare")
     p.add_argument("--parallel-reads", type=_positive_int, default=4)
-    p.add_argument("--input-norm", default=TrainConfig.input_norm,
-                   help="Keras heads' input: " + "; ".join(f"{n.name}: {n.description}" for n in INPUT_NORMS)
-                   + f" (default {TrainConfig.input_norm})")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="decoupled weight decay of Keras heads' Adam")
+    p.add_argument("--input-norm",
+                   help="heads' input: " + "; ".join(f"{n.name}: {n.description}" for n in INPUT_NORMS)
+                   + f" (default: the head's recipe, else {REFERENCE_RECIPE.input_norm})")
+    p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay,
+                   help="decoupled weight decay of Keras heads' Adam")
+    p.add_argument("--l2", type=float,
+                   help="L2 penalty on Keras heads' kernels in standard units; for single1fc, ridge with "
+                        f"alpha = l2 x training images (default: the head's recipe, else {REFERENCE_RECIPE.l2:g})")
 
 
 def _add_train_and_ablate(sub) -> None:
@@ -201,13 +209,20 @@ def _floats(text: Optional[str]):
         raise UsageError(f"expected comma-separated numbers; received {text!r}") from None
 
 
-def cmd_train(args) -> int:
-    from pipeline.train import TrainConfig, run_train
+def _train_config(args, **fields):
+    """The `TrainConfig` of `iaa train` / `iaa ablate` from the shared training options."""
+    from pipeline.train import TrainConfig
 
-    cfg = TrainConfig(store=args.store, head=args.head, run_dir=args.run_dir, kind=args.kind, seed=args.seed,
-                      batch_size=args.batch_size, lr_stages=_floats(args.lr_stages), max_epochs=args.max_epochs,
-                      patience=args.patience, cache=args.cache, parallel_reads=args.parallel_reads,
-                      input_norm=args.input_norm, weight_decay=args.weight_decay)
+    return TrainConfig(store=args.store, batch_size=args.batch_size, lr_stages=_floats(args.lr_stages),
+                       max_epochs=args.max_epochs, patience=args.patience, cache=args.cache,
+                       parallel_reads=args.parallel_reads, input_norm=args.input_norm,
+                       weight_decay=args.weight_decay, l2=args.l2, early_stop=args.early_stop, **fields)
+
+
+def cmd_train(args) -> int:
+    from pipeline.train import run_train
+
+    cfg = _train_config(args, head=args.head, run_dir=args.run_dir, kind=args.kind, seed=args.seed)
     result = run_train(cfg, log=lambda m: print(m, flush=True))
     test = result.metrics.get("test")
     print(f"\nrun directory: {result.run_dir} ({result.seconds:.1f} s of training; report.md and figures there)")
@@ -233,13 +248,9 @@ def cmd_evaluate(args) -> int:
 
 def cmd_ablate(args) -> int:
     from pipeline.ablate import run_ablation
-    from pipeline.train import TrainConfig
 
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
-    base = TrainConfig(store=args.store, head=heads[0], batch_size=args.batch_size,
-                       lr_stages=_floats(args.lr_stages), max_epochs=args.max_epochs, patience=args.patience,
-                       cache=args.cache, parallel_reads=args.parallel_reads, input_norm=args.input_norm,
-                       weight_decay=args.weight_decay)
+    base = _train_config(args, head=heads[0])
     out = args.out or f"runs/ablate_{Path(args.store).stem}"
     run_ablation(base, heads, list(range(args.seeds)), out, joint=not args.sequential,
                  log=lambda m: print(m, flush=True))
@@ -264,8 +275,13 @@ def cmd_describe_head(args) -> int:
     if spec.needs_blocks and not blocks:
         blocks = [("all", 0, shape[-1])]
     model = create_head(args.head, input_shape=shape, n_bins=args.bins, blocks=blocks)
+    from dataclasses import asdict
+
+    from pipeline.fitting import TrainConfig, recipe_for
+
     info = {"head": spec.name, "trainer": spec.trainer, "input_shape": list(shape),
-            "description": spec.description, "reference": spec.reference}
+            "description": spec.description, "reference": spec.reference,
+            "recipe": asdict(recipe_for(spec, TrainConfig(store="", head=spec.name)))}
     if hasattr(model, "count_params"):
         info["params"] = int(model.count_params())
         info["layers"] = [{"name": layer.name, "class": layer.__class__.__name__, "params": int(layer.count_params())}
@@ -277,7 +293,7 @@ def cmd_describe_head(args) -> int:
     elif "params" in info:
         for layer in info["layers"]:
             print(f"  {layer['name']:24s} {layer['class']:22s} {layer['params']:>12,}")
-        print(f"{args.head} on {shape}: {info['params']:,} parameters")
+        print(f"{args.head} on {shape}: {info['params']:,} parameters; default recipe {info['recipe']}")
     else:
         print(f"{args.head}: scikit-learn {info['estimator']} ({spec.description})")
     return EXIT_OK

@@ -1,7 +1,8 @@
 """Fitting Keras heads by the reference protocol (design.md section 8), several heads per pass.
 
 Adam, batch 128, learning-rate stages of up to 20 epochs each, the best weights reloaded before each
-stage, early stopping with patience 5 on the validation loss. Each epoch sees every training image
+stage, early stopping with patience 5 on the validation loss (`--early-stop srcc`: on validation SRCC
+instead), optionally an L2 penalty on the kernels (`--l2`, `heads.regularisation`). Each epoch sees every training image
 once through one view drawn at random; validation uses one fixed view per image; test predictions are
 made for every stored view. Heads that read the same feature kind are fitted together: each batch is
 read once and one traced step runs every head's own `train_step`, with independent losses, optimisers,
@@ -19,11 +20,12 @@ from evaluation.rundir import RunDir
 from features.loader import FeatureReader, feature_moments, fixed_views, make_dataset, train_plan
 from heads import create_head
 from heads.inputs import get_input_norm, with_input_norm
+from heads.regularisation import add_kernel_l2
 from heads.losses import get_loss
 from heads.targets import get_target, score_scale
-from pipeline.fitting import FitGroup, FitResult, TrainError, TrainerSpec, register_trainer
+from pipeline.fitting import FitGroup, FitResult, TrainerSpec, register_trainer
 
-HISTORY_KEYS = ("epoch", "stage", "lr", "loss", "val_loss", "seconds", "samples_per_s")
+HISTORY_KEYS = ("epoch", "stage", "lr", "loss", "val_loss", "val_srcc", "seconds", "samples_per_s")
 
 
 def set_seeds(seed: int) -> None:
@@ -57,7 +59,7 @@ class _HeadState:
     stage: int = 0
     epochs_in_stage: int = 0
     since_best: int = 0
-    best_loss: float = np.inf
+    best: float = np.inf  # the early-stopping criterion, lower is better
     best_weights: list = field(default_factory=list)
     active: bool = True
     loss: object = None
@@ -91,7 +93,8 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments) -> _H
         out = keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output)
         model = keras.Model(model.input, out, name=model.name)
     model = get_target(spec.target).prepare(model, group.targets["train"][:, cols])
-    model = with_input_norm(model, get_input_norm(spec.resolved_input_norm(cfg.input_norm)), moments)
+    add_kernel_l2(model, group.recipe.l2, group.targets["train"][:, cols])
+    model = with_input_norm(model, get_input_norm(group.recipe.input_norm), moments)
     state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages), cols, run,
                        tf.summary.create_file_writer(str(run.tensorboard_dir)))
     state.best_weights = model.get_weights()
@@ -100,20 +103,11 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments) -> _H
 
 
 def _input_moments(group: FitGroup, reader: FeatureReader):
-    """The training split's per-channel moments (one pass, every view of every image), if a head needs them.
-
-    Heads of one group share the run's `--input-norm` (a head with a fixed setting of its own trains in
-    a group of its own kind only when the settings agree; otherwise this refuses).
-    """
-    names = {spec.resolved_input_norm(group.cfg.input_norm) for spec in group.specs}
-    norms = [get_input_norm(n) for n in sorted(names)]
-    needed = {(n.log1p, n.standardise) for n in norms if n.standardise}
-    if not needed:
+    """The training split's per-channel moments (one pass, every view of every image), if the group's
+    input normalisation needs them (heads of one group share their recipe)."""
+    norm = get_input_norm(group.recipe.input_norm)
+    if not norm.standardise:
         return None
-    if len(needed) > 1:
-        raise TrainError(f"heads trained together need one input normalisation; received {sorted(names)}. "
-                         f"Use --sequential")
-    norm = next(n for n in norms if n.standardise)
     n, n_views = len(reader.rows), reader.n_views
     t0 = time.perf_counter()
     moments = feature_moments(reader, np.repeat(np.arange(n), n_views), np.tile(np.arange(n_views), n),
@@ -140,47 +134,67 @@ def _joint_train_step(heads: List[_HeadState], x_shape: tuple, n_targets: int):
     return step
 
 
-def _val_losses(active: List[_HeadState], val_ds, n_val: int) -> np.ndarray:
+def _validate(active: List[_HeadState], val_ds, n_val: int):
+    """Per head: mean validation loss and SRCC (outputs and targets ranked by the target's `rank_score`)."""
+    from scipy.stats import spearmanr
+
     sums = np.zeros(len(active))
+    preds, ys = [[] for _ in active], []
     for x, y in val_ds:
         y = y.numpy()
+        ys.append(y)
         for j, h in enumerate(active):
             pred = np.asarray(h.model.predict_on_batch(x), np.float32)
+            preds[j].append(pred)
             per_sample = h.loss.call(y[:, h.columns].astype(np.float32), pred)
             sums[j] += float(np.sum(np.asarray(per_sample)))
-    return sums / max(n_val, 1)
+    y = np.concatenate(ys)
+    srccs = []
+    for h, pred in zip(active, preds):
+        rank = get_target(h.spec.target).rank_score
+        with np.errstate(invalid="ignore"):
+            r = spearmanr(rank(np.concatenate(pred)), rank(y[:, h.columns])).correlation
+        srccs.append(float(r) if np.isfinite(r) else 0.0)
+    return sums / max(n_val, 1), np.asarray(srccs)
 
 
-def _end_epoch(h: _HeadState, epoch: int, loss: float, val_loss: float, dt: float, n_train: int,
-               max_epochs: int, patience: int, weight_decay: float = 0.0) -> tuple:
+def _end_epoch(h: _HeadState, epoch: int, loss: float, val: tuple, dt: float, n_train: int, cfg,
+               early_stop: str) -> tuple:
     """Records the epoch, keeps the best weights, and moves to the next stage when it is time.
+
+    Args:
+        val: (validation loss, validation SRCC); `early_stop` says which one decides.
 
     Returns:
         (the log note, whether the head changed optimiser or stopped).
     """
     import tensorflow as tf
 
-    for key, value in zip(HISTORY_KEYS, (epoch, h.stage + 1, h.lr, loss, val_loss, dt, n_train / dt)):
+    val_loss, val_srcc = val
+    for key, value in zip(HISTORY_KEYS, (epoch, h.stage + 1, h.lr, loss, val_loss, val_srcc, dt, n_train / dt)):
         h.history[key].append(value)
     with h.writer.as_default(step=epoch):
         tf.summary.scalar("loss", loss)
         tf.summary.scalar("val_loss", val_loss)
+        tf.summary.scalar("val_srcc", val_srcc)
         tf.summary.scalar("learning_rate", h.lr)
-    improved = val_loss < h.best_loss
+    criterion = val_loss if early_stop == "loss" else -val_srcc
+    improved = criterion < h.best
     if improved:
-        h.best_loss, h.best_weights, h.since_best = val_loss, h.model.get_weights(), 0
+        h.best, h.best_weights, h.since_best = criterion, h.model.get_weights(), 0
     else:
         h.since_best += 1
     h.epochs_in_stage += 1
-    note = f"{h.spec.name} s{h.stage + 1} lr {h.lr:g} loss {loss:.4f} val {val_loss:.4f}{' *' if improved else ''}"
-    if h.since_best < patience and h.epochs_in_stage < max_epochs:
+    note = (f"{h.spec.name} s{h.stage + 1} lr {h.lr:g} loss {loss:.4f} val {val_loss:.4f} "
+            f"SRCC {val_srcc:.3f}{' *' if improved else ''}")
+    if h.since_best < cfg.patience and h.epochs_in_stage < cfg.max_epochs:
         return note, False
     h.stage += 1
     h.model.set_weights(h.best_weights)  # every stage starts from the best weights
     if h.stage == len(h.stages):
         h.active = False
     else:
-        h.compile(h.lr, weight_decay)
+        h.compile(h.lr, cfg.weight_decay)
         h.epochs_in_stage = h.since_best = 0
     return note, True
 
@@ -233,13 +247,13 @@ def fit_keras_heads(group: FitGroup) -> List[FitResult]:
                                  cfg.parallel_reads):
             step(x, y)
         dt = time.perf_counter() - t0
-        val_losses = _val_losses(active, val_ds, n_val)
+        val_losses, val_srccs = _validate(active, val_ds, n_val)
         epoch += 1
         notes = []
-        for h, val_loss in zip(active, val_losses):
+        for h, val_loss, val_srcc in zip(active, val_losses, val_srccs):
             loss = float(h.model.get_metrics_result()["loss"])
-            note, changed = _end_epoch(h, epoch, loss, float(val_loss), dt, n_train, cfg.max_epochs, cfg.patience,
-                                       cfg.weight_decay)
+            note, changed = _end_epoch(h, epoch, loss, (float(val_loss), float(val_srcc)), dt, n_train, cfg,
+                                       group.recipe.early_stop)
             notes.append(note)
             step = None if changed else step
         left = max([h.epochs_left(cfg.max_epochs) for h in heads if h.active], default=0)

@@ -46,8 +46,8 @@ def _views_of(model, group: FitGroup, split: str):
 
 
 def _normalised(spec, group: FitGroup, x: np.ndarray):
-    """(fitted normaliser or None, transformed x) for the head's resolved `--input-norm`."""
-    norm = get_input_norm(spec.resolved_input_norm(group.cfg.input_norm))
+    """(fitted normaliser or None, transformed x) for the group's input normalisation."""
+    norm = get_input_norm(group.recipe.input_norm)
     normaliser = sklearn_normaliser(norm)
     if normaliser is None:
         return None, x
@@ -92,7 +92,7 @@ def fit_sklearn_heads(group: FitGroup) -> List[FitResult]:
         y = group.targets["train"][:, cols][pos, 0]
         normaliser, x = _normalised(spec, group, x)
         log(f"training {spec.name} on {group.kind}: {len(pos):,} rows x {x.shape[1]:,} features, input "
-            f"{spec.resolved_input_norm(cfg.input_norm)}")
+            f"{group.recipe.input_norm}")
         model = create_head(spec.name, input_shape=x.shape[1:], seed=cfg.seed)
         t0 = time.perf_counter()
         model.fit(x, y, **_validation_kwargs(spec, group, cols, normaliser))

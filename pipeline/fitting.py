@@ -19,6 +19,9 @@ from features.store import FeatureStore
 from heads.baselines import MAX_RBF_ROWS
 
 
+EARLY_STOP = ("loss", "srcc")
+
+
 class TrainError(UsageError):
     """A run that cannot start: store, splits or settings; the message says what to do."""
 
@@ -37,9 +40,9 @@ class TrainConfig:
         cache: "auto", "ram" or "none" (see `features.loader.FeatureReader`).
         parallel_reads: concurrent batch reads of the loader.
         max_train_rows: scikit-learn heads use every view of every training image up to this many rows.
-        input_norm: Keras heads' input normalisation (`heads.inputs.INPUT_NORMS`), fitted on the
-            training split and saved in the model.
         weight_decay: decoupled weight decay of Keras heads' Adam (0: the reference's plain Adam).
+        input_norm, l2, early_stop: the `Recipe` choices; None leaves each to the head's own default
+            (`HeadSpec.recipe`), else the reference's.
     """
 
     store: str
@@ -54,8 +57,58 @@ class TrainConfig:
     cache: str = "auto"
     parallel_reads: int = 4
     max_train_rows: int = MAX_RBF_ROWS
-    input_norm: str = "none"
     weight_decay: float = 0.0
+    input_norm: Optional[str] = None
+    l2: Optional[float] = None
+    early_stop: Optional[str] = None
+
+    def __post_init__(self):
+        if not self.weight_decay >= 0:
+            raise TrainError(f"weight_decay must be >= 0; received {self.weight_decay}")
+        Recipe(**{k: v for k, v in self.recipe_overrides().items()})  # validates what was given
+
+    def recipe_overrides(self) -> dict:
+        """The recipe choices this run sets (the others are left to each head)."""
+        return {k: getattr(self, k) for k in RECIPE_FIELDS if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a head is trained beyond the reference protocol, resolved for one head of one run.
+
+    Attributes:
+        input_norm: input normalisation (`heads.inputs.INPUT_NORMS`), fitted on the training split and
+            saved in the model.
+        l2: L2 penalty on Keras kernels in standard units (`heads.regularisation`).
+        early_stop: what picks a Keras head's best epoch and ends a stage: "loss" (the reference) or
+            "srcc" (validation SRCC, the metric heads are judged by).
+    """
+
+    input_norm: str = "none"
+    l2: float = 0.0
+    early_stop: str = "loss"
+
+    def __post_init__(self):
+        from heads.inputs import get_input_norm
+
+        get_input_norm(self.input_norm)
+        if self.early_stop not in EARLY_STOP:
+            raise TrainError(f"early stopping is on one of {', '.join(EARLY_STOP)}; received {self.early_stop!r}")
+        if not self.l2 >= 0:
+            raise TrainError(f"l2 must be >= 0; received {self.l2}")
+
+
+REFERENCE_RECIPE = Recipe()
+RECIPE_FIELDS = ("input_norm", "l2", "early_stop")
+
+
+def recipe_for(spec, cfg: TrainConfig) -> Recipe:
+    """The head's recipe in this run: the run's choices, else the head's defaults, else the reference's;
+    a head with a fixed published input (`HeadSpec.input_norm`) keeps it."""
+    fields = {**dict(spec.recipe), **cfg.recipe_overrides()}
+    if spec.input_norm:
+        fields["input_norm"] = spec.input_norm
+    return Recipe(**fields)
 
 
 @dataclass
@@ -72,6 +125,7 @@ class FitGroup:
         columns: per head, its slice of the target columns.
         runs: per head, its run directory.
         log: where progress lines go.
+        recipe: the heads' shared `Recipe`.
     """
 
     cfg: TrainConfig
@@ -83,6 +137,7 @@ class FitGroup:
     columns: List[slice]
     runs: List[RunDir]
     log: Callable[[str], None] = print
+    recipe: Recipe = REFERENCE_RECIPE
 
 
 @dataclass

@@ -17,11 +17,10 @@ from evaluation.metrics import threshold_for_scale
 from evaluation.rundir import RunDir
 from features import store as st
 from heads import HeadMismatchError, get_head
-from heads.inputs import get_input_norm
 from heads.losses import LOSSES
 from heads.targets import get_target
 from pipeline import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
-from pipeline.fitting import TRAINERS, FitGroup, FitResult, TrainConfig, TrainError
+from pipeline.fitting import TRAINERS, FitGroup, FitResult, Recipe, TrainConfig, TrainError, recipe_for
 
 __all__ = ["TrainConfig", "TrainError", "TrainResult", "run_heads", "run_train", "default_run_dir"]
 
@@ -71,12 +70,14 @@ def target_matrix(fs: st.FeatureStore, rows: Dict[str, np.ndarray], targets: Seq
     return {s: np.concatenate([b[s] for b in blocks], axis=1) for s in rows}, columns
 
 
-def _config(cfg: TrainConfig, spec, fs: st.FeatureStore, kind: str, rows: dict, threshold: float) -> dict:
+def _config(cfg: TrainConfig, spec, fs: st.FeatureStore, kind: str, rows: dict, threshold: float,
+            recipe: Recipe) -> dict:
     return {"train": {**asdict(cfg), "head": spec.name},
             "head": {"name": spec.name, "trainer": spec.trainer, "target": spec.target, "loss": spec.loss,
                      "loss_description": LOSSES.get(spec.loss).description if spec.loss else None,
                      "description": spec.description, "reference": spec.reference},
-            "kind": kind, "input_norm": spec.resolved_input_norm(cfg.input_norm), "lr_stages": list(cfg.lr_stages or spec.lr_stages) if spec.lr_stages else None,
+            "kind": kind, "input_norm": recipe.input_norm, "recipe": asdict(recipe),
+            "lr_stages": list(cfg.lr_stages or spec.lr_stages) if spec.lr_stages else None,
             "store": fs.identity(), "splits": {s: int(len(r)) for s, r in rows.items()},
             "threshold": threshold, "scale": list(fs.scale)}
 
@@ -85,12 +86,13 @@ def default_run_dir(store: str, head: str, seed: int) -> Path:
     return Path("runs") / f"{Path(store).stem}_{head}_seed{seed}"
 
 
-def _groups(specs, kinds, joint: bool) -> Dict[tuple, List[int]]:
-    """Head indices per (kind, trainer, group): heads share a group when their trainer shares batches."""
+def _groups(specs, kinds, recipes, joint: bool) -> Dict[tuple, List[int]]:
+    """Head indices per (kind, trainer, recipe, group): heads share a group when their trainer shares
+    batches and their recipes agree."""
     groups: Dict[tuple, List[int]] = {}
-    for i, (spec, kind) in enumerate(zip(specs, kinds)):
+    for i, (spec, kind, recipe) in enumerate(zip(specs, kinds, recipes)):
         shared = joint and TRAINERS.get(spec.trainer).shares_batches
-        groups.setdefault((kind, spec.trainer, -1 if shared else i), []).append(i)
+        groups.setdefault((kind, spec.trainer, recipe, -1 if shared else i), []).append(i)
     return groups
 
 
@@ -128,7 +130,7 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
         UnknownNameError, StoreError, TrainError: bad names, no store, or a head that does not fit it.
     """
     specs = [get_head(h) for h in heads]
-    get_input_norm(cfg.input_norm)  # a typo fails before any work
+    recipes = [recipe_for(s, cfg) for s in specs]  # a bad choice fails before any work
     run_dirs = [Path(d) for d in run_dirs] if run_dirs else [default_run_dir(cfg.store, s.name, cfg.seed)
                                                              for s in specs]
     results: List[Optional[TrainResult]] = [None] * len(specs)
@@ -138,13 +140,14 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
         except HeadMismatchError as exc:
             raise TrainError(f"store {cfg.store}: {exc}") from None
         threshold = threshold_for_scale(fs.scale)
-        for (kind, trainer, _), members in _groups(specs, kinds, joint).items():
+        for (kind, trainer, recipe, _), members in _groups(specs, kinds, recipes, joint).items():
             targets = sorted({specs[i].target for i in members})
             rows = split_rows(fs, {get_target(t).label for t in targets})
             matrices, columns = target_matrix(fs, rows, targets, threshold)
-            runs = [RunDir.create(run_dirs[i], _config(cfg, specs[i], fs, kind, rows, threshold)) for i in members]
+            runs = [RunDir.create(run_dirs[i], _config(cfg, specs[i], fs, kind, rows, threshold, recipe))
+                    for i in members]
             group = FitGroup(cfg, [specs[i] for i in members], fs, kind, rows, matrices,
-                             [columns[specs[i].target] for i in members], runs, log)
+                             [columns[specs[i].target] for i in members], runs, log, recipe)
             outs = TRAINERS.get(trainer).fit(group)
             for i, run, out in zip(members, runs, outs):
                 results[i] = _record(run, specs[i], fs, rows, out, log)

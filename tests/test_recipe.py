@@ -1,0 +1,102 @@
+"""The training recipe beyond the reference: L2 in ridge units, early stopping on validation SRCC,
+per-head defaults that a run can override."""
+import numpy as np
+import pytest
+
+from evaluation.metrics import srcc
+from evaluation.rundir import RunDir
+from heads.registry import HEADS, HeadSpec, register_head
+from pipeline.fitting import REFERENCE_RECIPE, Recipe, TrainConfig, TrainError, recipe_for
+from pipeline.train import run_heads, run_train
+from tests.conftest import make_store
+
+QUIET = {"log": lambda m: None}
+
+
+def _noisy_linear_store(path, n=400, dim=24, seed=0):
+    """Few rows, many weak features: the regime where the penalty decides the fit."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, dim)) * 10.0 ** rng.uniform(-1, 2, dim)
+    z = (x - x.mean(0)) / x.std(0)
+    y = 3.0 + 0.3 * z @ rng.normal(size=dim) / np.sqrt(dim) + 0.5 * rng.normal(size=n)
+    split = np.array(["train"] * n, dtype=object)
+    split[int(0.6 * n): int(0.75 * n)] = "val"
+    split[int(0.75 * n):] = "test"
+    make_store(path, {"mlsp_narrow": x.astype(np.float32)[:, None, :]}, y, split)
+    return x.astype(np.float16).astype(np.float64), y, split
+
+
+def test_l2_on_a_linear_head_is_ridge_regression_in_standard_units():
+    """`--l2 c` on a linear head over standardised inputs is ridge with alpha = c x n_train on standardised
+    targets, whatever the score scale (heads.regularisation): trained to convergence, the head's
+    predictions equal scikit-learn's Ridge."""
+    import keras
+    from sklearn.linear_model import Ridge
+
+    from heads import create_head
+    from heads.regularisation import add_kernel_l2
+    from heads.targets import on_score_scale
+
+    rng = np.random.default_rng(0)
+    n, dim, l2 = 120, 12, 0.2
+    z = rng.normal(size=(n, dim))
+    z = (z - z.mean(0)) / z.std(0)
+    y = 50.0 + 20.0 * (z @ rng.normal(size=dim) / np.sqrt(dim) + rng.normal(size=n))  # a 0-100 scale
+    keras.utils.set_random_seed(0)
+    model = on_score_scale(create_head("single1fc", input_shape=(dim,)), y[:, None])
+    add_kernel_l2(model, l2, y[:, None])
+    model.compile(optimizer=keras.optimizers.SGD(0.2 / y.var()), loss="mse")  # the loss is on the 0-100 scale
+    model.fit(z.astype(np.float32), y.astype(np.float32), batch_size=n, epochs=600, verbose=0)
+    pred = model.predict(z.astype(np.float32), verbose=0)[:, 0]
+    ridge = Ridge(alpha=l2 * n).fit(z, (y - y.mean()) / y.std())
+    np.testing.assert_allclose(pred, y.mean() + y.std() * ridge.predict(z), atol=0.01 * y.std())
+    plain = Ridge(alpha=1e-6).fit(z, (y - y.mean()) / y.std())
+    assert np.abs(plain.coef_ - ridge.coef_).max() > 0.05  # the penalty is not negligible here
+
+
+def test_early_stopping_on_srcc_keeps_the_epoch_with_the_best_validation_srcc(tmp_path):
+    _noisy_linear_store(tmp_path / "s.zarr")
+    cfg = TrainConfig(store=str(tmp_path / "s.zarr"), head="single3fc", run_dir=str(tmp_path / "r"),
+                      batch_size=32, lr_stages=[1e-3], max_epochs=8, patience=8, early_stop="srcc")
+    result = run_train(cfg, **QUIET)
+    history = result.history
+    assert len(history["val_srcc"]) == 8 and len(set(np.round(history["val_srcc"], 6))) > 1
+    val = RunDir.open(tmp_path / "r").read_predictions("val")
+    assert srcc(val["true"], val["pred"]) == pytest.approx(max(history["val_srcc"]), abs=2e-3)
+    assert RunDir.open(tmp_path / "r").config["recipe"]["early_stop"] == "srcc"
+
+
+def test_a_heads_recipe_is_its_default_and_the_run_overrides_it():
+    base = HEADS.get("single3fc")
+    spec = HeadSpec("recipe_probe", base.builder, kinds=base.kinds, recipe={"l2": 0.5, "early_stop": "srcc"})
+    cfg = TrainConfig(store="s", head="recipe_probe")
+    assert recipe_for(spec, cfg) == Recipe(input_norm="none", l2=0.5, early_stop="srcc")
+    assert recipe_for(spec, TrainConfig(store="s", head="x", l2=0.0)).l2 == 0.0
+    assert recipe_for(base, cfg) == REFERENCE_RECIPE
+    assert recipe_for(HEADS.get("svm"), TrainConfig(store="s", head="svm", input_norm="standard")).input_norm == "none"
+    with pytest.raises(ValueError, match="recipe keys"):
+        HeadSpec("bad", base.builder, recipe={"learning_rate": 1})
+
+
+@pytest.mark.parametrize("fields, match", [({"early_stop": "auc"}, "early stopping"), ({"l2": -1.0}, "l2"),
+                                           ({"input_norm": "zscore"}, "did you mean|standard")])
+def test_bad_recipe_choices_fail_before_any_work(fields, match):
+    from features.errors import IAAError
+
+    with pytest.raises(IAAError, match=match):
+        TrainConfig(store="s", head="single1fc", **fields)
+
+
+def test_heads_with_different_recipes_train_in_one_call(tmp_path):
+    _noisy_linear_store(tmp_path / "s.zarr", n=200)
+    base = HEADS.get("single1fc")
+    register_head(HeadSpec("recipe_l2_probe", base.builder, kinds=base.kinds, lr_stages=(1e-3,),
+                           recipe={"input_norm": "standard", "l2": 0.3}))
+    try:
+        cfg = TrainConfig(store=str(tmp_path / "s.zarr"), head="single1fc", batch_size=32, lr_stages=[1e-3],
+                          max_epochs=2)
+        out = run_heads(cfg, ["single1fc", "recipe_l2_probe"], [tmp_path / "a", tmp_path / "b"], **QUIET)
+    finally:
+        HEADS._items.pop("recipe_l2_probe")
+    recipes = [RunDir.open(r.run_dir).config["recipe"] for r in out]
+    assert recipes == [vars(REFERENCE_RECIPE), {"input_norm": "standard", "l2": 0.3, "early_stop": "loss"}]
