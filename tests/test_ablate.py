@@ -6,6 +6,9 @@ from pipeline.ablate import run_ablation
 from pipeline.train import TrainConfig
 from tests.conftest import linear_store
 
+# Heads share a training pass only when their recipes agree; these tests pin one for every head.
+SAME_RECIPE = dict(input_norm="none", l2=0.0, early_stop="loss")
+
 
 def test_ablation_grid_writes_a_ranked_leaderboard(tmp_path):
     store = linear_store(tmp_path / "s.zarr", n=300, views=2, dim=12)
@@ -30,9 +33,10 @@ def test_joint_training_equals_training_alone(tmp_path):
 
     store = linear_store(tmp_path / "s.zarr", n=200, views=2, dim=8)
     cfg = TrainConfig(store=str(store), head="single3fc", batch_size=32, lr_stages=[1e-3], max_epochs=3,
-                      patience=3)
+                      patience=3, **SAME_RECIPE)
     quiet = lambda m: None  # noqa: E731
     run_heads(cfg, ["single3fc", "single1fc"], [tmp_path / "j3", tmp_path / "j1"], quiet)
+    assert json_config(tmp_path / "j3")["trained_with"] == ["single3fc", "single1fc"]
     run_heads(cfg, ["single3fc"], [tmp_path / "a3"], quiet)
     joint = np.loadtxt(tmp_path / "j3" / "predictions.csv", delimiter=",", skiprows=1, usecols=3)
     alone = np.loadtxt(tmp_path / "a3" / "predictions.csv", delimiter=",", skiprows=1, usecols=3)
@@ -44,7 +48,7 @@ def test_mos_and_distribution_heads_share_one_pass(tmp_path):
 
     store = linear_store(tmp_path / "s.zarr", n=160, views=2, dim=8, hist_bins=10)
     cfg = TrainConfig(store=str(store), head="single1fc", batch_size=32, lr_stages=[1e-3], max_epochs=2,
-                      patience=2)
+                      patience=2, **SAME_RECIPE)
     quiet = lambda m: None  # noqa: E731
     joint = run_heads(cfg, ["single1fc", "dist_emd"], [tmp_path / "j1", tmp_path / "jd"], quiet)
     assert json_config(tmp_path / "jd")["trained_with"] == ["single1fc", "dist_emd"]

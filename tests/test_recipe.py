@@ -16,7 +16,7 @@ QUIET = {"log": lambda m: None}
 def _noisy_linear_store(path, n=400, dim=24, seed=0):
     """Few rows, many weak features: the regime where the penalty decides the fit."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, dim)) * 10.0 ** rng.uniform(-1, 2, dim)
+    x = np.abs(rng.normal(size=(n, dim))) * 10.0 ** rng.uniform(-1, 2, dim)  # non-negative, as ReLU features
     z = (x - x.mean(0)) / x.std(0)
     y = 3.0 + 0.3 * z @ rng.normal(size=dim) / np.sqrt(dim) + 0.5 * rng.normal(size=n)
     split = np.array(["train"] * n, dtype=object)
@@ -93,9 +93,9 @@ def test_heads_with_different_recipes_train_in_one_call(tmp_path):
     register_head(HeadSpec("recipe_l2_probe", base.builder, kinds=base.kinds, lr_stages=(1e-3,),
                            recipe={"input_norm": "standard", "l2": 0.3}))
     try:
-        cfg = TrainConfig(store=str(tmp_path / "s.zarr"), head="single1fc", batch_size=32, lr_stages=[1e-3],
+        cfg = TrainConfig(store=str(tmp_path / "s.zarr"), head="single3fc", batch_size=32, lr_stages=[1e-3],
                           max_epochs=2)
-        out = run_heads(cfg, ["single1fc", "recipe_l2_probe"], [tmp_path / "a", tmp_path / "b"], **QUIET)
+        out = run_heads(cfg, ["single3fc", "recipe_l2_probe"], [tmp_path / "a", tmp_path / "b"], **QUIET)
     finally:
         HEADS._items.pop("recipe_l2_probe")
     recipes = [RunDir.open(r.run_dir).config["recipe"] for r in out]

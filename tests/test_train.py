@@ -110,7 +110,8 @@ def test_weight_decay_shrinks_the_weights(tmp_path):
     store = linear_store(tmp_path / "s.zarr", n=120, views=1, dim=8)
     norms = {}
     for wd in (0.0, 100.0):
-        cfg = _cfg(store, "single1fc", tmp_path / f"r{wd}", max_epochs=3, weight_decay=wd)
+        cfg = _cfg(store, "single1fc", tmp_path / f"r{wd}", max_epochs=3, weight_decay=wd, input_norm="none",
+                   l2=0.0, early_stop="loss")  # the reference recipe: weight decay alone
         run_train(cfg, **QUIET)
         kernel = RunDir.open(tmp_path / f"r{wd}").load_keras().get_layer("score").get_weights()[0]
         norms[wd] = float(np.linalg.norm(kernel))
