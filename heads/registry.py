@@ -19,7 +19,7 @@ WIDE_STAGES = (1e-4, 1e-5, 1e-6)
 POOLED_KINDS = ("mlsp_narrow", "fc7", "gmp", "spp")
 TRAINERS = ("keras", "sklearn")
 TARGETS = ("mos", "dist", "binary")
-RECIPE_KEYS = ("input_norm", "l2", "early_stop")
+RECIPE_KEYS = ("input_norm", "l2", "early_stop", "max_epochs", "patience")
 
 Block = Tuple[str, int, int]  # (name, first channel, stop channel) inside the concatenated vector
 
@@ -50,7 +50,8 @@ class HeadSpec:
         input_norm: a normalisation the head always uses (a published setting, e.g. "none"); None: the
             run's `--input-norm`.
         recipe: the head's own defaults for the training choices a run can override (`input_norm`,
-            `l2`, `early_stop`; see `pipeline.fitting.Recipe`), set where measurements showed them.
+            `l2`, `early_stop`, `max_epochs`, `patience`; see `pipeline.fitting.Recipe`), set where
+            measurements showed them.
         description: one line for `describe-head`, the help and the run config.
         reference: paper the head follows.
     """

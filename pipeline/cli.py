@@ -66,9 +66,10 @@ def _add_training_options(p) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--lr-stages", help="comma-separated learning rates, one stage each "
                    "(default narrow 1e-3,1e-4,1e-5; wide 1e-4,1e-5,1e-6)")
-    p.add_argument("--max-epochs", type=_positive_int, default=20, help="most epochs per stage")
-    p.add_argument("--patience", type=_positive_int, default=TrainConfig.patience,
-                   help="epochs without improvement before a stage ends")
+    p.add_argument("--max-epochs", type=_positive_int,
+                   help=f"most epochs per stage (default: the head's recipe, else {REFERENCE_RECIPE.max_epochs})")
+    p.add_argument("--patience", type=_positive_int, help="epochs without improvement before a stage ends "
+                   f"(default: the head's recipe, else {REFERENCE_RECIPE.patience})")
     p.add_argument("--early-stop", choices=EARLY_STOP,
                    help="what picks the best epoch: validation loss or validation SRCC (default: the head's "
                         f"recipe, else {REFERENCE_RECIPE.early_stop})")

@@ -1,8 +1,8 @@
 """Fitting Keras heads by the reference protocol (design.md section 8), several heads per pass.
 
 Adam, batch 128, learning-rate stages of up to 20 epochs each, the best weights reloaded before each
-stage, early stopping with patience 5 on the validation loss (`--early-stop srcc`: on validation SRCC
-instead), optionally an L2 penalty on the kernels (`--l2`, `heads.regularisation`). Each epoch sees every training image
+stage, early stopping with patience 5 on the validation loss; a head's recipe or the run can change
+the stage length, stop on validation SRCC instead, and add an L2 penalty (`pipeline.fitting.Recipe`). Each epoch sees every training image
 once through one view drawn at random; validation uses one fixed view per image; test predictions are
 made for every stored view. Heads that read the same feature kind are fitted together: each batch is
 read once and one traced step runs every head's own `train_step`, with independent losses, optimisers,
@@ -159,11 +159,11 @@ def _validate(active: List[_HeadState], val_ds, n_val: int):
 
 
 def _end_epoch(h: _HeadState, epoch: int, loss: float, val: tuple, dt: float, n_train: int, cfg,
-               early_stop: str) -> tuple:
+               recipe) -> tuple:
     """Records the epoch, keeps the best weights, and moves to the next stage when it is time.
 
     Args:
-        val: (validation loss, validation SRCC); `early_stop` says which one decides.
+        val: (validation loss, validation SRCC); `recipe.early_stop` says which one decides.
 
     Returns:
         (the log note, whether the head changed optimiser or stopped).
@@ -178,7 +178,7 @@ def _end_epoch(h: _HeadState, epoch: int, loss: float, val: tuple, dt: float, n_
         tf.summary.scalar("val_loss", val_loss)
         tf.summary.scalar("val_srcc", val_srcc)
         tf.summary.scalar("learning_rate", h.lr)
-    criterion = val_loss if early_stop == "loss" else -val_srcc
+    criterion = val_loss if recipe.early_stop == "loss" else -val_srcc
     improved = criterion < h.best
     if improved:
         h.best, h.best_weights, h.since_best = criterion, h.model.get_weights(), 0
@@ -187,7 +187,7 @@ def _end_epoch(h: _HeadState, epoch: int, loss: float, val: tuple, dt: float, n_
     h.epochs_in_stage += 1
     note = (f"{h.spec.name} s{h.stage + 1} lr {h.lr:g} loss {loss:.4f} val {val_loss:.4f} "
             f"SRCC {val_srcc:.3f}{' *' if improved else ''}")
-    if h.since_best < cfg.patience and h.epochs_in_stage < cfg.max_epochs:
+    if h.since_best < recipe.patience and h.epochs_in_stage < recipe.max_epochs:
         return note, False
     h.stage += 1
     h.model.set_weights(h.best_weights)  # every stage starts from the best weights
@@ -253,10 +253,10 @@ def fit_keras_heads(group: FitGroup) -> List[FitResult]:
         for h, val_loss, val_srcc in zip(active, val_losses, val_srccs):
             loss = float(h.model.get_metrics_result()["loss"])
             note, changed = _end_epoch(h, epoch, loss, (float(val_loss), float(val_srcc)), dt, n_train, cfg,
-                                       group.recipe.early_stop)
+                                       group.recipe)
             notes.append(note)
             step = None if changed else step
-        left = max([h.epochs_left(cfg.max_epochs) for h in heads if h.active], default=0)
+        left = max([h.epochs_left(group.recipe.max_epochs) for h in heads if h.active], default=0)
         log(f"  epoch {epoch}: " + " | ".join(notes) + f"  ({n_train / dt:,.0f} samples/s, {dt:.1f} s; "
             f"at most {left * dt:.0f} s left)")
     seconds = time.perf_counter() - t_start

@@ -36,13 +36,13 @@ class TrainConfig:
         run_dir: output directory (default `runs/<store>_<head>_seed<N>`).
         kind: feature kind to train on (default: the head's first kind in the store).
         seed: seeds weights, view draws, shuffling and dropout; runs reproduce on CPU.
-        batch_size, lr_stages, max_epochs, patience: the reference protocol (design.md section 8).
+        batch_size, lr_stages: the reference protocol (design.md section 8).
         cache: "auto", "ram" or "none" (see `features.loader.FeatureReader`).
         parallel_reads: concurrent batch reads of the loader.
         max_train_rows: scikit-learn heads use every view of every training image up to this many rows.
         weight_decay: decoupled weight decay of Keras heads' Adam (0: the reference's plain Adam).
-        input_norm, l2, early_stop: the `Recipe` choices; None leaves each to the head's own default
-            (`HeadSpec.recipe`), else the reference's.
+        input_norm, l2, early_stop, max_epochs, patience: the `Recipe` choices; None leaves each to the
+            head's own default (`HeadSpec.recipe`), else the reference's.
     """
 
     store: str
@@ -52,8 +52,8 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 128
     lr_stages: Optional[List[float]] = None
-    max_epochs: int = 20
-    patience: int = 5
+    max_epochs: Optional[int] = None
+    patience: Optional[int] = None
     cache: str = "auto"
     parallel_reads: int = 4
     max_train_rows: int = MAX_RBF_ROWS
@@ -82,11 +82,15 @@ class Recipe:
         l2: L2 penalty on Keras kernels in standard units (`heads.regularisation`).
         early_stop: what picks a Keras head's best epoch and ends a stage: "loss" (the reference) or
             "srcc" (validation SRCC, the metric heads are judged by).
+        max_epochs: most epochs per learning-rate stage (reference 20).
+        patience: epochs without improvement before a stage ends (reference 5).
     """
 
     input_norm: str = "none"
     l2: float = 0.0
     early_stop: str = "loss"
+    max_epochs: int = 20
+    patience: int = 5
 
     def __post_init__(self):
         from heads.inputs import get_input_norm
@@ -96,10 +100,13 @@ class Recipe:
             raise TrainError(f"early stopping is on one of {', '.join(EARLY_STOP)}; received {self.early_stop!r}")
         if not self.l2 >= 0:
             raise TrainError(f"l2 must be >= 0; received {self.l2}")
+        for name in ("max_epochs", "patience"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise TrainError(f"{name} must be a whole number >= 1; received {getattr(self, name)!r}")
 
 
 REFERENCE_RECIPE = Recipe()
-RECIPE_FIELDS = ("input_norm", "l2", "early_stop")
+RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience")
 
 
 def recipe_for(spec, cfg: TrainConfig) -> Recipe:
