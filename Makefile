@@ -28,7 +28,13 @@ BENCH_IMAGES ?= 24
 BENCH_TRAIN_ARGS ?=
 BENCH_ABLATE_ARGS ?=
 BENCH_QUALITY_ARGS ?=
+BENCH_SCORE_ARGS ?=
 INPUT_SHAPE ?= 5,5,16928
+PHOTOS     ?=
+SCORE_OUT  ?=
+SCORE_ARGS ?=
+# The demo ends by scoring photos of an unseen (test) scene: the original and its degradations.
+DEMO_PHOTOS ?= $(sort $(wildcard $(DATA_DIR)/images/motorcycle_0*.jpg))
 
 BIN := $(VENV)/bin
 IAA := $(BIN)/iaa
@@ -40,7 +46,7 @@ EXTRACT_ARGS = --dataset $(DATASET) --data-dir $(DATA_DIR) --backbone $(BACKBONE
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_SIDE),--max-side $(MAX_SIDE)) \
 	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
-.PHONY: install test demo ablate bench-ablate bench-quality extract train describe describe-head store-info bench-extract bench-train clean
+.PHONY: install test demo ablate bench-ablate bench-quality bench-score extract train score describe describe-head store-info bench-extract bench-train clean
 
 install: $(STAMP)
 
@@ -62,6 +68,7 @@ extract: $(STAMP)
 demo: $(STAMP)
 	$(IAA) extract $(EXTRACT_ARGS)
 	$(IAA) ablate --store $(STORE) --heads $(DEMO_HEADS) --seeds $(DEMO_SEEDS) --batch-size 32 --out runs/demo_$(BACKBONE)
+	$(IAA) score runs/demo_$(BACKBONE) $(DEMO_PHOTOS) --out runs/demo_$(BACKBONE)/scores
 
 ablate: $(STAMP)
 	$(IAA) ablate --store $(STORE) --heads $(HEADS) --seeds $(SEEDS) --out $(ABLATE_DIR) $(TRAIN_ARGS)
@@ -69,11 +76,18 @@ ablate: $(STAMP)
 bench-ablate: $(STAMP)
 	$(BIN)/python benchmarks/bench_ablate.py $(BENCH_ABLATE_ARGS)
 
+bench-score: $(STAMP)
+	$(BIN)/python benchmarks/bench_score.py $(BENCH_SCORE_ARGS)
+
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/bench_quality.py $(BENCH_QUALITY_ARGS)
 
 train: $(STAMP)
 	$(IAA) train --store $(STORE) --head $(HEAD) --run-dir $(RUN_DIR) --seed $(SEED) --cache $(CACHE) $(TRAIN_ARGS)
+
+# Score photos (files or folders) with a trained run, or with an ablation's best run.
+score: $(STAMP)
+	$(IAA) score $(RUN_DIR) $(PHOTOS) $(if $(SCORE_OUT),--out $(SCORE_OUT)) $(SCORE_ARGS)
 
 describe-head: $(STAMP)
 	$(IAA) describe-head $(HEAD) --input-shape $(INPUT_SHAPE)

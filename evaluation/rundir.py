@@ -27,6 +27,24 @@ from features.errors import IAAError
 PREDICTION_FILES = {"test": "predictions.csv", "val": "predictions_val.csv"}
 
 
+def summarise_views(views: np.ndarray, dist: bool):
+    """A head's per-view outputs → what a photo gets: the test protocol's mean over views.
+
+    Args:
+        views: (n, V, out) outputs; out = K for distribution heads, else 1.
+        dist: the outputs are K-bin distributions.
+    Returns:
+        (score (n,), spread (n,) = std of the per-view scores, distribution (n, K) l1-normalised or None).
+    """
+    views = np.asarray(views, np.float64)
+    mean = views.mean(axis=1)
+    if not dist:
+        return mean[:, 0], views[..., 0].std(axis=1), None
+    d = np.clip(mean, 0, None)
+    return (mos_from_distribution(mean), mos_from_distribution(views).std(axis=1),
+            d / np.maximum(d.sum(axis=1, keepdims=True), 1e-12))
+
+
 class RunDirError(IAAError):
     """A directory that is not a run directory, or a run file that is missing or changed."""
 
@@ -141,9 +159,8 @@ class RunDir:
             true_hist: (n, K) true histograms of distribution heads (None for score heads).
         """
         dist = true_hist is not None
-        mean = views.mean(axis=1)
         k = views.shape[-1]
-        mos = mos_from_distribution(mean) if dist else mean[:, 0]
+        mos, _, pred_dist = summarise_views(views, dist)
         header = ["id", "path", "true", "pred"]
         header += [f"p{i + 1}" for i in range(k)] + [f"t{i + 1}" for i in range(k)] if dist else []
         with open(self.path / PREDICTION_FILES[split], "w", newline="") as f:
@@ -152,8 +169,7 @@ class RunDir:
             for i in range(len(ids)):
                 extra = []
                 if dist:
-                    d = np.clip(mean[i], 0, None)
-                    extra = [f"{x:.6g}" for x in d / max(d.sum(), 1e-12)]
+                    extra = [f"{x:.6g}" for x in pred_dist[i]]
                     extra += [f"{x:.6g}" for x in true_hist[i] / max(true_hist[i].sum(), 1e-12)]
                 w.writerow([ids[i], paths[i], f"{truth[i]:.6g}", f"{mos[i]:.6g}"] + extra)
         if split == "test":

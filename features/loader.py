@@ -7,26 +7,17 @@ calls, then prefetch, so memory stays near batch x (readers + prefetch) whatever
 """
 from __future__ import annotations
 
-import os
 import threading
 from typing import Optional, Sequence
 
 import numpy as np
 
 from features.errors import UsageError
+from features.memory import available_ram
 from features.store import FeatureStore
 
 RAM_FRACTION = 0.5
 TS_CACHE_BYTES = 32 << 20  # `auto` caches a split only when it takes at most this share of available RAM
-
-
-def available_ram() -> int:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 class FeatureReader:

@@ -26,6 +26,8 @@ SCHEMA_VERSION = 1
 PENDING, DONE, FAILED = 0, 1, 2
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed"}
 HDF5_SUFFIXES = (".h5", ".hdf5")
+EXTRACTION_KEYS = ("schema_version", "settings", "backbone", "weights", "blocks", "last_block", "kinds", "views",
+                   "view_set", "augmentation_order", "preprocessing", "max_side")
 
 
 class StoreError(IAAError):
@@ -225,6 +227,11 @@ class FeatureStore:
         return {"path": str(self.path.resolve()), "backbone": self.attrs.get("backbone"),
                 "weights": self.attrs.get("weights"), "settings": self.attrs.get("settings"),
                 "view_set": self.attrs.get("view_set"), "dataset": self.attrs.get("dataset", {}).get("name")}
+
+    def extraction(self) -> dict:
+        """What a run records to rebuild this store's extraction for new photos (`pipeline.score`):
+        backbone, weights identity, blocks, kinds with shapes, views, preprocessing, max side, settings."""
+        return {key: self.attrs[key] for key in EXTRACTION_KEYS if key in self.attrs}
 
     def open_tensorstore(self, kind: str, cache_bytes: int):
         """The Zarr array of a kind through tensorstore (parallel reads without the GIL; Zarr only)."""

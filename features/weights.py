@@ -121,3 +121,28 @@ def build_model(spec: BackboneSpec, ws: WeightsSpec, include_top: bool = False):
             f"(include_top={include_top}): {exc}. The file must hold weights of this exact architecture."
         ) from exc
     return model
+
+
+def identity_differences(recorded: dict, current: dict) -> list:
+    """How the weights about to be used differ from those a store or run recorded (empty: the same).
+
+    Compared: the kind, file digests (a named or local weights file, the cached ImageNet files) and, for
+    `random:SEED`, the seed and the Keras version (its initialisers make the numbers). A local file may
+    move: its path is not compared, its sha256 is.
+    """
+    diffs = []
+    if recorded.get("kind") != current.get("kind"):
+        diffs.append(f"weights kind: recorded {recorded.get('kind')!r}, now {current.get('kind')!r}")
+    if recorded.get("sha256") != current.get("sha256"):
+        diffs.append(f"weights file sha256: recorded {recorded.get('sha256')}, now {current.get('sha256')} "
+                     f"(the file changed)")
+    old_files, new_files = recorded.get("files") or {}, current.get("files") or {}
+    for name in sorted(set(old_files) & set(new_files)):
+        if old_files[name] != new_files[name]:
+            diffs.append(f"ImageNet weights file {name}: sha256 recorded {old_files[name]}, now {new_files[name]}")
+    if current.get("kind") in ("random", "imagenet", "named") and recorded.get("spec") != current.get("spec"):
+        diffs.append(f"weights: recorded {recorded.get('spec')!r}, now {current.get('spec')!r}")
+    if current.get("kind") == "random" and recorded.get("keras_version") != current.get("keras_version"):
+        diffs.append(f"random weights are made by keras {recorded.get('keras_version')}, this is keras "
+                     f"{current.get('keras_version')}: its initialisers may give other numbers")
+    return diffs

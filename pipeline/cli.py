@@ -1,6 +1,6 @@
 """`iaa`: the command line (`python -m pipeline` too). `make` targets are thin wrappers over it.
 
-    iaa [--verbose] extract | train | evaluate | ablate | describe | describe-head | store-info ...
+    iaa [--verbose] extract | train | evaluate | ablate | describe | describe-head | store-info | score ...
 
 The choices in the help (datasets, backbones, kinds, views, heads) come from the registries. Every
 expected error (`features.errors.IAAError`) is printed as one line with exit status 2, here and only
@@ -20,6 +20,7 @@ import numpy as np
 
 from features.errors import IAAError, UsageError
 from features.quiet import VERBOSE_ENV, quiet_tensorflow
+from pipeline.score import commands as score_commands
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -57,6 +58,8 @@ def _add_extract(sub) -> None:
     ex.add_argument("--retry-failed", action="store_true", help="retry images recorded as failed")
     ex.add_argument("--batch-views", type=_positive_int, default=32,
                     help="most views per forward pass when images share a size (default 32)")
+    ex.add_argument("--memory-gb", type=float, help="memory budget of one forward pass; larger photos are split "
+                    "into passes or failed with the --max-side that fits (default 70%% of available RAM)")
 
 
 def _add_training_options(p) -> None:
@@ -135,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_extract(sub)
     _add_train_and_ablate(sub)
     _add_inspection(sub)
+    score_commands.add_parsers(sub, _positive_int)
     return parser
 
 
@@ -145,7 +149,7 @@ def cmd_extract(args) -> int:
         dataset=args.dataset, data_dir=args.data_dir, backbone=args.backbone, weights=args.weights,
         features=args.features, views=args.views, store=args.store, engine=args.engine,
         max_side=args.max_side, scheduler=args.scheduler, overwrite=args.overwrite,
-        retry_failed=args.retry_failed, batch_views=args.batch_views,
+        retry_failed=args.retry_failed, batch_views=args.batch_views, memory_gb=args.memory_gb,
     )
     result = run_extract(cfg, log=lambda m: print(m, flush=True))
     c = result.counts
@@ -301,8 +305,9 @@ def cmd_describe_head(args) -> int:
 
 
 COMMANDS = {"extract": cmd_extract, "train": cmd_train, "evaluate": cmd_evaluate, "ablate": cmd_ablate,
-            "describe-head": cmd_describe_head, "describe": cmd_describe, "store-info": cmd_store_info}
-USES_TENSORFLOW = ("extract", "train", "ablate", "describe-head")
+            "describe-head": cmd_describe_head, "describe": cmd_describe, "store-info": cmd_store_info,
+            **score_commands.COMMANDS}
+USES_TENSORFLOW = ("extract", "train", "ablate", "describe-head", *score_commands.COMMANDS)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from features import store as st
 from features import store_writer as sw
 from features.augment import get_views
-from features.backbones import PREPROCESSING, BackboneSpec, get_backbone
+from features.backbones import BackboneSpec, get_backbone
 from features.errors import IAAError
 from features.pooling import get_kind, parse_kinds
 from features.weights import WeightsSpec, build_model, parse_weights, weights_identity
@@ -50,6 +50,7 @@ class ExtractConfig:
     overwrite: bool = False
     batch_views: int = 32
     retry_failed: bool = False
+    memory_gb: Optional[float] = None
 
 
 @dataclass
@@ -138,7 +139,7 @@ def plan(cfg: ExtractConfig) -> ExtractPlan:
         "views": cfg.views, "max_side": cfg.max_side,
         "manifest_sha256": sw.manifest_fingerprint(manifest.ids, manifest.split, manifest.mos, hist),
     }
-    job = ExtractJob(spec, ws, kinds, views, cfg.max_side, cfg.batch_views)
+    job = ExtractJob(spec, ws, kinds, views, cfg.max_side, cfg.batch_views, cfg.memory_gb)
     return ExtractPlan(manifest, spec, ws, job, layout, settings)
 
 
@@ -150,16 +151,8 @@ def _attributes(cfg: ExtractConfig, p: ExtractPlan) -> dict:
         "settings": settings,
         "backbone": spec.name,
         "weights": weights_identity(spec, p.weights, include_top),
-        "blocks": [{"name": b, "channels": c, "offset": spec.block_offsets()[b][0]}
-                   for b, c in zip(spec.blocks, spec.channels)],
-        "last_block": {"name": spec.last_block, "channels": spec.last_channels},
-        "kinds": {k: {"shape": list(s), "description": get_kind(k).description}
-                  for k, s in layout.kinds.items()},
-        "views": [v.to_dict() for v in p.job.views],
+        **p.job.describe(),
         "view_set": cfg.views,
-        "augmentation_order": "decode (EXIF orientation applied) -> crop -> flip -> preprocess",
-        "preprocessing": {"name": spec.preprocessing, "text": PREPROCESSING[spec.preprocessing]},
-        "max_side": cfg.max_side,
         "task_size": layout.task_size,
         "dataset": {"name": manifest.name, "root": str(manifest.root), "n": len(manifest),
                     "splits": manifest.split_counts(), "scale": list(manifest.scale),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -19,6 +19,8 @@ from features import store_writer as sw
 from features.augment import View, make_views, view_size
 from features.backbones import BackboneSpec
 from features.images import ImageError, decode_image
+from features.memory import (MEMORY_ENV, MEMORY_FRACTION, RELEASE_ABOVE_BYTES, memory_budget, pass_bytes,
+                             release_memory, side_that_fits)
 from features.quiet import quiet_tensorflow
 from features.weights import WeightsSpec
 
@@ -38,6 +40,7 @@ class ExtractJob:
         views: the views of every image, in stored order.
         max_side: shrink images whose longer side exceeds it (None: full resolution).
         batch_views: most views per forward pass when consecutive images share a size.
+        memory_gb: memory budget of one forward pass (None: `features.memory.memory_budget`'s default).
     """
 
     backbone: BackboneSpec
@@ -46,10 +49,30 @@ class ExtractJob:
     views: Tuple[View, ...]
     max_side: Optional[int]
     batch_views: int
+    memory_gb: Optional[float] = None
 
     @property
     def model_key(self) -> tuple:
         return (self.backbone.name, self.weights.text, self.kinds)
+
+    def describe(self) -> dict:
+        """What a store records about how its features were made (and a predictor checks before scoring):
+        blocks with channel offsets, kinds with shapes, views, preprocessing, max side."""
+        from features.backbones import PREPROCESSING
+        from features.pooling import get_kind
+
+        spec = self.backbone
+        return {
+            "blocks": [{"name": b, "channels": c, "offset": spec.block_offsets()[b][0]}
+                       for b, c in zip(spec.blocks, spec.channels)],
+            "last_block": {"name": spec.last_block, "channels": spec.last_channels},
+            "kinds": {k: {"shape": list(get_kind(k).shape(spec)), "description": get_kind(k).description}
+                      for k in self.kinds},
+            "views": [v.to_dict() for v in self.views],
+            "augmentation_order": "decode (EXIF orientation applied) -> crop -> flip -> preprocess",
+            "preprocessing": {"name": spec.preprocessing, "text": PREPROCESSING[spec.preprocessing]},
+            "max_side": self.max_side,
+        }
 
 
 _EXTRACTORS: Dict[tuple, object] = {}
@@ -96,11 +119,18 @@ def _report_progress(n: int) -> None:
     worker.log_event(PROGRESS_TOPIC, n)
 
 
-class _TaskBuffer:
-    """A task's rows in memory until the one write at its end."""
+class TaskFeatures:
+    """The features, status and failure reasons of consecutive images, in memory (a task's rows until
+    its one write; a batch of photos being scored).
 
-    def __init__(self, n: int, n_views: int, shapes: Dict[str, tuple]):
+    Args:
+        n, n_views, shapes: images, views per image, per-view shape of each kind.
+        on_done: called with the number of images finished (done or failed) after each batch.
+    """
+
+    def __init__(self, n: int, n_views: int, shapes: Dict[str, tuple], on_done: Callable[[int], None]):
         self.n_views = n_views
+        self.on_done = on_done
         self.feats = {k: np.full((n, n_views) + s, np.nan, dtype=np.float16) for k, s in shapes.items()}
         self.status = np.zeros(n, dtype=np.int8)
         self.reasons = [""] * n
@@ -109,16 +139,19 @@ class _TaskBuffer:
 
     def fail(self, i: int, reason: str) -> None:
         self.status[i], self.reasons[i] = st.FAILED, reason[:500]
-        _report_progress(1)
+        self.on_done(1)
 
-    def run(self, extractor, batch: List[Tuple[int, np.ndarray]]) -> None:
-        """Runs a batch of same-sized images; on a model error, retries one by one to find the bad one."""
+    def run(self, extractor, batch: List[Tuple[int, np.ndarray]], views_per_pass: int) -> None:
+        """Runs a batch of same-sized images, at most `views_per_pass` views per forward pass; on a model
+        error, retries one by one to find the bad one."""
         try:
-            out = extractor(np.concatenate([v for _, v in batch]))
+            x = np.concatenate([v for _, v in batch])
+            parts = [extractor(x[i:i + views_per_pass]) for i in range(0, len(x), views_per_pass)]
+            out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         except Exception as exc:  # noqa: BLE001  (a model error on one image must not stop the task)
             if len(batch) > 1:
                 for item in batch:
-                    self.run(extractor, [item])
+                    self.run(extractor, [item], views_per_pass)
             else:
                 self.fail(batch[0][0], f"backbone failed: {type(exc).__name__}: {exc}")
             return
@@ -126,7 +159,7 @@ class _TaskBuffer:
             for k, v in out.items():
                 self.feats[k][i] = v[j * self.n_views:(j + 1) * self.n_views]
             self.status[i] = st.DONE
-        _report_progress(len(batch))
+        self.on_done(len(batch))
 
 
 def _decoded(paths: Sequence[str], job: ExtractJob):
@@ -140,16 +173,19 @@ def _decoded(paths: Sequence[str], job: ExtractJob):
             yield i, future
 
 
-def extract_task(zarr_path: str, job: ExtractJob, start: int, paths: Sequence[str]) -> dict:
-    """Computes and writes images [start, start + len(paths)) of the store; safe to repeat.
+def compute_features(job: ExtractJob, paths: Sequence[str],
+                     on_done: Callable[[int], None] = _report_progress) -> TaskFeatures:
+    """Decodes, views, runs the backbone and pools the given images, batching same-sized ones.
 
-    Returns:
-        {"start", "n", "done", "failed"} of the task.
+    The one path from photo to features: extraction writes its result into a store, scoring feeds it
+    to a head. A bad image is recorded as failed (with the reason) and never stops the others.
     """
     extractor = get_extractor(job)
     n_views = len(job.views)
-    buf = _TaskBuffer(len(paths), n_views, extractor.shapes())
+    buf = TaskFeatures(len(paths), n_views, extractor.shapes(), on_done)
+    budget = memory_budget(job.memory_gb)
     batch: List[Tuple[int, np.ndarray]] = []
+    per_pass = job.batch_views
     for i, future in _decoded(paths, job):
         try:
             views, (h, w) = future.result()
@@ -160,13 +196,42 @@ def extract_task(zarr_path: str, job: ExtractJob, start: int, paths: Sequence[st
             buf.fail(i, f"decode error: {type(exc).__name__}: {exc}")
             continue
         buf.height[i], buf.width[i] = h, w
-        if batch and (batch[0][1].shape != views.shape
-                      or (len(batch) + 1) * n_views > max(job.batch_views, n_views)):
-            buf.run(extractor, batch)
+        per_view = pass_bytes(job.backbone.bytes_per_pixel, *views.shape[1:3])
+        if per_view > budget:
+            buf.fail(i, _too_large(job, h, w, views.shape[1:3], per_view, budget))
+            continue
+        if batch and (batch[0][1].shape != views.shape or (len(batch) + 1) * n_views > per_pass):
+            _run_and_release(buf, extractor, batch, per_pass, budget)
             batch = []
+        per_pass = int(max(1, min(job.batch_views, budget // per_view)))
         batch.append((i, views))
     if batch:
-        buf.run(extractor, batch)
+        _run_and_release(buf, extractor, batch, per_pass, budget)
+    return buf
+
+
+def _run_and_release(buf: TaskFeatures, extractor, batch, per_pass: int, budget: int) -> None:
+    buf.run(extractor, batch, per_pass)
+    view_shape = batch[0][1].shape[1:3]
+    if pass_bytes(extractor.spec.bytes_per_pixel, *view_shape, min(per_pass, len(batch) * buf.n_views)) \
+            > RELEASE_ABOVE_BYTES:
+        release_memory()  # a large photo's peak would otherwise stay resident for the rest of the run
+
+
+def _too_large(job: ExtractJob, h: int, w: int, view_shape, need: int, budget: int) -> str:
+    fits = side_that_fits(job.backbone.bytes_per_pixel, h, w, view_shape[0] * view_shape[1], budget)
+    return (f"too large for memory: one {view_shape[1]}x{view_shape[0]} px view of this {w}x{h} px photo needs "
+            f"about {need / 1e9:.1f} GB in {job.backbone.name} (budget {budget / 1e9:.1f} GB, "
+            f"{MEMORY_FRACTION:.0%} of available RAM or {MEMORY_ENV}); use --max-side {fits} or less")
+
+
+def extract_task(zarr_path: str, job: ExtractJob, start: int, paths: Sequence[str]) -> dict:
+    """Computes and writes images [start, start + len(paths)) of the store; safe to repeat.
+
+    Returns:
+        {"start", "n", "done", "failed"} of the task.
+    """
+    buf = compute_features(job, paths)
     sw.write_task(zarr_path, start, start + len(paths), buf.feats, buf.status, buf.reasons, buf.width, buf.height)
     return {"start": start, "n": len(paths), "done": int((buf.status == st.DONE).sum()),
             "failed": int((buf.status == st.FAILED).sum())}

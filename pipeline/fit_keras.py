@@ -144,7 +144,7 @@ def _validate(active: List[_HeadState], val_ds, n_val: int):
         y = y.numpy()
         ys.append(y)
         for j, h in enumerate(active):
-            pred = np.asarray(h.model.predict_on_batch(x), np.float32)
+            pred = predict_keras(h.model, x)
             preds[j].append(pred)
             per_sample = h.loss.call(y[:, h.columns].astype(np.float32), pred)
             sums[j] += float(np.sum(np.asarray(per_sample)))
@@ -199,6 +199,11 @@ def _end_epoch(h: _HeadState, epoch: int, loss: float, val: tuple, dt: float, n_
     return note, True
 
 
+def predict_keras(model, x) -> np.ndarray:
+    """(m, out) float32 outputs of a Keras head for one batch of features."""
+    return np.asarray(model.predict_on_batch(x), np.float32)
+
+
 def predict_views(models: list, reader: FeatureReader, batch_size: int, parallel: int) -> list:
     """(n, V, out) predictions of every model for every view, reading each batch once."""
     n = len(reader.rows)
@@ -207,7 +212,7 @@ def predict_views(models: list, reader: FeatureReader, batch_size: int, parallel
         parts = [[] for _ in models]
         for x, _ in make_dataset(reader, np.arange(n), np.full(n, v), None, batch_size, parallel):
             for j, m in enumerate(models):
-                parts[j].append(np.asarray(m.predict_on_batch(x), np.float32))
+                parts[j].append(predict_keras(m, x))
         for j in range(len(models)):
             outs[j].append(np.concatenate(parts[j]) if parts[j] else np.zeros((0, 1), np.float32))
     return [np.stack(o, axis=1) for o in outs]
@@ -282,4 +287,4 @@ def _finish(group: FitGroup, heads: List[_HeadState], val_reader, reader_mode: s
     return results
 
 
-register_trainer(TrainerSpec("keras", fit_keras_heads, shares_batches=True))
+register_trainer(TrainerSpec("keras", fit_keras_heads, RunDir.load_keras, predict_keras, shares_batches=True))

@@ -11,6 +11,7 @@ from typing import List
 
 import numpy as np
 
+from evaluation.rundir import RunDir
 from features.loader import FeatureReader, fixed_views
 from heads import create_head, list_heads
 from heads.inputs import get_input_norm, sklearn_normaliser
@@ -34,15 +35,20 @@ def training_rows(n: int, n_views: int, max_train_rows: int, max_rows, name: str
     return np.arange(n), np.random.default_rng(seed).integers(0, n_views, size=n)
 
 
+def predict_sklearn(model, x: np.ndarray) -> np.ndarray:
+    """(m, out=1) outputs of a fitted estimator for (m, *shape) features (flattened per row)."""
+    return np.asarray(model.predict(np.asarray(x, np.float32).reshape(len(x), -1)), np.float32).reshape(-1, 1)
+
+
 def _views_of(model, group: FitGroup, split: str):
     rows = group.rows[split]
     if not len(rows):
         return None
     reader = FeatureReader(group.store, group.kind, rows, group.cfg.cache)
     m = len(rows)
-    preds = [model.predict(reader.read(np.arange(m), np.full(m, v)).astype(np.float32).reshape(m, -1))
+    preds = [predict_sklearn(model, reader.read(np.arange(m), np.full(m, v)).astype(np.float32))
              for v in range(reader.n_views)]
-    return np.stack(preds, axis=1)[..., None]
+    return np.stack(preds, axis=1)
 
 
 def _normalised(spec, group: FitGroup, x: np.ndarray):
@@ -105,4 +111,4 @@ def fit_sklearn_heads(group: FitGroup) -> List[FitResult]:
     return results
 
 
-register_trainer(TrainerSpec("sklearn", fit_sklearn_heads, shares_batches=False))
+register_trainer(TrainerSpec("sklearn", fit_sklearn_heads, RunDir.load_sklearn, predict_sklearn, shares_batches=False))

@@ -168,11 +168,16 @@ class TrainerSpec:
     Attributes:
         name: the value heads give as `HeadSpec.trainer`.
         fit: `fit(group: FitGroup) -> List[FitResult]`, one result per head, models saved.
+        load: `load(run: RunDir)` → the trained model saved in a run directory.
+        predict: `predict(model, x)` → (m, out) float32 outputs for (m, *kind shape) float32 features;
+            training's predictions and scoring new photos both go through it.
         shares_batches: heads of one feature kind can be fitted in one group (one read per batch).
     """
 
     name: str
     fit: Callable = field(repr=False, compare=False)
+    load: Callable = field(repr=False, compare=False)
+    predict: Callable = field(repr=False, compare=False)
     shares_batches: bool = False
 
 

@@ -26,6 +26,7 @@ def _bad_invocations(tmp_path):
         "describe": ["describe", "vgg61"],
         "describe-head": ["describe-head", "single3fc", "--input-shape", "5,x"],
         "store-info": ["store-info", missing],
+        "score": ["score", str(not_a_store), str(tmp_path)],
     }
 
 

@@ -34,6 +34,8 @@ class BackboneSpec:
             name the family understands ("imagenet", "hed").
         weight_names: weight names this family accepts besides paths and random:SEED.
         imagenet_files: keras cache file names of the imagenet weights (notop, top).
+        bytes_per_pixel: peak memory of one forward pass per input pixel (float32, CPU; measured by
+            `benchmarks/bench_memory.py`, with a margin), for `features.memory`'s estimates.
         reference: paper / code the block list follows.
     """
 
@@ -49,6 +51,7 @@ class BackboneSpec:
     weight_names: Tuple[str, ...] = ("imagenet",)
     imagenet_files: Tuple[str, ...] = ()
     supports_fc7: bool = False
+    bytes_per_pixel: int = 1000
     reference: str = ""
 
     def __post_init__(self):
@@ -87,6 +90,7 @@ class BackboneSpec:
             "default_weights": self.default_weights,
             "weight_names": list(self.weight_names),
             "supports_fc7": self.supports_fc7,
+            "bytes_per_pixel": self.bytes_per_pixel,
             "reference": self.reference,
         }
 

@@ -35,6 +35,7 @@ register_backbone(
         default_weights="imagenet",
         build=keras_application_builder("InceptionResNetV2"),
         imagenet_files=("inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",),
+        bytes_per_pixel=250,
         reference="Szegedy et al. 2017, Inception-v4/Inception-ResNet; MLSP blocks of Hosu et al. 2019",
     )
 )
@@ -51,6 +52,7 @@ register_backbone(
         default_weights="imagenet",
         build=keras_application_builder("InceptionV3"),
         imagenet_files=("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",),
+        bytes_per_pixel=250,
         reference="Szegedy et al. 2016, Rethinking the Inception Architecture; MLSP blocks of Hosu et al. 2019",
     )
 )

@@ -14,9 +14,9 @@ def _blocks(depths):
     return tuple(f"conv{stage}_block{n}_out" for stage, n in zip(range(2, 6), depths))
 
 
-for _name, _cls, _depths, _file in (
-    ("resnet50", "ResNet50", (3, 4, 6, 3), "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    ("resnet101", "ResNet101", (3, 4, 23, 3), "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+for _name, _cls, _depths, _file, _bpp in (
+    ("resnet50", "ResNet50", (3, 4, 6, 3), "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", 320),
+    ("resnet101", "ResNet101", (3, 4, 23, 3), "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5", 380),
 ):
     _blk = _blocks(_depths)
     register_backbone(
@@ -31,6 +31,7 @@ for _name, _cls, _depths, _file in (
             default_weights="imagenet",
             build=keras_application_builder(_cls),
             imagenet_files=(_file,),
+            bytes_per_pixel=_bpp,
             reference="He et al. 2016, Deep Residual Learning for Image Recognition",
         )
     )

