@@ -46,7 +46,7 @@ EXTRACT_ARGS = --dataset $(DATASET) --data-dir $(DATA_DIR) --backbone $(BACKBONE
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_SIDE),--max-side $(MAX_SIDE)) \
 	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
-.PHONY: install test demo ablate bench-ablate bench-quality bench-score extract train score describe describe-head store-info bench-extract bench-train clean
+.PHONY: install test demo ablate bench-ablate bench-quality bench-score bench-memory extract train score describe describe-head store-info bench-extract bench-train clean
 
 install: $(STAMP)
 
@@ -75,6 +75,9 @@ ablate: $(STAMP)
 
 bench-ablate: $(STAMP)
 	$(BIN)/python benchmarks/bench_ablate.py $(BENCH_ABLATE_ARGS)
+
+bench-memory: $(STAMP)
+	$(BIN)/python benchmarks/bench_memory.py
 
 bench-score: $(STAMP)
 	$(BIN)/python benchmarks/bench_score.py $(BENCH_SCORE_ARGS)

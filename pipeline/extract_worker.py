@@ -222,7 +222,8 @@ def _too_large(job: ExtractJob, h: int, w: int, view_shape, need: int, budget: i
     fits = side_that_fits(job.backbone.bytes_per_pixel, h, w, view_shape[0] * view_shape[1], budget)
     return (f"too large for memory: one {view_shape[1]}x{view_shape[0]} px view of this {w}x{h} px photo needs "
             f"about {need / 1e9:.1f} GB in {job.backbone.name} (budget {budget / 1e9:.1f} GB, "
-            f"{MEMORY_FRACTION:.0%} of available RAM or {MEMORY_ENV}); use --max-side {fits} or less")
+            f"{MEMORY_FRACTION:.0%} of available RAM, or --memory-gb); extract with --max-side {fits} or less "
+            f"(scoring uses the run's), or give it more memory")
 
 
 def extract_task(zarr_path: str, job: ExtractJob, start: int, paths: Sequence[str]) -> dict:
