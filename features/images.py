@@ -51,7 +51,13 @@ def decode_image(path: str | Path, max_side: Optional[int] = None) -> np.ndarray
         raise ImageError("not a decodable image (unknown format or corrupt data)")
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ImageError(f"unexpected decoded layout {image.shape} {image.dtype}")
-    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return shrink(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), max_side)
+
+
+def shrink(image: np.ndarray, max_side: Optional[int]) -> np.ndarray:
+    """Shrinks (INTER_AREA) an image whose longer side exceeds `max_side`; never enlarges."""
+    import cv2
+
     if max_side and max(image.shape[:2]) > max_side:
         h, w = image.shape[:2]
         scale = max_side / max(h, w)

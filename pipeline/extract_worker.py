@@ -18,7 +18,7 @@ from features import store as st
 from features import store_writer as sw
 from features.augment import View, make_views, view_size
 from features.backbones import BackboneSpec
-from features.images import ImageError, decode_image
+from features.images import ImageError, decode_image, shrink
 from features.memory import (MEMORY_ENV, MEMORY_FRACTION, RELEASE_ABOVE_BYTES, memory_budget, pass_bytes,
                              release_memory, side_that_fits)
 from features.quiet import quiet_tensorflow
@@ -90,15 +90,16 @@ def get_extractor(job: ExtractJob):
         return _EXTRACTORS[job.model_key]
 
 
-def prepare_image(path: str, job: ExtractJob):
-    """Decode + views of one image.
+def prepare_image(path, job: ExtractJob):
+    """Decode + views of one image: a file path, or an (H, W, 3) uint8 RGB array already decoded (a
+    video frame), which gets the same `max_side` shrinking.
 
     Returns:
         ((V, h, w, 3) uint8 views, (height, width) of the decoded image).
     Raises:
         ImageError: an unusable file, or views smaller than the backbone accepts.
     """
-    image = decode_image(path, job.max_side)
+    image = shrink(path, job.max_side) if isinstance(path, np.ndarray) else decode_image(path, job.max_side)
     h, w = image.shape[:2]
     vh, vw = view_size(job.views, h, w)
     if min(vh, vw) < job.backbone.min_side:
@@ -173,9 +174,10 @@ def _decoded(paths: Sequence[str], job: ExtractJob):
             yield i, future
 
 
-def compute_features(job: ExtractJob, paths: Sequence[str],
+def compute_features(job: ExtractJob, paths: Sequence,
                      on_done: Callable[[int], None] = _report_progress) -> TaskFeatures:
-    """Decodes, views, runs the backbone and pools the given images, batching same-sized ones.
+    """Decodes, views, runs the backbone and pools the given images (paths, or RGB arrays), batching
+    same-sized ones.
 
     The one path from photo to features: extraction writes its result into a store, scoring feeds it
     to a head. A bad image is recorded as failed (with the reason) and never stops the others.

@@ -109,3 +109,33 @@ def linear_store(path: Path, n: int = 300, views: int = 2, dim: int = 24, seed: 
     if unit_scale:
         return make_store(path, features, (mos - 1) / 9, split, engine=engine, scale=(0.0, 1.0))
     return make_store(path, features, mos, split, hist=hist, engine=engine)
+
+
+SCORED_HEADS = ("single1fc", "ridge", "pool3fc_dist")  # Keras score, scikit-learn, Keras distribution (wide)
+
+
+@pytest.fixture(scope="session")
+def scored(tmp_path_factory):
+    """A folder of 24 small photos, its crop_flip store (random VGG16-HED), and one run per head family."""
+    from pipeline.extract import ExtractConfig, run_extract
+    from pipeline.train import TrainConfig, run_heads
+
+    root = tmp_path_factory.mktemp("scored")
+    folder = root / "folder"
+    lines = ["file,mos,split," + ",".join(f"votes_{k}" for k in range(1, 11))]
+    for i in range(24):
+        h, w = (56, 72) if i % 3 else (64, 48)
+        img = np.clip(random_photo(h, w, seed=i).astype(int) * (0.3 + i / 30), 0, 255).astype(np.uint8)
+        write_image(folder / "images" / f"p{i:02d}.jpg", img)
+        split = "train" if i < 14 else "val" if i < 18 else "test"
+        votes = [int(10 * np.exp(-0.5 * (k - 2 - i / 4) ** 2)) + 1 for k in range(1, 11)]
+        lines.append(f"p{i:02d}.jpg,{2 + i / 4:.2f},{split}," + ",".join(map(str, votes)))
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    store = root / "s.zarr"
+    run_extract(ExtractConfig(dataset="folder", data_dir=str(folder), store=str(store), backbone="vgg16_hed",
+                              weights="random:0", features="mlsp_narrow,mlsp_wide", views="crop_flip",
+                              scheduler="inprocess"), log=lambda m: None)
+    cfg = TrainConfig(store=str(store), head=SCORED_HEADS[0], batch_size=8, lr_stages=[1e-3], max_epochs=2)
+    runs = {h: root / "runs" / h for h in SCORED_HEADS}
+    run_heads(cfg, list(SCORED_HEADS), [runs[h] for h in SCORED_HEADS], log=lambda m: None)
+    return {"folder": folder, "store": store, "runs": runs, "root": root}

@@ -27,6 +27,7 @@ def _bad_invocations(tmp_path):
         "describe-head": ["describe-head", "single3fc", "--input-shape", "5,x"],
         "store-info": ["store-info", missing],
         "score": ["score", str(not_a_store), str(tmp_path)],
+        "video": ["video", str(not_a_store), str(tmp_path / "clip.mp4")],
     }
 
 

@@ -19,6 +19,20 @@ def add_parsers(sub, positive_int) -> None:
                     help="most photos on the contact sheet: the best and worst halves beyond it (default 200)")
 
 
+    vi = sub.add_parser("video", help="score a video's frames with a trained run and pick key frames")
+    vi.add_argument("run_dir", help="a run directory (or an ablation directory: its best run)")
+    vi.add_argument("video", help="a video file OpenCV can decode (mp4, avi, mov, ...)")
+    vi.add_argument("--out", help="output directory (default video_<file name>)")
+    how = vi.add_mutually_exclusive_group()
+    how.add_argument("--every", type=positive_int, help="score every N-th frame")
+    how.add_argument("--per-second", type=float, help="score N frames per second of video (default 1)")
+    vi.add_argument("--top", type=positive_int, default=5, help="key frames to pick (default 5)")
+    vi.add_argument("--min-gap", type=float, default=2.0,
+                    help="seconds between key frames, which also come from different shots (default 2)")
+    vi.add_argument("--smooth", type=positive_int, default=5, help="moving-average window in samples (default 5)")
+    vi.add_argument("--memory-gb", type=float, help="memory budget of one forward pass")
+
+
 def _fmt_row(row: dict) -> str:
     return f"{row['score']:.3f}  {row['path']}"
 
@@ -48,4 +62,29 @@ def cmd_score(args) -> int:
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 
-COMMANDS = {"score": cmd_score}
+def cmd_video(args) -> int:
+    from pathlib import Path
+
+    from pipeline.score.predictor import Predictor
+    from pipeline.score.score import resolve_run_dir
+    from pipeline.score.video import score_video, write_video_outputs
+
+    run_dir, note = resolve_run_dir(args.run_dir)
+    if note:
+        print(note)
+    predictor = Predictor.from_run(run_dir, memory_gb=args.memory_gb)
+    out = Path(args.out or f"video_{Path(args.video).stem}")
+    result, picked = score_video(predictor, args.video, every=args.every, per_second=args.per_second,
+                                 window=args.smooth, top=args.top, min_gap=args.min_gap)
+    write_video_outputs(result, picked, out, f"{Path(args.video).name} scored by {predictor.run.path.name}")
+    n = len(result.frames)
+    print(f"\nscored {n} frames ({result.fps:.2f} fps video, {int(result.shots.max()) + 1} shots) in "
+          f"{result.seconds:.1f} s ({n / max(result.seconds, 1e-9):.2f} frames/s); {result.failed} failed")
+    for rank, i in enumerate(result.picks, 1):
+        print(f"  key frame {rank}: t = {result.times[i]:.2f} s (frame {result.frames[i]}), smoothed score "
+              f"{result.smoothed[i]:.3f}, shot {result.shots[i]}")
+    print(f"{out}/frames.csv, {out}/curve.png and {len(picked)} JPEGs in {out}/keyframes/")
+    return EXIT_OK
+
+
+COMMANDS = {"score": cmd_score, "video": cmd_video}

@@ -155,9 +155,9 @@ class Predictor:
         out = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
         return out.reshape(n, n_views, -1)
 
-    def features(self, paths: Sequence[str], on_done: Callable[[int], None] = lambda n: None):
-        """The extraction of these photos (`pipeline.extract_worker.TaskFeatures`)."""
-        return compute_features(self.job, [str(p) for p in paths], on_done)
+    def features(self, paths: Sequence, on_done: Callable[[int], None] = lambda n: None):
+        """The extraction of these photos (paths, or decoded RGB arrays; `extract_worker.TaskFeatures`)."""
+        return compute_features(self.job, [p if isinstance(p, np.ndarray) else str(p) for p in paths], on_done)
 
     def score_features(self, paths: Sequence[str], feats: dict, ok: np.ndarray, reasons: List[str]) -> PhotoScores:
         """Scores photos whose features are known (`ok` marks those that have them)."""
@@ -171,6 +171,11 @@ class Predictor:
                 dist = np.full((n, d.shape[1]), np.nan)
                 dist[ok] = d
         return PhotoScores(list(map(str, paths)), ok, score, spread, dist, list(reasons), feats)
+
+    def score_arrays(self, images: Sequence[np.ndarray], names: Sequence[str]) -> PhotoScores:
+        """Scores decoded (H, W, 3) uint8 RGB images (video frames), named for the result."""
+        buf = self.features(images)
+        return self.score_features(names, buf.feats, buf.status == st.DONE, buf.reasons)
 
     def use_cache(self, path: str | Path) -> None:
         """Keeps the photos' features in a `FeatureCache` directory and reads them from there when seen

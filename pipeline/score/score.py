@@ -78,10 +78,11 @@ class ScoreResult:
         return n / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _progress(total: int):
+def progress_bar(total: Optional[int], desc: str = "score", unit: str = "photo"):
+    """A tqdm bar on stderr (rate, and ETA when the total is known)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="photo", desc="score", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
 
 
 def rank_rows(paths: Sequence[str], score: np.ndarray, spread: np.ndarray, dist) -> List[dict]:
@@ -138,7 +139,7 @@ def run_score(run_dir: str, inputs: Sequence[str], out: str, *, weights: Optiona
     out_dir.mkdir(parents=True, exist_ok=True)
     paths, score, spread, dists, failures = [], [], [], [], []
     t0 = time.perf_counter()
-    bar = _progress(len(photos))
+    bar = progress_bar(len(photos))
     try:
         for part in predictor.iter_scores(photos, chunk, on_done=bar.update):
             for i, p in enumerate(part.paths):
