@@ -19,6 +19,7 @@ def add_parsers(sub, positive_int) -> None:
                     help="most photos on the contact sheet: the best and worst halves beyond it (default 200)")
 
 
+    _add_best_shot(sub, positive_int)
     vi = sub.add_parser("video", help="score a video's frames with a trained run and pick key frames")
     vi.add_argument("run_dir", help="a run directory (or an ablation directory: its best run)")
     vi.add_argument("video", help="a video file OpenCV can decode (mp4, avi, mov, ...)")
@@ -31,6 +32,21 @@ def add_parsers(sub, positive_int) -> None:
                     help="seconds between key frames, which also come from different shots (default 2)")
     vi.add_argument("--smooth", type=positive_int, default=5, help="moving-average window in samples (default 5)")
     vi.add_argument("--memory-gb", type=float, help="memory budget of one forward pass")
+
+
+def _add_best_shot(sub, positive_int) -> None:
+    from pipeline.score.best_shot import MAX_DISTANCE, TIME_GAP
+
+    bs = sub.add_parser("best-shot", help="group near-duplicate shots and pick the best of each with a run")
+    bs.add_argument("run_dir", help="a run directory (or an ablation directory: its best run)")
+    bs.add_argument("paths", nargs="+", help="folders and/or image files")
+    bs.add_argument("--out", help="output directory for groups.csv and best_shot.html (default best_shot)")
+    bs.add_argument("--max-distance", type=int, default=MAX_DISTANCE,
+                    help=f"most differing bits of two shots' 64-bit perceptual hashes (default {MAX_DISTANCE})")
+    bs.add_argument("--time-gap", type=float, default=TIME_GAP,
+                    help=f"most seconds between two shots of a group, by EXIF capture time (default {TIME_GAP:g})")
+    bs.add_argument("--max-groups", type=positive_int, default=100, help="groups shown on the page (default 100)")
+    bs.add_argument("--memory-gb", type=float, help="memory budget of one forward pass")
 
 
 def _fmt_row(row: dict) -> str:
@@ -87,4 +103,25 @@ def cmd_video(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"score": cmd_score, "video": cmd_video}
+def cmd_best_shot(args) -> int:
+    import numpy as np
+
+    from pipeline.score.best_shot import picks, run_best_shot
+
+    out = args.out or "best_shot"
+    shots, failures = run_best_shot(args.run_dir, args.paths, out, max_distance=args.max_distance,
+                                    time_gap=args.time_gap, memory_gb=args.memory_gb, max_groups=args.max_groups,
+                                    log=lambda m: print(m, flush=True))
+    sizes = np.bincount([s.group for s in shots]) if shots else np.zeros(0, int)
+    print(f"\n{len(shots)} photos scored, {len(failures)} failed; {len(sizes)} groups, "
+          f"{int((sizes > 1).sum())} of two or more shots")
+    for g, i in list(picks(shots).items())[:20]:
+        if sizes[g] > 1:
+            print(f"  group {g} ({sizes[g]} shots): best {shots[i].path} ({shots[i].score:.3f})")
+    for f in failures[:20]:
+        print(f"  failed {f['path']}: {f['reason']}")
+    print(f"{out}/groups.csv and {out}/best_shot.html")
+    return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+COMMANDS = {"score": cmd_score, "video": cmd_video, "best-shot": cmd_best_shot}

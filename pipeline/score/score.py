@@ -85,6 +85,27 @@ def progress_bar(total: Optional[int], desc: str = "score", unit: str = "photo")
     return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
 
 
+def score_all(predictor: Predictor, photos: Sequence[str], chunk: int) -> Tuple[List[dict], List[dict]]:
+    """Scores photos in chunks with a progress bar.
+
+    Returns:
+        ({"path", "score", "spread", "dist"} per scored photo in input order, {"path", "reason"} per failure).
+    """
+    scored, failures = [], []
+    bar = progress_bar(len(photos))
+    try:
+        for part in predictor.iter_scores(photos, chunk, on_done=bar.update):
+            for i, p in enumerate(part.paths):
+                if part.ok[i]:
+                    scored.append({"path": p, "score": float(part.score[i]), "spread": float(part.spread[i]),
+                                   "dist": None if part.dist is None else part.dist[i]})
+                else:
+                    failures.append({"path": p, "reason": part.reasons[i]})
+    finally:
+        bar.close()
+    return scored, failures
+
+
 def rank_rows(paths: Sequence[str], score: np.ndarray, spread: np.ndarray, dist) -> List[dict]:
     """Rows best first with rank 1 for the highest score (ties keep input order)."""
     order = np.argsort(-score, kind="stable")
@@ -137,24 +158,12 @@ def run_score(run_dir: str, inputs: Sequence[str], out: str, *, weights: Optiona
         log(f"note: {w}")
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths, score, spread, dists, failures = [], [], [], [], []
     t0 = time.perf_counter()
-    bar = progress_bar(len(photos))
-    try:
-        for part in predictor.iter_scores(photos, chunk, on_done=bar.update):
-            for i, p in enumerate(part.paths):
-                if part.ok[i]:
-                    paths.append(p)
-                    score.append(part.score[i])
-                    spread.append(part.spread[i])
-                    dists.append(None if part.dist is None else part.dist[i])
-                else:
-                    failures.append({"path": p, "reason": part.reasons[i]})
-    finally:
-        bar.close()
+    scored, failures = score_all(predictor, photos, chunk)
     seconds = time.perf_counter() - t0
-    dist = np.array(dists) if dists and dists[0] is not None else None
-    rows = rank_rows(paths, np.asarray(score, np.float64), np.asarray(spread, np.float64), dist)
+    dist = np.array([r["dist"] for r in scored]) if scored and scored[0]["dist"] is not None else None
+    rows = rank_rows([r["path"] for r in scored], np.array([r["score"] for r in scored], np.float64),
+                     np.array([r["spread"] for r in scored], np.float64), dist)
     write_scores_csv(out_dir / SCORES_CSV, rows, failures)
     card = model_card(predictor.run.config, predictor.run.read_metrics())
     title = f"{len(rows)} photos scored by {predictor.run.path.name}"

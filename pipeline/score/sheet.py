@@ -45,14 +45,15 @@ def histogram_svg(dist: Sequence[float], width: int = 240, height: int = 40) -> 
     return f'<svg width="{width}" height="{height}" role="img" aria-label="score histogram">{bars}</svg>'
 
 
-def photo_card(path: str, score: float, rank: int, spread: float, dist=None, pick: bool = False,
+def photo_card(path: str, score: float, rank: int, spread: Optional[float] = None, dist=None, pick: bool = False,
                note: str = "") -> str:
     """One photo of a sheet: thumbnail, score, rank, spread over views, histogram."""
     uri = thumbnail_uri(path)
     img = f'<img src="{uri}" alt="">' if uri else '<div class="failed">no thumbnail</div>'
     hist = histogram_svg(dist) if dist is not None else ""
+    line = " · ".join(x for x in (f"± {spread:.3f} over views" if spread is not None else "", note) if x)
     return (f'<div class="photo{" pick" if pick else ""}">{img}<div><span class="score">{score:.3f}</span>'
-            f'<span class="rank">#{rank}</span></div><div>± {spread:.3f} over views{note}</div>{hist}'
+            f'<span class="rank">#{rank}</span></div><div>{line}</div>{hist}'
             f'<div class="path">{html.escape(path)}</div></div>')
 
 
