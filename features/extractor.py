@@ -81,7 +81,13 @@ class Extractor:
     def _forward(self, views):
         import tensorflow as tf
 
-        x = tf.cast(views, tf.float32)
+        return {k: tf.cast(v, tf.float16) for k, v in self.pooled(tf.cast(views, tf.float32)).items()}
+
+    def pooled(self, x):
+        """(B, H, W, 3) float32 RGB in [0, 255] → {kind: float32 tensor}: the graph every stored feature
+        comes from, differentiable with respect to the pixels (explanations take its gradient)."""
+        import tensorflow as tf
+
         out = {}
         if self._conv_model is not None:
             maps = self._conv_model(preprocess(x, self.spec.preprocessing), training=False)
@@ -98,7 +104,7 @@ class Extractor:
             else:
                 small = tf.image.resize(x, (FC7_SIZE, FC7_SIZE), method="bilinear", antialias=True)
                 out[name] = self._fc7_model(preprocess(small, self.spec.preprocessing), training=False)
-        return {k: tf.cast(v, tf.float16) for k, v in out.items()}
+        return out
 
     def shapes(self) -> Dict[str, tuple]:
         """Per-view shape of each kind."""

@@ -20,6 +20,15 @@ def add_parsers(sub, positive_int) -> None:
 
 
     _add_best_shot(sub, positive_int)
+    ex = sub.add_parser("explain", help="heat maps of what raises and lowers photos' scores under a run")
+    ex.add_argument("run_dir", help="a run directory (or an ablation directory: its best run)")
+    ex.add_argument("images", nargs="+", help="image files")
+    ex.add_argument("--method", choices=("auto", "gradient", "occlusion"), default="auto",
+                    help="gradient x input through backbone, pooling and head (Keras heads), or occlusion of "
+                         "a grid of cells (any head); auto: the gradient where it exists")
+    ex.add_argument("--grid", type=positive_int, default=6, help="occlusion cells per side (default 6)")
+    ex.add_argument("--out", help="output directory for the PNGs (default explain)")
+    ex.add_argument("--memory-gb", type=float, help="memory budget of one forward pass")
     vi = sub.add_parser("video", help="score a video's frames with a trained run and pick key frames")
     vi.add_argument("run_dir", help="a run directory (or an ablation directory: its best run)")
     vi.add_argument("video", help="a video file OpenCV can decode (mp4, avi, mov, ...)")
@@ -124,4 +133,31 @@ def cmd_best_shot(args) -> int:
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 
-COMMANDS = {"score": cmd_score, "video": cmd_video, "best-shot": cmd_best_shot}
+def cmd_explain(args) -> int:
+    from pathlib import Path
+
+    from features.images import ImageError, decode_image
+    from pipeline.score.explain import explain, save_overlay
+    from pipeline.score.predictor import Predictor
+    from pipeline.score.score import resolve_run_dir
+
+    run_dir, note = resolve_run_dir(args.run_dir)
+    if note:
+        print(note)
+    predictor = Predictor.from_run(run_dir, memory_gb=args.memory_gb)
+    out, failed = Path(args.out or "explain"), 0
+    for i, path in enumerate(args.images):
+        try:
+            image = decode_image(path, predictor.job.max_side)
+        except ImageError as exc:
+            print(f"  failed {path}: {exc}")
+            failed += 1
+            continue
+        exp = explain(predictor, path, args.method, args.grid)
+        png = save_overlay(exp, image, out / f"{i:03d}_{Path(path).stem}_explain.png",
+                           f"{Path(path).name} under {predictor.run.path.name}")
+        print(f"{exp.score:.3f}  {path}  ({exp.method}) -> {png}")
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+COMMANDS = {"score": cmd_score, "video": cmd_video, "best-shot": cmd_best_shot, "explain": cmd_explain}
