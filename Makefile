@@ -33,6 +33,9 @@ INPUT_SHAPE ?= 5,5,16928
 PHOTOS     ?=
 SCORE_OUT  ?=
 SCORE_ARGS ?=
+VIDEO      ?=
+FORMAT     ?= saved_model
+EXPORT_OUT ?= exported/$(notdir $(RUN_DIR))$(if $(filter onnx,$(FORMAT)),.onnx)
 # The demo ends by scoring photos of an unseen (test) scene: the original and its degradations.
 DEMO_PHOTOS ?= $(sort $(wildcard $(DATA_DIR)/images/motorcycle_0*.jpg))
 
@@ -46,7 +49,7 @@ EXTRACT_ARGS = --dataset $(DATASET) --data-dir $(DATA_DIR) --backbone $(BACKBONE
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_SIDE),--max-side $(MAX_SIDE)) \
 	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
-.PHONY: install test demo ablate bench-ablate bench-quality bench-score bench-memory extract train score describe describe-head store-info bench-extract bench-train clean
+.PHONY: install test demo ablate bench-ablate bench-quality bench-score bench-memory extract train score best-shot video explain export describe describe-head store-info bench-extract bench-train clean
 
 install: $(STAMP)
 
@@ -91,6 +94,18 @@ train: $(STAMP)
 # Score photos (files or folders) with a trained run, or with an ablation's best run.
 score: $(STAMP)
 	$(IAA) score $(RUN_DIR) $(PHOTOS) $(if $(SCORE_OUT),--out $(SCORE_OUT)) $(SCORE_ARGS)
+
+best-shot: $(STAMP)
+	$(IAA) best-shot $(RUN_DIR) $(PHOTOS) $(if $(SCORE_OUT),--out $(SCORE_OUT)) $(SCORE_ARGS)
+
+video: $(STAMP)
+	$(IAA) video $(RUN_DIR) $(VIDEO) $(if $(SCORE_OUT),--out $(SCORE_OUT)) $(SCORE_ARGS)
+
+explain: $(STAMP)
+	$(IAA) explain $(RUN_DIR) $(PHOTOS) $(if $(SCORE_OUT),--out $(SCORE_OUT)) $(SCORE_ARGS)
+
+export: $(STAMP)
+	$(IAA) export $(RUN_DIR) --format $(FORMAT) --out $(EXPORT_OUT)
 
 describe-head: $(STAMP)
 	$(IAA) describe-head $(HEAD) --input-shape $(INPUT_SHAPE)

@@ -27,6 +27,8 @@ class FeatureKind:
         shape: per-view shape given the backbone.
         pool: TF function from the source tensors to a (B, *shape) tensor.
         description: one line for `describe` and the store attributes.
+        onnx_exact: its pooling converts to ONNX without approximation (ONNX has no area resizing and no
+            antialiased resize; tf2onnx approximates them, moving demo scores by up to 0.1).
     """
 
     name: str
@@ -34,6 +36,7 @@ class FeatureKind:
     shape: Callable[[BackboneSpec], Tuple[int, ...]]
     pool: Callable
     description: str
+    onnx_exact: bool = True
 
     def check_backbone(self, spec: BackboneSpec) -> None:
         if self.source == "fc7" and not spec.supports_fc7:
@@ -121,13 +124,13 @@ for _kind in (
     FeatureKind("mlsp_narrow", "blocks", lambda s: (s.total_channels,), _narrow,
                 "global average pool of every block, concatenated in block order"),
     FeatureKind("mlsp_wide", "blocks", lambda s: (WIDE_SIZE, WIDE_SIZE, s.total_channels), _wide,
-                "every block area-resized to 5x5 in the graph, concatenated on channels"),
+                "every block area-resized to 5x5 in the graph, concatenated on channels", onnx_exact=False),
     FeatureKind("spp", "last", lambda s: (SPP_GRID * SPP_GRID * s.last_channels,), _spp,
-                "last conv block, 3x3 grid of area averages, flattened cell-major, L2-normalised"),
+                "last conv block, 3x3 grid of area averages, flattened cell-major, L2-normalised", onnx_exact=False),
     FeatureKind("gmp", "last", lambda s: (s.last_channels,), _gmp,
                 "global max pool of the last conv block"),
     FeatureKind("fc7", "fc7", lambda s: (4096,), _identity,
-                "VGG16 fc2 (fc7) on the view resized to 224x224"),
+                "VGG16 fc2 (fc7) on the view resized to 224x224", onnx_exact=False),
 ):
     register_kind(_kind)
 

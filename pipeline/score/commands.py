@@ -20,6 +20,11 @@ def add_parsers(sub, positive_int) -> None:
 
 
     _add_best_shot(sub, positive_int)
+    xp = sub.add_parser("export", help="one model from image pixels to score (SavedModel or ONNX), checked")
+    xp.add_argument("run_dir", help="a run directory of a Keras head (or an ablation directory: its best run)")
+    xp.add_argument("--format", choices=("saved_model", "onnx"), default="saved_model")
+    xp.add_argument("--out", required=True, help="output directory (saved_model) or .onnx file")
+    xp.add_argument("--check-image", help="photo to check the exported model on (default: a fixed synthetic one)")
     ex = sub.add_parser("explain", help="heat maps of what raises and lowers photos' scores under a run")
     ex.add_argument("run_dir", help="a run directory (or an ablation directory: its best run)")
     ex.add_argument("images", nargs="+", help="image files")
@@ -160,4 +165,23 @@ def cmd_explain(args) -> int:
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
-COMMANDS = {"score": cmd_score, "video": cmd_video, "best-shot": cmd_best_shot, "explain": cmd_explain}
+def cmd_export(args) -> int:
+    from features.images import decode_image
+    from pipeline.score.export import export_run
+    from pipeline.score.predictor import Predictor
+    from pipeline.score.score import resolve_run_dir
+
+    run_dir, note = resolve_run_dir(args.run_dir)
+    if note:
+        print(note)
+    predictor = Predictor.from_run(run_dir)
+    image = decode_image(args.check_image, predictor.job.max_side) if args.check_image else None
+    r = export_run(predictor, args.format, args.out, image)
+    print(f"{r['path']}: {args.format} model of {predictor.run.path.name} (input: one decoded RGB image, "
+          f"uint8 HxWx3{', after --max-side ' + str(predictor.job.max_side) if predictor.job.max_side else ''})")
+    print(f"check: exported {r['exported_score']:.6f} vs iaa score {r['score']:.6f}, difference "
+          f"{r['difference']:.2g} (tolerance {r['tolerance']:.2g})")
+    return EXIT_OK
+
+
+COMMANDS = {"export": cmd_export, "score": cmd_score, "video": cmd_video, "best-shot": cmd_best_shot, "explain": cmd_explain}
