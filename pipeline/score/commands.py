@@ -63,6 +63,17 @@ def _add_best_shot(sub, positive_int) -> None:
     bs.add_argument("--memory-gb", type=float, help="memory budget of one forward pass")
 
 
+def _predictor(args, **options):
+    """The predictor of `args.run_dir` (an ablation directory: its best run, said on stdout)."""
+    from pipeline.score.predictor import Predictor
+    from pipeline.score.score import resolve_run_dir
+
+    run_dir, note = resolve_run_dir(args.run_dir)
+    if note:
+        print(note)
+    return Predictor.from_run(run_dir, **options)
+
+
 def _fmt_row(row: dict) -> str:
     return f"{row['score']:.3f}  {row['path']}"
 
@@ -95,14 +106,9 @@ def cmd_score(args) -> int:
 def cmd_video(args) -> int:
     from pathlib import Path
 
-    from pipeline.score.predictor import Predictor
-    from pipeline.score.score import resolve_run_dir
     from pipeline.score.video import score_video, write_video_outputs
 
-    run_dir, note = resolve_run_dir(args.run_dir)
-    if note:
-        print(note)
-    predictor = Predictor.from_run(run_dir, memory_gb=args.memory_gb)
+    predictor = _predictor(args, memory_gb=args.memory_gb)
     out = Path(args.out or f"video_{Path(args.video).stem}")
     result, picked = score_video(predictor, args.video, every=args.every, per_second=args.per_second,
                                  window=args.smooth, top=args.top, min_gap=args.min_gap)
@@ -143,13 +149,8 @@ def cmd_explain(args) -> int:
 
     from features.images import ImageError, decode_image
     from pipeline.score.explain import explain, save_overlay
-    from pipeline.score.predictor import Predictor
-    from pipeline.score.score import resolve_run_dir
 
-    run_dir, note = resolve_run_dir(args.run_dir)
-    if note:
-        print(note)
-    predictor = Predictor.from_run(run_dir, memory_gb=args.memory_gb)
+    predictor = _predictor(args, memory_gb=args.memory_gb)
     out, failed = Path(args.out or "explain"), 0
     for i, path in enumerate(args.images):
         try:
@@ -168,13 +169,8 @@ def cmd_explain(args) -> int:
 def cmd_export(args) -> int:
     from features.images import decode_image
     from pipeline.score.export import export_run
-    from pipeline.score.predictor import Predictor
-    from pipeline.score.score import resolve_run_dir
 
-    run_dir, note = resolve_run_dir(args.run_dir)
-    if note:
-        print(note)
-    predictor = Predictor.from_run(run_dir)
+    predictor = _predictor(args)
     image = decode_image(args.check_image, predictor.job.max_side) if args.check_image else None
     r = export_run(predictor, args.format, args.out, image)
     print(f"{r['path']}: {args.format} model of {predictor.run.path.name} (input: one decoded RGB image, "
