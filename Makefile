@@ -37,7 +37,8 @@ VIDEO      ?=
 FORMAT     ?= saved_model
 EXPORT_OUT ?= exported/$(notdir $(RUN_DIR))$(if $(filter onnx,$(FORMAT)),.onnx)
 # The demo ends by scoring photos of an unseen (test) scene: the original and its degradations.
-DEMO_PHOTOS ?= $(sort $(wildcard $(DATA_DIR)/images/motorcycle_0*.jpg))
+# (a shell glob: make expands a recipe before its first line runs, when the demo photos do not exist yet)
+DEMO_PHOTOS ?= $(DATA_DIR)/images/motorcycle_0*.jpg
 
 BIN := $(VENV)/bin
 IAA := $(BIN)/iaa

@@ -106,6 +106,17 @@ class Extractor:
                 out[name] = self._fc7_model(preprocess(small, self.spec.preprocessing), training=False)
         return out
 
+    @property
+    def models(self) -> list:
+        """The Keras models the forward pass runs (block maps, fc7), e.g. to save their weights with it."""
+        return [m for m in (self._conv_model, self._fc7_model) if m is not None]
+
+    @property
+    def block_model(self):
+        """(the Keras model from preprocessed pixels to block maps, the layer name of each output), or
+        (None, []) when only fc7 is extracted."""
+        return self._conv_model, list(self._layers)
+
     def shapes(self) -> Dict[str, tuple]:
         """Per-view shape of each kind."""
         return {k: tuple(get_kind(k).shape(self.spec)) for k in self.kinds}

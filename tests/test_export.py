@@ -12,10 +12,11 @@ def _photos(scored, n=3):
     return [str(scored["folder"] / "images" / f"p{i:02d}.jpg") for i in range(n)]
 
 
-@pytest.mark.parametrize("head, fmt", [("single1fc", "onnx"), ("pool3fc_dist", "saved_model")])
+@pytest.mark.parametrize("head, fmt", [("single1fc", "onnx"), ("pool3fc_dist", "saved_model"),
+                                       ("pool3fc_dist", "keras")])
 def test_exported_models_score_photos_as_iaa_score_does(scored, tmp_path, head, fmt):
     predictor = Predictor.from_run(scored["runs"][head])
-    out = tmp_path / ("model.onnx" if fmt == "onnx" else "model")
+    out = tmp_path / {"onnx": "model.onnx", "keras": "model.keras"}.get(fmt, "model")
     report = ex.export_run(predictor, fmt, out)
     assert report["difference"] <= report["tolerance"]
     expected = predictor.score_paths(_photos(scored))

@@ -22,8 +22,9 @@ def add_parsers(sub, positive_int) -> None:
     _add_best_shot(sub, positive_int)
     xp = sub.add_parser("export", help="one model from image pixels to score (SavedModel or ONNX), checked")
     xp.add_argument("run_dir", help="a run directory of a Keras head (or an ablation directory: its best run)")
-    xp.add_argument("--format", choices=("saved_model", "onnx"), default="saved_model")
-    xp.add_argument("--out", required=True, help="output directory (saved_model) or .onnx file")
+    xp.add_argument("--format", choices=("saved_model", "onnx", "keras"), default="saved_model",
+                    help="saved_model and onnx serve without this package; keras loads with it")
+    xp.add_argument("--out", required=True, help="output directory (saved_model), .onnx or .keras file")
     xp.add_argument("--check-image", help="photo to check the exported model on (default: a fixed synthetic one)")
     ex = sub.add_parser("explain", help="heat maps of what raises and lowers photos' scores under a run")
     ex.add_argument("run_dir", help="a run directory (or an ablation directory: its best run)")

@@ -7,9 +7,10 @@ distribution heads). Input: one decoded RGB image, (H, W, 3) uint8, any size, af
 `--max-side` shrinking (decoding, EXIF orientation and that shrinking are the caller's job, as they
 are the image library's). Output: `score` (1,) and, for distribution heads, `distribution` (1, K).
 
-Formats: `saved_model` (TensorFlow SavedModel, signature `serving_default`; TF Serving, `tf.saved_model.load`)
-and `onnx` (converted from the same function by tf2onnx; onnxruntime runs it). scikit-learn heads have
-no graph to export: they are refused.
+Formats: `saved_model` (TensorFlow SavedModel, signature `serving_default`; TF Serving, `tf.saved_model.load`),
+`onnx` (converted from the same function by tf2onnx; onnxruntime runs it) and `keras` (a functional
+`.keras` model of the same layers, for fine-tuning end to end; loading it needs this package, see
+`pipeline.score.export_layers`). scikit-learn heads have no graph to export: they are refused.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from features.pooling import get_kind
 from pipeline.extract_worker import get_extractor
 from pipeline.score.predictor import Predictor
 
-FORMATS = ("saved_model", "onnx")
+FORMATS = ("saved_model", "onnx", "keras")
 ONNX_OPSET = 17
 TOLERANCE = 1e-3  # of the score scale (of the bin range for distribution heads)
 
@@ -63,7 +64,7 @@ def scoring_module(predictor: Predictor):
     class RunScorer(tf.Module):
         def __init__(self):
             super().__init__(name="run_scorer")
-            self.extractor_models = [m for m in (extractor._conv_model, extractor._fc7_model) if m is not None]
+            self.extractor_models = extractor.models
             self.head = head
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
@@ -117,6 +118,28 @@ def export_run(predictor: Predictor, fmt: str, out: str | Path, check_image: np.
     return report
 
 
+def keras_model(predictor: Predictor):
+    """The run's graph as a functional Keras model: (1, H, W, 3) uint8 → (1, 1) score, or (1, 1 + K) score
+    and histogram for distribution heads (layers of `pipeline.score.export_layers`)."""
+    import keras
+
+    from pipeline.score.export_layers import CropViews, MeanOverViews, PoolKind, Preprocess
+
+    kind = get_kind(predictor.kind)
+    if kind.source == "fc7":
+        raise ExportError("fc7 runs are exported as saved_model or onnx only (the fc7 pass resizes to 224x224 "
+                          "through VGG16's dense top, which has no layer here)")
+    spec = predictor.job.backbone
+    model, names = get_extractor(predictor.job).block_model
+    image = keras.Input((None, None, 3), batch_size=1, dtype="uint8", name="image")
+    x = CropViews([v.to_dict() for v in predictor.job.views], name="views")(image)
+    maps = model(Preprocess(spec.preprocessing, name="preprocess")(x))
+    by_name = dict(zip(names, maps if isinstance(maps, (list, tuple)) else [maps]))
+    source = [by_name[b] for b in spec.blocks] if kind.source == "blocks" else by_name[spec.last_block]
+    out = predictor.model(PoolKind(predictor.kind, name="pool")(source))
+    return keras.Model(image, MeanOverViews(predictor.dist, name="score")(out), name="image_to_score")
+
+
 def _log1p_as_log(ctx, node, name, args):
     """tf2onnx handler: ONNX has no Log1p; log(1 + x) is the same to float32 rounding (inputs >= 0 here)."""
     from tf2onnx import utils
@@ -140,6 +163,12 @@ def _write(module, predictor: Predictor, fmt: str, out: Path) -> None:
 
     if fmt == "saved_model":
         tf.saved_model.save(module, str(out), signatures={"serving_default": module.score})
+        return
+    if fmt == "keras":
+        if out.suffix != ".keras":
+            raise ExportError(f"--format keras writes a .keras file; received --out {out}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        keras_model(predictor).save(out)
         return
     if not get_kind(predictor.kind).onnx_exact:
         raise ExportError(f"{predictor.kind} pools with a resize ONNX has no exact op for (tf2onnx approximates "
@@ -181,6 +210,13 @@ def _rename_onnx_io(path: Path, mapping: dict) -> None:
 
 def run_exported(path: str | Path, fmt: str, image: np.ndarray) -> Tuple[float, np.ndarray | None]:
     """(score, distribution or None) of one decoded image through an exported model (checks and tests)."""
+    if fmt == "keras":
+        import keras
+
+        import pipeline.score.export_layers  # noqa: F401  (registers the layers)
+
+        out = keras.saving.load_model(str(path), compile=False).predict_on_batch(image[None])
+        return float(out[0, 0]), (out[0, 1:] if out.shape[-1] > 1 else None)
     if fmt == "saved_model":
         import tensorflow as tf
 
