@@ -29,6 +29,8 @@ BENCH_TRAIN_ARGS ?=
 BENCH_ABLATE_ARGS ?=
 BENCH_QUALITY_ARGS ?=
 BENCH_SCORE_ARGS ?=
+BENCH_SERVE_ARGS ?=
+SERVE_ARGS ?=
 INPUT_SHAPE ?= 5,5,16928
 PHOTOS     ?=
 SCORE_OUT  ?=
@@ -50,7 +52,7 @@ EXTRACT_ARGS = --dataset $(DATASET) --data-dir $(DATA_DIR) --backbone $(BACKBONE
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_SIDE),--max-side $(MAX_SIDE)) \
 	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
-.PHONY: install test demo ablate bench-ablate bench-quality bench-score bench-memory extract train score best-shot video explain export describe describe-head store-info bench-extract bench-train clean
+.PHONY: install test demo ablate bench-ablate bench-quality bench-score bench-memory extract train score best-shot video explain export serve bench-serve describe describe-head store-info bench-extract bench-train clean
 
 install: $(STAMP)
 
@@ -104,6 +106,12 @@ video: $(STAMP)
 
 explain: $(STAMP)
 	$(IAA) explain $(RUN_DIR) $(PHOTOS) $(if $(SCORE_OUT),--out $(SCORE_OUT)) $(SCORE_ARGS)
+
+serve: $(STAMP)
+	$(IAA) serve $(RUN_DIR) $(SERVE_ARGS)
+
+bench-serve: $(STAMP)
+	$(BIN)/python benchmarks/bench_serve.py $(BENCH_SERVE_ARGS)
 
 export: $(STAMP)
 	$(IAA) export $(RUN_DIR) --format $(FORMAT) --out $(EXPORT_OUT)

@@ -29,8 +29,6 @@ def decode_image(path: str | Path, max_side: Optional[int] = None) -> np.ndarray
     Raises:
         ImageError: missing, empty, truncated or undecodable files, with the reason.
     """
-    import cv2
-
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -40,6 +38,13 @@ def decode_image(path: str | Path, max_side: Optional[int] = None) -> np.ndarray
         raise ImageError("is a directory, not an image file") from None
     except OSError as exc:
         raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
+    return decode_bytes(data, max_side)
+
+
+def decode_bytes(data: bytes, max_side: Optional[int] = None) -> np.ndarray:
+    """`decode_image` for an image already in memory (an upload): the same checks and conversions."""
+    import cv2
+
     if not data:
         raise ImageError("empty file (0 bytes)")
     if _looks_truncated(data):

@@ -1,6 +1,7 @@
 """`iaa`: the command line (`python -m pipeline` too). `make` targets are thin wrappers over it.
 
-    iaa [--verbose] extract | train | evaluate | ablate | describe | describe-head | store-info | score ...
+    iaa [--verbose] extract | train | evaluate | ablate | describe | describe-head | store-info
+        | score | best-shot | video | explain | export | serve ...
 
 The choices in the help (datasets, backbones, kinds, views, heads) come from the registries. Every
 expected error (`features.errors.IAAError`) is printed as one line with exit status 2, here and only
@@ -21,6 +22,7 @@ import numpy as np
 from features.errors import IAAError, UsageError
 from features.quiet import VERBOSE_ENV, quiet_tensorflow
 from pipeline.score import commands as score_commands
+from pipeline.serve import commands as serve_commands
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -139,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_and_ablate(sub)
     _add_inspection(sub)
     score_commands.add_parsers(sub, _positive_int)
+    serve_commands.add_parsers(sub, _positive_int)
     return parser
 
 
@@ -306,8 +309,8 @@ def cmd_describe_head(args) -> int:
 
 COMMANDS = {"extract": cmd_extract, "train": cmd_train, "evaluate": cmd_evaluate, "ablate": cmd_ablate,
             "describe-head": cmd_describe_head, "describe": cmd_describe, "store-info": cmd_store_info,
-            **score_commands.COMMANDS}
-USES_TENSORFLOW = ("extract", "train", "ablate", "describe-head", *score_commands.COMMANDS)
+            **score_commands.COMMANDS, **serve_commands.COMMANDS}
+USES_TENSORFLOW = ("extract", "train", "ablate", "describe-head", *score_commands.COMMANDS, *serve_commands.COMMANDS)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

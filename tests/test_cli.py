@@ -31,6 +31,7 @@ def _bad_invocations(tmp_path):
         "best-shot": ["best-shot", str(not_a_store), str(tmp_path)],
         "explain": ["explain", str(not_a_store), str(tmp_path / "x.jpg")],
         "export": ["export", str(not_a_store), "--out", str(tmp_path / "m")],
+        "serve": ["serve", str(not_a_store)],
     }
 
 

@@ -1,0 +1,1 @@
+"""`iaa serve`: a web page and JSON API scoring photos with a trained run."""

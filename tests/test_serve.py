@@ -1,0 +1,93 @@
+"""`iaa serve`'s JSON API: scores equal `iaa score`, every limit answers 4xx, a full queue 503, two requests
+at once are both answered."""
+import io
+import threading
+
+import numpy as np
+import pytest
+
+fastapi = pytest.importorskip("fastapi", reason="the server's dependencies are not installed")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from pipeline.score.predictor import Predictor  # noqa: E402
+from pipeline.serve.app import Limits, create_app  # noqa: E402
+
+
+def _files(paths):
+    return [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def served(scored):
+    predictor = Predictor.from_run(scored["runs"]["pool3fc_dist"])
+    app = create_app(predictor, Limits(max_file_mb=0.05, max_files=4, max_megapixels=0.01, queue_size=2))
+    return TestClient(app), predictor, sorted((scored["folder"] / "images").glob("*.jpg"))
+
+
+def test_scores_equal_iaa_score_with_ranks_and_histograms(served):
+    client, predictor, photos = served
+    r = client.post("/api/score", files=_files(photos[:3]))
+    assert r.status_code == 200
+    results = r.json()["results"]
+    expected = predictor.score_paths([str(p) for p in photos[:3]])
+    np.testing.assert_allclose([x["score"] for x in results], expected.score, rtol=1e-6)
+    np.testing.assert_allclose([x["distribution"] for x in results], expected.dist, atol=1e-6)
+    order = np.argsort(-expected.score)
+    assert [results[i]["rank"] for i in order] == [1, 2, 3]
+    card = client.get("/api/model").json()
+    assert card["head"] == "pool3fc_dist" and card["distribution"] and card["limits"]["max_files"] == 4
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/docs").status_code == 200 and "Score your photos" in client.get("/").text
+
+
+def test_every_limit_answers_4xx_and_a_bad_file_fails_only_itself(served):
+    client, _, photos = served
+    r = client.post("/api/score", files=_files(photos[:5]))
+    assert r.status_code == 413 and "too many files: 5 > 4" in r.json()["detail"]
+    text = ("notes.jpg", b"just text, named like a photo", "image/jpeg")
+    r = client.post("/api/score", files=[("files", text)] + _files(photos[:1]))
+    assert r.status_code == 200
+    bad, good = r.json()["results"]
+    assert bad["status"] == 415 and "not an image" in bad["error"] and good["score"] is not None
+    assert client.post("/api/score", files=[("files", text)]).status_code == 415
+    big = io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(big, "PNG")
+    r = client.post("/api/score", files=[("files", ("big.png", big.getvalue(), "image/png"))])
+    assert r.status_code == 413 and "file too large" in r.json()["results"][0]["error"]
+    many = io.BytesIO()
+    Image.new("RGB", (200, 100), (90, 120, 30)).save(many, "PNG")  # small file, 0.02 MP > 0.01 MP
+    r = client.post("/api/score", files=[("files", ("wide.png", many.getvalue(), "image/png"))])
+    assert r.status_code == 413 and "too many pixels" in r.json()["results"][0]["error"]
+
+
+def test_two_requests_at_once_are_both_answered(served):
+    client, predictor, photos = served
+    out = {}
+
+    def post(key, subset):
+        out[key] = client.post("/api/score", files=_files(subset)).json()["results"]
+
+    threads = [threading.Thread(target=post, args=(k, photos[k * 2:k * 2 + 2])) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(2):
+        expected = predictor.score_paths([str(p) for p in photos[k * 2:k * 2 + 2]]).score
+        np.testing.assert_allclose([x["score"] for x in out[k]], expected, rtol=1e-6)
+
+
+def test_a_full_queue_answers_503_with_retry_after(served, monkeypatch):
+    from pipeline.serve.batcher import QueueFull
+
+    client, _, photos = served
+
+    def full(images):
+        raise QueueFull
+
+    monkeypatch.setattr(client.app.state.batcher, "submit", full)
+    r = client.post("/api/score", files=_files(photos[:1]))
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"

@@ -1,0 +1,77 @@
+"""The scoring page driven in headless Chromium (Debian's `chromium`, through Playwright): two photos and a
+non-image dropped in, two ranked scores with histograms, the error shown, the CSV downloaded, and a
+screenshot kept in test-artifacts/ to look at."""
+import csv
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytest.importorskip("fastapi", reason="the server's dependencies are not installed")
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: `apt-get install chromium` "
+                                "(.ci/run does) to run the browser tests")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(scored):
+    import uvicorn
+
+    from pipeline.score.predictor import Predictor
+    from pipeline.serve.app import create_app
+
+    predictor = Predictor.from_run(scored["runs"]["pool3fc_dist"])
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", predictor
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_the_page_scores_ranks_shows_errors_and_downloads_csv(server, scored, tmp_path):
+    url, predictor = server
+    photos = [scored["folder"] / "images" / "p03.jpg", scored["folder"] / "images" / "p20.jpg"]
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo at all")
+    expected = predictor.score_paths([str(p) for p in photos]).score
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(accept_downloads=True, viewport={"width": 1000, "height": 700})
+        page.goto(url)
+        page.wait_for_function("document.getElementById('card').textContent.includes('pool3fc_dist')")
+        page.set_input_files("#pick", [str(x) for x in photos] + [str(text)])
+        page.wait_for_selector(".row >> nth=1")
+        page.wait_for_selector(".error")
+        scores = [float(s) for s in page.locator(".row .score").all_inner_texts()]
+        assert scores == sorted(scores, reverse=True) and len(scores) == 2
+        assert sorted(scores) == pytest.approx(sorted(expected), abs=1e-3)
+        assert page.locator(".row .rank").all_inner_texts() == ["#1", "#2"]
+        assert page.locator(".row svg.hist").count() == 2 and page.locator(".row svg.hist rect").count() == 20
+        assert "notes.jpg" in page.inner_text("#errors") and "not an image" in page.inner_text("#errors")
+        with page.expect_download() as download:
+            page.click("#csv")
+        saved = tmp_path / "scores.csv"
+        download.value.save_as(saved)
+        with open(saved, newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["rank"] for r in rows] == ["1", "2"] and "p10" in rows[0]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "serve_page.png"), full_page=True)
+        browser.close()
