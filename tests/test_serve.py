@@ -80,6 +80,20 @@ def test_two_requests_at_once_are_both_answered(served):
         np.testing.assert_allclose([x["score"] for x in out[k]], expected, rtol=1e-6)
 
 
+def test_explain_returns_the_photo_with_its_heat_map(served):
+    import cv2
+
+    client, predictor, photos = served
+    r = client.post("/api/explain", files={"file": (photos[0].name, photos[0].read_bytes(), "image/jpeg")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-method"] == "occlusion"  # a wide kind: no gradient
+    png = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert png.shape[:2] == cv2.imread(str(photos[0])).shape[:2]
+    assert float(r.headers["x-score"]) == pytest.approx(predictor.score_paths([str(photos[0])]).score[0], rel=1e-5)
+    bad = client.post("/api/explain", files={"file": ("x.jpg", b"text", "image/jpeg")})
+    assert bad.status_code == 415
+
+
 def test_a_full_queue_answers_503_with_retry_after(served, monkeypatch):
     from pipeline.serve.batcher import QueueFull
 

@@ -72,6 +72,8 @@ def test_the_page_scores_ranks_shows_errors_and_downloads_csv(server, scored, tm
         with open(saved, newline="") as f:
             rows = list(csv.DictReader(f))
         assert [r["rank"] for r in rows] == ["1", "2"] and "p10" in rows[0]
+        page.check("#heat")
+        page.wait_for_function("document.querySelectorAll('.row img.overlay').length === 2", timeout=120_000)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "serve_page.png"), full_page=True)
         browser.close()

@@ -114,8 +114,9 @@ def occlusion_map(predictor: Predictor, image: np.ndarray, grid: int) -> tuple:
     return float(result.score[0]), heat
 
 
-def explain(predictor: Predictor, path: str, method: str = "auto", grid: int = 6) -> Explanation:
-    """Scores a photo and explains its score with `method` (see the module docstring)."""
+def explain(predictor: Predictor, path, method: str = "auto", grid: int = 6) -> Explanation:
+    """Scores a photo (a path, or a decoded RGB array such as an upload) and explains its score with
+    `method` (see the module docstring)."""
     if method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}; received {method!r}")
     if method == "gradient" and predictor.head.trainer != "keras":
@@ -124,16 +125,34 @@ def explain(predictor: Predictor, path: str, method: str = "auto", grid: int = 6
     if use_gradient:
         try:
             heat = gradient_map(predictor, path)
-            score = predictor.score_paths([path])
+            score = (predictor.score_arrays([path], ["photo"]) if isinstance(path, np.ndarray)
+                     else predictor.score_paths([path]))
             if not score.ok[0]:
                 raise UsageError(score.reasons[0])
-            return Explanation(path, float(score.score[0]), heat, "gradient")
+            return Explanation(_name(path), float(score.score[0]), heat, "gradient")
         except UsageError:
             if method == "gradient":
                 raise
-    image = decode_image(path, predictor.job.max_side)
+    image = path if isinstance(path, np.ndarray) else decode_image(path, predictor.job.max_side)
     score, heat = occlusion_map(predictor, image, grid)
-    return Explanation(path, score, heat, "occlusion")
+    return Explanation(_name(path), score, heat, "occlusion")
+
+
+def _name(source) -> str:
+    return "photo" if isinstance(source, np.ndarray) else str(source)
+
+
+def overlay_png(exp: Explanation, image: np.ndarray, alpha: float = 0.55) -> bytes:
+    """The photo with its heat map blended in (red raises, blue lowers; symmetric scale), as PNG bytes."""
+    import cv2
+    from matplotlib import colormaps
+
+    limit = float(np.abs(exp.heat).max()) or 1.0
+    colours = colormaps["RdBu_r"]((exp.heat / limit + 1) / 2)[..., :3] * 255
+    strength = alpha * np.clip(np.abs(exp.heat) / limit * 2, 0, 1)[..., None]  # faint where nothing matters
+    blended = image * (1 - strength) + colours * strength
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(blended.astype(np.uint8)[..., ::-1]))
+    return data.tobytes()
 
 
 def save_overlay(exp: Explanation, image: np.ndarray, out: Path, title: Optional[str] = None) -> Path:

@@ -2,6 +2,7 @@
 
     GET  /             the page (plain HTML/CSS/JS served by the app: no build step, no CDN)
     POST /api/score    multipart field `files` (one or many images) → scores, ranks, histograms
+    POST /api/explain  multipart field `file` → PNG of the photo with its heat map
     GET  /api/model    the model card
     GET  /healthz      liveness and queue length
     GET  /docs         OpenAPI documentation
@@ -19,7 +20,7 @@ from typing import List
 
 import numpy as np
 from fastapi import FastAPI, File, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from features.images import ImageError, decode_bytes
 from pipeline.serve.batcher import Batcher, QueueFull
@@ -122,6 +123,26 @@ def create_app(predictor, limits: Limits = Limits()):
             status = next((r.get("status", 422) for r in results if r["error"]), 422)
             return JSONResponse({"detail": "no image could be scored", "results": results}, status)
         return {"results": results, "run": card["run"], "seconds": time.perf_counter() - t0}
+
+    @app.post("/api/explain", responses={200: {"content": {"image/png": {}}}})
+    async def explain_photo(file: UploadFile = File(...)):  # noqa: B008  (FastAPI's idiom)
+        """The photo with its heat map: red raises the score, blue lowers it (gradient for Keras heads,
+        occlusion otherwise; see `iaa explain`)."""
+        from pipeline.score.explain import explain, overlay_png
+
+        data = await file.read(int(limits.max_file_mb * 1e6) + 1)
+        await file.close()
+        try:
+            image = check_image(data, limits, predictor.job.max_side)
+        except Rejected as exc:
+            return JSONResponse({"detail": exc.message}, exc.status)
+        try:
+            exp = await asyncio.wrap_future(batcher.submit_call(lambda p: explain(p, image)))
+        except QueueFull:
+            return JSONResponse({"detail": "busy: the scoring queue is full, retry shortly"}, 503,
+                                headers={"Retry-After": "2"})
+        return Response(overlay_png(exp, image), media_type="image/png",
+                        headers={"X-Score": f"{exp.score:.6g}", "X-Method": exp.method})
 
     app.state.batcher = batcher
     return app

@@ -10,7 +10,7 @@ import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import List
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -23,6 +23,7 @@ class QueueFull(Exception):
 class _Job:
     images: List[np.ndarray]
     future: Future = field(default_factory=Future)
+    call: Optional[Callable] = None  # other work on the model (an explanation), run alone
 
 
 class Batcher:
@@ -43,7 +44,13 @@ class Batcher:
 
     def submit(self, images: List[np.ndarray]) -> Future:
         """A future of the images' `PhotoScores`; raises `QueueFull` when the queue is full."""
-        job = _Job(list(images))
+        return self._put(_Job(list(images)))
+
+    def submit_call(self, call: Callable) -> Future:
+        """A future of `call(predictor)`, run in the model's thread between batches (`QueueFull` as above)."""
+        return self._put(_Job([], call=call))
+
+    def _put(self, job: _Job) -> Future:
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -57,18 +64,30 @@ class Batcher:
     def _next_batch(self) -> List[_Job]:
         jobs = [self._queue.get()]
         total = len(jobs[0].images)
-        while total < self.batch_images:
+        while jobs[0].call is None and total < self.batch_images:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if job.call is not None:  # runs on its own, next
+                self._run_call(job)
+                continue
             jobs.append(job)
             total += len(job.images)
         return jobs
 
+    def _run_call(self, job: _Job) -> None:
+        try:
+            job.future.set_result(job.call(self.predictor))
+        except Exception as exc:  # noqa: BLE001  (reported to its request)
+            job.future.set_exception(exc)
+
     def _run(self) -> None:
         while True:
             jobs = self._next_batch()
+            if jobs[0].call is not None:
+                self._run_call(jobs[0])
+                continue
             images = [im for job in jobs for im in job.images]
             try:
                 result = self.predictor.score_arrays(images, [str(i) for i in range(len(images))])
