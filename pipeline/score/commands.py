@@ -20,7 +20,7 @@ def add_parsers(sub, positive_int) -> None:
 
 
     _add_best_shot(sub, positive_int)
-    xp = sub.add_parser("export", help="one model from image pixels to score (SavedModel or ONNX), checked")
+    xp = sub.add_parser("export", help="one model from image pixels to score (SavedModel, ONNX or .keras), checked")
     xp.add_argument("run_dir", help="a run directory of a Keras head (or an ablation directory: its best run)")
     xp.add_argument("--format", choices=("saved_model", "onnx", "keras"), default="saved_model",
                     help="saved_model and onnx serve without this package; keras loads with it")
