@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_common import save_json, scratch_dir  # noqa: E402
 from features.quiet import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
@@ -75,8 +74,7 @@ def main() -> None:
     unknown = sorted(set(grids) - set(GRIDS))
     if unknown:
         ap.error(f"unknown grid(s) {unknown}; expected some of {sorted(GRIDS)}")
-    root = Path(tempfile.mkdtemp(prefix="bench-ablate-"))
-    try:
+    with scratch_dir("bench-ablate-") as root:
         store = root / "narrow.zarr"
         build_store(store, args.n, 8, (C,), "mlsp_narrow", hist_bins=10, val_fraction=0.1)
         cfg = TrainConfig(store=str(store), head="single1fc", lr_stages=[1e-4], max_epochs=args.epochs,
@@ -98,10 +96,7 @@ def main() -> None:
                     res["together"][key] / res["one_after_another"][key], 2)
             out[grid] = res
             print(json.dumps({grid: res}, indent=2), flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=2))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+        save_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,13 @@ built; the full `iaa extract` command (cluster start and model build included) i
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_common import save_json, scratch_dir  # noqa: E402
 from features.quiet import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
@@ -121,8 +119,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     weights = args.weights or get_backbone(args.backbone).default_weights
-    tmp = Path(tempfile.mkdtemp(prefix="bench-extract-"))
-    try:
+    with scratch_dir("bench-extract-") as tmp:
         source, paths = pick_images(args.images, tmp)
         n = len(paths)
         sizes = {decode_image(p).shape[:2] for p in paths}
@@ -141,10 +138,7 @@ def main() -> None:
         if "iaa_extract" in out:
             c = out["iaa_extract"]
             print(f"iaa extract (local cluster, start + model build included): {c['wall_s']:.1f} s wall")
-        if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=2))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        save_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench_common import save_json  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys
@@ -58,8 +60,7 @@ def main() -> None:
             rows.append(r)
             print(f"| {name} | {side}² | {r['base_gb']:.2f} | {r['peak_gb']:.2f} | {r['bytes_per_pixel']:.0f} | "
                   f"{BACKBONES.get(name).bytes_per_pixel} |", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+    save_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,13 @@ default is the demo's (`make demo` first).
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_common import save_json, scratch_dir  # noqa: E402
 from features.quiet import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
@@ -56,8 +54,7 @@ def main() -> None:
     run_dir, note = resolve_run_dir(args.run)
     if not Path(run_dir, "config.json").is_file():
         sys.exit(f"no run at {args.run}: run `make demo` first, or give --run")
-    tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
-    try:
+    with scratch_dir("bench-score-") as tmp:
         source, paths = pick_images(args.images, tmp)
         folder = tmp / "images"
         print(f"{len(paths)} photos from {source}; run {run_dir}" + (f" ({note})" if note else ""))
@@ -75,10 +72,7 @@ def main() -> None:
         print(f"iaa extract: {extract['photos_per_s']:.3f} photos/s ({extract['wall_s']:.1f} s, cluster start "
               f"and model build included; kinds {', '.join(extract['kinds'])})")
         print(f"score / extract rate: {out['score_vs_extract']:.2f}")
-        if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=2))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        save_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_common import save_json  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -110,8 +112,7 @@ def main() -> None:
            "images_per_s": len(lat) / wall, "rss_before_mb": before, "rss_after_mb": after,
            "rss_each_quarter_mb": quarters}
     print(json.dumps(out, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    save_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_common import save_json  # noqa: E402
 from features.quiet import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
@@ -171,8 +172,7 @@ def main() -> None:
             res["peak_rss_gb"] = peak_rss_gb()
             out[name] = res
             print(json.dumps({name: res}, indent=2), flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=2))
+        save_json(args.json, out)
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)

@@ -36,7 +36,8 @@ def memory_budget(gigabytes: Optional[float] = None) -> int:
         try:
             gigabytes = float(os.environ[MEMORY_ENV])
         except ValueError:
-            raise UsageError(f"{MEMORY_ENV} must be a number of gigabytes; received {os.environ[MEMORY_ENV]!r}") from None
+            raise UsageError(f"{MEMORY_ENV} must be a number of gigabytes; "
+                             f"received {os.environ[MEMORY_ENV]!r}") from None
     if gigabytes is not None:
         if not gigabytes > 0:
             raise UsageError(f"the memory budget must be > 0 GB; received {gigabytes}")

@@ -181,4 +181,5 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"export": cmd_export, "score": cmd_score, "video": cmd_video, "best-shot": cmd_best_shot, "explain": cmd_explain}
+COMMANDS = {"export": cmd_export, "score": cmd_score, "video": cmd_video, "best-shot": cmd_best_shot,
+            "explain": cmd_explain}
