@@ -23,7 +23,8 @@ from features.quiet import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 
 BIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "biq2021-dev"
-HEADS = {"mlsp_narrow": ["single1fc", "single3fc", "ridge", "svr", "svm", "rf"], "mlsp_wide": ["pool3fc"]}
+HEADS = {"mlsp_narrow": ["single1fc", "single3fc", "reg_rank", "ridge", "svr", "svm", "rf"],
+         "mlsp_wide": ["pool3fc", "reg_rank_wide"]}
 
 
 def _parse() -> argparse.Namespace:

@@ -97,6 +97,11 @@ def _fmt(m: dict, key: str) -> str:
     return f"{v:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
+def _pct(metrics: dict, key: str) -> str:
+    value = metrics.get(key)
+    return "-" if value is None else f"{value:.2%}"
+
+
 def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
     store = config.get("store", {})
     lines = [f"# {config['head']['name']} on {config['kind']}", "",
@@ -109,16 +114,17 @@ def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
              f"- training: seed {config['train']['seed']}, batch {config['train']['batch_size']}, lr stages "
              f"{config['lr_stages']}, up to {config['train']['max_epochs']} epochs per stage, patience "
              f"{config['train']['patience']}; {config.get('train_seconds', 0) or 0:.1f} s", ""]
-    lines += ["| split | n | SRCC [95% CI] | PLCC [95% CI] | accuracy | balanced acc. | high | RMSE |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| split | n | SRCC [95% CI] | PLCC [95% CI] | pairs ordered | accuracy | balanced acc. | high | RMSE |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for split in ("val", "test"):
         m = metrics.get(split)
         if m:
             lines.append(f"| {split} (mean over views) | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} | "
-                         f"{m['accuracy']:.2%} | {m.get('balanced_accuracy', float('nan')):.2%} | "
+                         f"{_pct(m, 'pairwise_accuracy')} | {m['accuracy']:.2%} | {m.get('balanced_accuracy', float('nan')):.2%} | "
                          f"{m['high_fraction']:.1%} | {m.get('rmse', float('nan')):.4f} |")
     for v, m in enumerate(metrics.get("test_per_view", [])):
-        lines.append(f"| test view {v} | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} | {m['accuracy']:.2%} "
+        lines.append(f"| test view {v} | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} | "
+                     f"{_pct(m, 'pairwise_accuracy')} | {m['accuracy']:.2%} "
                      f"| {m['balanced_accuracy']:.2%} | {m['high_fraction']:.1%} | {m['rmse']:.4f} |")
     if "view_averaging_gain_srcc" in metrics:
         lines += ["", f"Averaging over views changes test SRCC by {metrics['view_averaging_gain_srcc']:+.4f} "

@@ -8,11 +8,29 @@ cumulative distributions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional, Tuple
 
 from features.registry import Registry
 
 HUBER_SIGMA = 3.0
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """What a loss may depend on beyond its name: the run's dataset and the user's loss options.
+
+    Attributes:
+        scale: (low, high) of the dataset's score scale.
+        dataset: dataset name (published settings differ per dataset, e.g. Kong et al.'s rank margin).
+        rank_margin, rank_weight: α and ω_r of the rank loss (None: the published values).
+        rank_min_gap: pairs closer than this (scores rescaled to [0, 1]) are left out of the rank loss.
+    """
+
+    scale: Tuple[float, float] = (0.0, 1.0)
+    dataset: str = ""
+    rank_margin: Optional[float] = None
+    rank_weight: Optional[float] = None
+    rank_min_gap: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -21,7 +39,8 @@ class LossSpec:
 
     Attributes:
         name: registry name.
-        build: `build()` → a `keras.losses.Loss` (serialisable, so saved models load compiled).
+        build: `build(context: LossContext)` → a `keras.losses.Loss` (serialisable, so saved models load
+            compiled).
         description: one line for the run config.
     """
 
@@ -65,24 +84,40 @@ def emd_loss(r: float = 2.0):
     return loss
 
 
-def get_loss(name: str):
-    """A fresh `keras.losses.Loss` of the loss registered as `name`."""
-    return LOSSES.get(name).build()
+def get_loss(name: str, context: Optional[LossContext] = None):
+    """A fresh `keras.losses.Loss` of the loss registered as `name`, for a run's `context`."""
+    return LOSSES.get(name).build(context or LossContext())
 
 
-def _mse():
+def loss_settings(loss) -> dict:
+    """What a built loss was configured with (recorded in the run config)."""
+    config = dict(loss.get_config()) if hasattr(loss, "get_config") else {}
+    return {k: v for k, v in config.items() if k not in ("reduction", "dtype")}
+
+
+def _mse(context: LossContext):
     import keras
 
     return keras.losses.MeanSquaredError(name="mse")
 
 
-def _huber_per_bin():
+def _huber_per_bin(context: LossContext):
     from heads.layers import HuberPerBin
 
     return HuberPerBin(1.0 / HUBER_SIGMA**2)
 
 
-def _emd():
+def _reg_rank(context: LossContext):
+    from heads.layers import RegRankLoss
+    from heads.rank import rank_settings
+
+    paper = rank_settings(context.dataset)
+    margin = paper.margin if context.rank_margin is None else context.rank_margin
+    weight = paper.weight if context.rank_weight is None else context.rank_weight
+    return RegRankLoss(margin, weight, *context.scale, min_gap=context.rank_min_gap)
+
+
+def _emd(context: LossContext):
     from heads.layers import EarthMoversDistance
 
     return EarthMoversDistance(2.0)
@@ -91,4 +126,7 @@ def _emd():
 register_loss(LossSpec("mse", _mse, "mean squared error on the score (Hosu et al. 2019)"))
 register_loss(LossSpec("huber_dist", _huber_per_bin,
                        "Huber per bin, delta = 1/9, summed over bins (Murray & Gordo 2017, eq. 1)"))
+register_loss(LossSpec("reg_rank", _reg_rank,
+                       "squared error + ω_r × pairwise hinge rank loss within the batch, on scores rescaled "
+                       "to [0, 1] (Kong et al. 2016, eq. 1-2)"))
 register_loss(LossSpec("emd", _emd, "EMD r = 2 over the CDFs (Talebi & Milanfar 2018)"))

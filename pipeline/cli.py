@@ -89,6 +89,12 @@ def _add_training_options(p) -> None:
     p.add_argument("--l2", type=float,
                    help="L2 penalty on Keras heads' kernels in standard units; for single1fc, ridge with "
                         f"alpha = l2 x training images (default: the head's recipe, else {REFERENCE_RECIPE.l2:g})")
+    p.add_argument("--rank-margin", type=float, help="rank-loss heads: margin alpha on scores rescaled to [0, 1] "
+                   "(default: Kong et al.'s, 0.15 on AVA, 0.02 on AADB and others)")
+    p.add_argument("--rank-weight", type=float, help="rank-loss heads: weight omega_r of the rank term "
+                   "(default: Kong et al.'s, 0.1 on AVA, 1 on AADB and others)")
+    p.add_argument("--rank-min-gap", type=float, default=TrainConfig.rank_min_gap,
+                   help="rank-loss heads: leave out pairs whose scores (rescaled to [0, 1]) differ by less")
 
 
 def _add_train_and_ablate(sub) -> None:
@@ -224,7 +230,9 @@ def _train_config(args, **fields):
     return TrainConfig(store=args.store, batch_size=args.batch_size, lr_stages=_floats(args.lr_stages),
                        max_epochs=args.max_epochs, patience=args.patience, cache=args.cache,
                        parallel_reads=args.parallel_reads, input_norm=args.input_norm,
-                       weight_decay=args.weight_decay, l2=args.l2, early_stop=args.early_stop, **fields)
+                       weight_decay=args.weight_decay, l2=args.l2, early_stop=args.early_stop,
+                       rank_margin=args.rank_margin, rank_weight=args.rank_weight,
+                       rank_min_gap=args.rank_min_gap, **fields)
 
 
 def cmd_train(args) -> int:

@@ -23,7 +23,7 @@ from heads.inputs import get_input_norm, with_input_norm
 from heads.regularisation import add_kernel_l2
 from heads.losses import get_loss
 from heads.targets import get_target, score_scale
-from pipeline.fitting import FitGroup, FitResult, TrainerSpec, register_trainer
+from pipeline.fitting import FitGroup, FitResult, TrainerSpec, loss_context, register_trainer
 
 HISTORY_KEYS = ("epoch", "stage", "lr", "loss", "val_loss", "val_srcc", "seconds", "samples_per_s")
 
@@ -63,12 +63,13 @@ class _HeadState:
     best_weights: list = field(default_factory=list)
     active: bool = True
     loss: object = None
+    loss_context: object = None
     history: Dict[str, list] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
 
     def compile(self, lr: float, weight_decay: float = 0.0) -> None:
         import keras
 
-        self.loss = get_loss(self.spec.loss)
+        self.loss = get_loss(self.spec.loss, self.loss_context)
         adam = keras.optimizers.Adam(learning_rate=lr, weight_decay=weight_decay or None)
         self.model.compile(optimizer=adam, loss=self.loss)
         self.model.optimizer.build(self.model.trainable_variables)  # its slots must exist before tracing
@@ -96,7 +97,8 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments) -> _H
     add_kernel_l2(model, group.recipe.l2, group.targets["train"][:, cols])
     model = with_input_norm(model, get_input_norm(group.recipe.input_norm), moments)
     state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages), cols, run,
-                       tf.summary.create_file_writer(str(run.tensorboard_dir)))
+                       tf.summary.create_file_writer(str(run.tensorboard_dir)),
+                       loss_context=loss_context(cfg, group.store))
     state.best_weights = model.get_weights()
     state.compile(state.lr, cfg.weight_decay)
     return state

@@ -17,6 +17,7 @@ from features.errors import UsageError
 from features.registry import Registry
 from features.store import FeatureStore
 from heads.baselines import MAX_RBF_ROWS
+from heads.losses import LossContext
 
 
 EARLY_STOP = ("loss", "srcc")
@@ -43,6 +44,8 @@ class TrainConfig:
         weight_decay: decoupled weight decay of Keras heads' Adam (0: the reference's plain Adam).
         input_norm, l2, early_stop, max_epochs, patience: the `Recipe` choices; None leaves each to the
             head's own default (`HeadSpec.recipe`), else the reference's.
+        rank_margin, rank_weight: α and ω_r of rank-loss heads (None: Kong et al.'s for the dataset).
+        rank_min_gap: rank-loss pairs closer than this (scores rescaled to [0, 1]) are left out.
     """
 
     store: str
@@ -61,10 +64,20 @@ class TrainConfig:
     input_norm: Optional[str] = None
     l2: Optional[float] = None
     early_stop: Optional[str] = None
+    rank_margin: Optional[float] = None
+    rank_weight: Optional[float] = None
+    rank_min_gap: float = 0.0
 
     def __post_init__(self):
         if not self.weight_decay >= 0:
             raise TrainError(f"weight_decay must be >= 0; received {self.weight_decay}")
+        for name in ("rank_margin", "rank_weight"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise TrainError(f"{name} must be >= 0; received {value}")
+        if not 0 <= self.rank_min_gap < 1:
+            raise TrainError(f"rank_min_gap is a gap between scores rescaled to [0, 1], in [0, 1); "
+                             f"received {self.rank_min_gap}")
         Recipe(**{k: v for k, v in self.recipe_overrides().items()})  # validates what was given
 
     def recipe_overrides(self) -> dict:
@@ -107,6 +120,12 @@ class Recipe:
 
 REFERENCE_RECIPE = Recipe()
 RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience")
+
+
+def loss_context(cfg: TrainConfig, store: FeatureStore) -> LossContext:
+    """What the heads' losses are built with in this run (dataset scale and name, rank options)."""
+    return LossContext(scale=store.scale, dataset=store.identity().get("dataset") or "",
+                       rank_margin=cfg.rank_margin, rank_weight=cfg.rank_weight, rank_min_gap=cfg.rank_min_gap)
 
 
 def recipe_for(spec, cfg: TrainConfig) -> Recipe:

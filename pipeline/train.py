@@ -17,10 +17,10 @@ from evaluation.metrics import threshold_for_scale
 from evaluation.rundir import RunDir
 from features import store as st
 from heads import HeadMismatchError, get_head
-from heads.losses import LOSSES
+from heads.losses import LOSSES, get_loss, loss_settings
 from heads.targets import get_target
 from pipeline import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
-from pipeline.fitting import TRAINERS, FitGroup, FitResult, Recipe, TrainConfig, TrainError, recipe_for
+from pipeline.fitting import TRAINERS, FitGroup, FitResult, Recipe, TrainConfig, TrainError, loss_context, recipe_for
 
 __all__ = ["TrainConfig", "TrainError", "TrainResult", "run_heads", "run_train", "default_run_dir"]
 
@@ -75,6 +75,7 @@ def _config(cfg: TrainConfig, spec, fs: st.FeatureStore, kind: str, rows: dict, 
     return {"train": {**asdict(cfg), "head": spec.name},
             "head": {"name": spec.name, "trainer": spec.trainer, "target": spec.target, "loss": spec.loss,
                      "loss_description": LOSSES.get(spec.loss).description if spec.loss else None,
+                     "loss_settings": loss_settings(get_loss(spec.loss, loss_context(cfg, fs))) if spec.loss else None,
                      "description": spec.description, "reference": spec.reference},
             "kind": kind, "input_norm": recipe.input_norm, "recipe": asdict(recipe),
             "lr_stages": list(cfg.lr_stages or spec.lr_stages) if spec.lr_stages else None,

@@ -13,6 +13,7 @@ from heads.losses import LOSSES
 from heads.targets import TARGETS
 from pipeline.datasets import DATASETS
 from pipeline.fitting import TRAINERS
+from pipeline import train  # noqa: F401  (registers the trainers)
 from tests.conftest import linear_store
 
 REGISTRIES = {"heads": HEADS, "backbones": BACKBONES, "kinds": FEATURE_KINDS, "views": VIEW_SETS,
