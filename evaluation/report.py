@@ -120,7 +120,8 @@ def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
         m = metrics.get(split)
         if m:
             lines.append(f"| {split} (mean over views) | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} | "
-                         f"{_pct(m, 'pairwise_accuracy')} | {m['accuracy']:.2%} | {m.get('balanced_accuracy', float('nan')):.2%} | "
+                         f"{_pct(m, 'pairwise_accuracy')} | {m['accuracy']:.2%} | "
+                         f"{m.get('balanced_accuracy', float('nan')):.2%} | "
                          f"{m['high_fraction']:.1%} | {m.get('rmse', float('nan')):.4f} |")
     for v, m in enumerate(metrics.get("test_per_view", [])):
         lines.append(f"| test view {v} | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} | "
