@@ -6,6 +6,8 @@ Layout (design.md section 6)::
                      blocks with channel offsets, kinds with shapes, views, preprocessing, versions
     ids (N,)         split (N,)   path (N,)   width (N,)   height (N,)
     labels/mos (N,)  labels/hist (N, K) when the dataset has vote histograms
+    labels/attributes (N, A) attribute scores, names in attrs dataset.labels (schema 2, when the dataset has them)
+    labels/rating_image, rating_rater, rating_score (R,): individual ratings with rater ids (schema 2)
     status (N,)      0 pending, 1 done, 2 failed;  reason (N,) why an image failed
     features/<kind>  (N, V, ...) float16, one chunk per view of one image
 
@@ -22,7 +24,7 @@ import numpy as np
 
 from features.errors import IAAError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: optional attribute and rating labels; version 1 stores open unchanged
 PENDING, DONE, FAILED = 0, 1, 2
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed"}
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -170,6 +172,23 @@ class FeatureStore:
         return self._numbers("labels/hist") if "hist" in self._root["labels"] else None
 
     @property
+    def attributes(self) -> Optional[np.ndarray]:
+        """(N, A) attribute scores (NaN where an image has none), or None."""
+        return self._numbers("labels/attributes") if "attributes" in self._root["labels"] else None
+
+    @property
+    def attribute_names(self) -> List[str]:
+        return list(self.attrs.get("dataset", {}).get("labels", {}).get("attributes", {}).get("names", []))
+
+    @property
+    def ratings(self) -> Optional[dict]:
+        """Individual ratings {"image": (R,) row, "rater": (R,) id, "score": (R,)}, or None."""
+        if "rating_image" not in self._root["labels"]:
+            return None
+        return {"image": self._numbers("labels/rating_image"), "rater": self._strings("labels/rating_rater"),
+                "score": self._numbers("labels/rating_score")}
+
+    @property
     def status(self) -> np.ndarray:
         return self._numbers("status")
 
@@ -272,7 +291,8 @@ class FeatureStore:
                             "chunks": list(chunks) if chunks else None}
 
         names = ["ids", "split", "path", "width", "height", "status", "reason", "labels/mos"]
-        names += ["labels/hist"] if self.hist is not None else []
+        names += [f"labels/{k}" for k in ("hist", "attributes", "rating_image", "rating_rater", "rating_score")
+                  if k in self._root["labels"]]
         names += [f"features/{k}" for k in self.kinds]
         for name in names:
             visit(name)

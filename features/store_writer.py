@@ -52,18 +52,29 @@ class StoreLayout:
 
 
 def manifest_fingerprint(ids: Sequence[str], split: Sequence[str], mos: np.ndarray,
-                         hist: Optional[np.ndarray]) -> str:
+                         hist: Optional[np.ndarray], extra: Optional[Dict[str, np.ndarray]] = None) -> str:
+    """sha256 of what a store's labels are made of (extra label arrays only when present, so stores
+    made before they existed keep their fingerprint)."""
     h = hashlib.sha256()
     h.update("\n".join(ids).encode())
     h.update("\n".join(split).encode())
     h.update(np.ascontiguousarray(mos, dtype=np.float32).tobytes())
     if hist is not None:
         h.update(np.ascontiguousarray(hist, dtype=np.float32).tobytes())
+    for name, values in sorted((extra or {}).items()):
+        h.update(name.encode())
+        values = np.asarray(values)
+        h.update("\n".join(values.astype(str)).encode() if values.dtype.kind in "UOT" else
+                 np.ascontiguousarray(values, dtype=np.float32).tobytes())
     return h.hexdigest()
 
 
-def create_zarr(path: Path, layout: StoreLayout, attrs: dict, ids, split, paths, mos, hist) -> None:
-    """Creates every array up front (empty features) and marks the store initialised last."""
+def create_zarr(path: Path, layout: StoreLayout, attrs: dict, ids, split, paths, mos, hist,
+                extra_labels: Optional[Dict[str, np.ndarray]] = None) -> None:
+    """Creates every array up front (empty features) and marks the store initialised last.
+
+    `extra_labels` are written as `labels/<name>` (attributes, individual ratings), each in one chunk.
+    """
     import zarr
 
     if path.exists():
@@ -79,6 +90,13 @@ def create_zarr(path: Path, layout: StoreLayout, attrs: dict, ids, split, paths,
     if hist is not None:
         k = hist.shape[1]
         labels.create_array("hist", shape=(n, k), dtype="float32", chunks=(max(n, 1), k))[:] = hist
+    for name, values in (extra_labels or {}).items():
+        values = np.asarray(values)
+        dtype = str if values.dtype.kind in "UOT" else values.dtype
+        arr = labels.create_array(name, shape=values.shape, dtype=dtype,
+                                  chunks=(max(values.shape[0], 1),) + values.shape[1:])
+        if values.size:
+            arr[:] = values
     for name, dtype, fill in (("status", "int8", PENDING), ("width", "int32", 0), ("height", "int32", 0)):
         root.create_array(name, shape=(n,), dtype=dtype, chunks=(t,), fill_value=fill)
     root.create_array("reason", shape=(n,), dtype=str, chunks=(t,), fill_value="")

@@ -137,7 +137,8 @@ def plan(cfg: ExtractConfig) -> ExtractPlan:
     settings = {
         "dataset": manifest.name, "backbone": spec.name, "weights": ws.text, "features": list(kinds),
         "views": cfg.views, "max_side": cfg.max_side,
-        "manifest_sha256": sw.manifest_fingerprint(manifest.ids, manifest.split, manifest.mos, hist),
+        "manifest_sha256": sw.manifest_fingerprint(manifest.ids, manifest.split, manifest.mos, hist,
+                                                   manifest.extra_labels()),
     }
     job = ExtractJob(spec, ws, kinds, views, cfg.max_side, cfg.batch_views, cfg.memory_gb)
     return ExtractPlan(manifest, spec, ws, job, layout, settings)
@@ -156,7 +157,8 @@ def _attributes(cfg: ExtractConfig, p: ExtractPlan) -> dict:
         "task_size": layout.task_size,
         "dataset": {"name": manifest.name, "root": str(manifest.root), "n": len(manifest),
                     "splits": manifest.split_counts(), "scale": list(manifest.scale),
-                    "label_sources": _label_sources(manifest), "notes": manifest.notes},
+                    "label_sources": _label_sources(manifest), "notes": manifest.notes,
+                    "labels": manifest.label_description()},
         "status_codes": {str(k): v for k, v in st.STATUS_NAMES.items()},
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -228,7 +230,7 @@ def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine:
     _check_disk(zarr_path, p.layout.feature_bytes() * (2 if engine == "hdf5" else 1))
     m = p.manifest
     sw.create_zarr(zarr_path, p.layout, _attributes(cfg, p), m.ids, m.split, [str(x) for x in m.paths],
-                   m.mos, m.hist)
+                   m.mos, m.hist, m.extra_labels())
     return p.layout
 
 

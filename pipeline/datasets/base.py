@@ -15,6 +15,32 @@ SPLITS = ("train", "val", "test")
 UNLABELLED = "unlabelled"
 
 
+@dataclass
+class Ratings:
+    """Individual ratings in long format (one row per rating), for datasets that know their raters.
+
+    Attributes:
+        image: index of the rated image in the manifest.
+        rater: the rater's id (as the dataset spells it).
+        score: that rater's score, on the dataset's rating scale.
+        scale: (low, high) of the individual ratings (AADB: 1-5, while its mean `score` is 0-1).
+    """
+
+    image: np.ndarray
+    rater: List[str]
+    score: np.ndarray
+    scale: Tuple[float, float]
+
+    def __post_init__(self):
+        self.image = np.asarray(self.image, np.int32)
+        self.score = np.asarray(self.score, np.float32)
+        if not len(self.image) == len(self.rater) == len(self.score):
+            raise ValueError(f"ratings: {len(self.image)} images, {len(self.rater)} raters, {len(self.score)} scores")
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+
 class DatasetError(IAAError):
     """Missing or malformed dataset files; the message names the file/line and what to do."""
 
@@ -34,6 +60,9 @@ class Manifest:
         scale: (low, high) of the score scale, e.g. (1, 10) for AVA.
         label_source: files the labels came from, and their sha256 is recorded by the store.
         notes: facts to record (split seed, dropped rows, ...).
+        attributes: (N, A) attribute scores (NaN where an image has none), e.g. AADB's 11 in [-1, 1].
+        attribute_names: the A attribute names.
+        ratings: individual ratings with rater ids, when the dataset has them.
     """
 
     name: str
@@ -46,17 +75,47 @@ class Manifest:
     scale: Tuple[float, float] = (0.0, 1.0)
     label_source: List[Path] = field(default_factory=list)
     notes: dict = field(default_factory=dict)
+    attributes: Optional[np.ndarray] = None
+    attribute_names: List[str] = field(default_factory=list)
+    ratings: Optional[Ratings] = None
 
     def __post_init__(self):
         n = len(self.ids)
         for name, seq in (("paths", self.paths), ("mos", self.mos), ("split", self.split)):
             if len(seq) != n:
                 raise ValueError(f"manifest {self.name}: {len(seq)} {name} for {n} ids")
+        if self.attributes is not None:
+            self.attributes = np.asarray(self.attributes, np.float32)
+            if self.attributes.shape != (n, len(self.attribute_names)):
+                raise ValueError(f"manifest {self.name}: attributes {self.attributes.shape} for {n} ids and "
+                                 f"{len(self.attribute_names)} names")
         if len(set(self.ids)) != n:
             raise DatasetError(f"dataset {self.name}: image ids are not unique")
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def extra_labels(self) -> dict:
+        """Label arrays beside `labels/mos` and `labels/hist` in a store: `attributes` (N, A), and the
+        individual ratings in long format `rating_image`, `rating_rater`, `rating_score`."""
+        out = {}
+        if self.attributes is not None:
+            out["attributes"] = self.attributes
+        if self.ratings is not None:
+            out.update(rating_image=self.ratings.image, rating_rater=np.asarray(self.ratings.rater, dtype=str),
+                       rating_score=self.ratings.score)
+        return out
+
+    def label_description(self) -> dict:
+        """What a store records about its extra labels (names and scales)."""
+        out = {}
+        if self.attributes is not None:
+            out["attributes"] = {"names": list(self.attribute_names),
+                                 "annotated": int(np.isfinite(self.attributes).all(axis=1).sum())}
+        if self.ratings is not None:
+            out["ratings"] = {"n": len(self.ratings), "raters": len(set(self.ratings.rater)),
+                              "scale": list(self.ratings.scale)}
+        return out
 
     def split_counts(self) -> dict:
         values, counts = np.unique(np.asarray(self.split, dtype=str), return_counts=True)

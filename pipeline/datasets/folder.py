@@ -1,8 +1,10 @@
 """A directory of images, with an optional `labels.csv`.
 
 CSV columns: `file` (path relative to the folder, or to its `images/` subfolder), `mos`, optional
-`split` (`train`/`val`/`test`), optional vote columns `votes_1` .. `votes_K` (counts or fractions).
-Other columns are ignored. Without `split`: a seeded 80/10/10 split; with a split that has no `val`,
+`split` (`train`/`val`/`test`), optional vote columns `votes_1` .. `votes_K` (counts or fractions),
+optional attribute columns `attr_<name>` (empty: not annotated), and an optional `rater` column: then every
+row is one rating (long format: `file`, `rater`, that rater's score in `mos`), a photo's MOS is the mean of
+its ratings, and its split, votes and attributes come from its first row. Other columns are ignored. Without `split`: a seeded 80/10/10 split; with a split that has no `val`,
 10 % of `train` (seeded) becomes validation. Without a CSV every image is listed, unlabelled.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pipeline.datasets.base import (
     DatasetError,
     DatasetSpec,
     Manifest,
+    Ratings,
     infer_scale,
     register_dataset,
     seeded_split,
@@ -30,6 +33,7 @@ from pipeline.datasets.base import (
 LABELS_FILE = "labels.csv"
 SPLIT_SEED = 0
 VOTE_COLUMN = re.compile(r"^votes_(\d+)$")
+ATTR_PREFIX = "attr_"
 
 
 def _resolve(root: Path, rel: str, where: str) -> Path:
@@ -69,7 +73,8 @@ def read_labels_csv(root: Path, csv_path: Path) -> Manifest:
         vote_cols = sorted((int(m.group(1)), c) for c in columns if (m := VOTE_COLUMN.match(c)))
         if vote_cols and [k for k, _ in vote_cols] != list(range(1, len(vote_cols) + 1)):
             raise DatasetError(f"{csv_path}:1: vote columns must be votes_1..votes_K without gaps")
-        ids, paths, mos, split, hist = [], [], [], [], []
+        attr_cols = [c for c in columns if c.startswith(ATTR_PREFIX) and len(c) > len(ATTR_PREFIX)]
+        ids, paths, mos, split, hist, attrs, raters = [], [], [], [], [], [], []
         for lineno, row in enumerate(reader, start=2):
             where = f"{csv_path}:{lineno}"
             rel = (row.get("file") or "").strip()
@@ -84,9 +89,21 @@ def read_labels_csv(root: Path, csv_path: Path) -> Manifest:
                 split.append(s)
             if vote_cols:
                 hist.append([_parse_float((row.get(c) or "").strip(), where, c) for _, c in vote_cols])
+            attrs.append([_parse_float(v, where, c) if (v := (row.get(c) or "").strip()) else np.nan
+                          for c in attr_cols])
+            if "rater" in columns:
+                raters.append((row.get("rater") or "").strip())
+                if not raters[-1] or np.isnan(mos[-1]):
+                    raise DatasetError(f"{where}: with a `rater` column every row is one rating: give its "
+                                       f"rater and score (mos)")
     if not ids:
         raise DatasetError(f"{csv_path}: no rows")
     notes = {"labels": str(csv_path)}
+    ratings = None
+    if raters:
+        ids, paths, mos, split, hist, attrs, ratings = _one_row_per_photo(ids, paths, mos, split, hist, attrs,
+                                                                          raters)
+        notes["ratings"] = f"{len(ratings)} individual ratings (long format); MOS = mean of a photo's ratings"
     if not split:
         split = seeded_split(len(ids), (0.8, 0.1, 0.1), SPLITS, SPLIT_SEED)
         notes["split"] = f"seeded 80/10/10, seed {SPLIT_SEED}"
@@ -105,7 +122,28 @@ def read_labels_csv(root: Path, csv_path: Path) -> Manifest:
         name="folder", root=root, ids=ids, paths=paths, mos=mos_arr, split=split,
         hist=np.asarray(hist, dtype=np.float32) if hist else None, scale=scale,
         label_source=[csv_path], notes=notes,
+        attributes=np.asarray(attrs, np.float32) if attr_cols else None,
+        attribute_names=[c[len(ATTR_PREFIX):] for c in attr_cols],
+        ratings=None if ratings is None else Ratings(ratings[0], ratings[1], ratings[2], scale),
     )
+
+
+def _one_row_per_photo(ids, paths, mos, split, hist, attrs, raters):
+    """Long-format rating rows → one row per photo (first appearance order) and the ratings."""
+    first = {}
+    for i, name in enumerate(ids):
+        first.setdefault(name, i)
+    keep = list(first.values())
+    row_of = {name: k for k, name in enumerate(first)}
+    image = np.array([row_of[name] for name in ids], np.int32)
+    scores = np.asarray(mos, np.float64)
+    means = np.bincount(image, scores) / np.bincount(image)
+
+    def pick(seq):
+        return [seq[i] for i in keep] if seq else seq
+
+    return ([ids[i] for i in keep], pick(paths), list(means), pick(split), pick(hist), pick(attrs),
+            (image, list(raters), scores.astype(np.float32)))
 
 
 def list_images(root: Path) -> List[Path]:
