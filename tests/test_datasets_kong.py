@@ -68,7 +68,8 @@ def test_aadb_errors_name_the_file_and_line(tmp_path):
 def test_aadb_csv_drops_identical_repeats_and_refuses_conflicting_ones(tmp_path):
     head = "dis_img_path,dis_type,score," + ",".join(ATTRIBUTES)
     row = "AADB/datasetImages_originalSize/{n},image_natural,{s}," + ",".join(["0.2"] * 11)
-    lines = [head] + [row.format(n=f"p{i}.jpg", s=f"{0.1 * i:.2f}") for i in range(20)] + [row.format(n="p3.jpg", s="0.30")]
+    lines = [head] + [row.format(n=f"p{i}.jpg", s=f"{0.1 * i:.2f}") for i in range(20)]
+    lines.append(row.format(n="p3.jpg", s="0.30"))
     (tmp_path / "AADB.csv").write_text("\n".join(lines) + "\n")
     m = load_dataset("aadb", tmp_path)
     assert len(m) == 20 and m.notes["duplicates_dropped"] == 1 and "seeded" in m.notes["split"]

@@ -126,7 +126,7 @@ def _csv(root: Path) -> Manifest:
     split = seeded_split(len(ids), tuple(s / sum(sizes) for s in sizes), names, SPLIT_SEED)
     notes = {"layout": CSV_FILE, "duplicates_dropped": dropped,
              "split": f"seeded {'/'.join(map(str, sizes))} proportions (the CSV has no split), seed {SPLIT_SEED}"}
-    return Manifest("aadb", root, ids, [_image_path(root, i, l) for i, l in zip(ids, listed)], values[:, 0],
+    return Manifest("aadb", root, ids, [_image_path(root, i, at) for i, at in zip(ids, listed)], values[:, 0],
                     split, scale=(0.0, 1.0), label_source=[path], notes=notes, attributes=values[:, 1:],
                     attribute_names=list(ATTRIBUTES))
 

@@ -4,7 +4,8 @@ CSV columns: `file` (path relative to the folder, or to its `images/` subfolder)
 `split` (`train`/`val`/`test`), optional vote columns `votes_1` .. `votes_K` (counts or fractions),
 optional attribute columns `attr_<name>` (empty: not annotated), and an optional `rater` column: then every
 row is one rating (long format: `file`, `rater`, that rater's score in `mos`), a photo's MOS is the mean of
-its ratings, and its split, votes and attributes come from its first row. Other columns are ignored. Without `split`: a seeded 80/10/10 split; with a split that has no `val`,
+its ratings, and its split, votes and attributes come from its first row. Other columns are ignored.
+Without `split`: a seeded 80/10/10 split; with a split that has no `val`,
 10 % of `train` (seeded) becomes validation. Without a CSV every image is listed, unlabelled.
 """
 from __future__ import annotations
@@ -167,4 +168,5 @@ def load_folder(root: Path, csv_path: Optional[Path] = None) -> Manifest:
     )
 
 
-register_dataset(DatasetSpec("folder", load_folder, "a folder of photos with an optional labels.csv (file, mos, split, votes_k)"))
+register_dataset(DatasetSpec("folder", load_folder, "a folder of photos with an optional labels.csv "
+                                                    "(file, mos, split, votes_k, attr_<name>, rater)"))
