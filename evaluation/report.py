@@ -52,9 +52,11 @@ def evaluate_run(run_dir: str | Path, log=print) -> dict:
     val = run.read_predictions("val")
     if val is not None:
         metrics["val"] = _split_metrics(val, threshold, binary)
+        _attribute_metrics(run, "val", metrics["val"])
     test = run.read_predictions("test")
     if test is not None:
         metrics["test"] = _split_metrics(test, threshold, binary)
+        _attribute_metrics(run, "test", metrics["test"])
         if not binary:
             metrics.update(_per_view_metrics(run, test, threshold))
             _test_figures(run, config, test)
@@ -65,6 +67,25 @@ def evaluate_run(run_dir: str | Path, log=print) -> dict:
     run.write_metrics(metrics)
     run.write_report(markdown_report(config, metrics, run.path))
     return metrics
+
+
+def _attribute_metrics(run: RunDir, split: str, out: dict) -> None:
+    """Per attribute: SRCC and PLCC over the annotated images of the split (attribute heads only)."""
+    from evaluation.metrics import MetricError, plcc, srcc
+
+    attributes = run.read_attributes(split)
+    if not attributes:
+        return
+    out["attributes"] = {}
+    for name, (true, pred) in attributes.items():
+        known = np.isfinite(true)
+        entry = {"n": int(known.sum())}
+        for metric, fn in (("srcc", srcc), ("plcc", plcc)):
+            try:
+                entry[metric] = fn(true[known], pred[known])
+            except MetricError as exc:
+                entry[metric], entry[f"{metric}_error"] = None, str(exc)
+        out["attributes"][name] = entry
 
 
 def _per_view_metrics(run: RunDir, test: dict, threshold: float) -> dict:
@@ -130,6 +151,10 @@ def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
     if "view_averaging_gain_srcc" in metrics:
         lines += ["", f"Averaging over views changes test SRCC by {metrics['view_averaging_gain_srcc']:+.4f} "
                       f"against the mean single-view SRCC."]
+    attributes = (metrics.get("test") or {}).get("attributes")
+    if attributes:
+        lines += ["", "| attribute (test) | n | SRCC | PLCC |", "|---|---|---|---|"]
+        lines += [f"| {a} | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} |" for a, m in attributes.items()]
     dist = (metrics.get("test") or {}).get("distribution")
     if dist:
         lines += ["", "Distribution metrics (test): " + ", ".join(f"{k} {v:.4f}" for k, v in dist.items())]

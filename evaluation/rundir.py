@@ -25,6 +25,7 @@ from evaluation.metrics import mos_from_distribution
 from features.errors import IAAError
 
 PREDICTION_FILES = {"test": "predictions.csv", "val": "predictions_val.csv"}
+ATTRIBUTE_FILES = {"test": "attributes.csv", "val": "attributes_val.csv"}
 
 
 def summarise_views(views: np.ndarray, dist: bool):
@@ -183,6 +184,36 @@ class RunDir:
             for i in range(len(ids)):
                 for v in range(views.shape[1]):
                     w.writerow([ids[i], v] + [f"{x:.6g}" for x in views[i, v]])
+
+    def write_attributes(self, split: str, ids: Sequence[str], names: Sequence[str], truth: np.ndarray,
+                         views: np.ndarray) -> None:
+        """Writes a split's attribute predictions (mean over views) beside the truth (empty: not annotated).
+
+        Args:
+            split: "val" or "test".
+            ids: per image.
+            names: the A attribute names.
+            truth: (n, A) true attributes, NaN where not annotated.
+            views: (n, V, A) predictions per view.
+        """
+        pred = np.asarray(views, np.float64).mean(axis=1)
+        with open(self.path / ATTRIBUTE_FILES[split], "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id"] + [f"true_{a}" for a in names] + [f"pred_{a}" for a in names])
+            for i in range(len(ids)):
+                w.writerow([ids[i]] + ["" if np.isnan(x) else f"{x:.6g}" for x in truth[i]]
+                           + [f"{x:.6g}" for x in pred[i]])
+
+    def read_attributes(self, split: str) -> Optional[dict]:
+        """{name: (true (n,), pred (n,))} with NaN truth where not annotated, or None."""
+        path = self.path / ATTRIBUTE_FILES[split]
+        if not path.is_file():
+            return None
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        names = [c[len("true_"):] for c in (rows[0] if rows else {}) if c.startswith("true_")]
+        return {a: (np.array([float(r[f"true_{a}"]) if r[f"true_{a}"] else np.nan for r in rows]),
+                    np.array([float(r[f"pred_{a}"]) for r in rows])) for a in names}
 
     def read_predictions(self, split: str) -> Optional[dict]:
         """A split's predictions: {"id", "path", "true", "pred", "dist" (or None), "true_dist" (or None)}."""

@@ -105,6 +105,16 @@ def standardisation(moments: dict):
     return mean, variance
 
 
+def normalise_input(model, features: np.ndarray) -> np.ndarray:
+    """`features` as the head inside `model` sees them: through the model's saved normalisation layers."""
+    x = np.asarray(features, np.float32)
+    for name in INPUT_LAYER_NAMES:
+        layer = find_layer(model, name)
+        if layer is not None:
+            x = np.asarray(layer(x))
+    return x
+
+
 def find_layer(model, name: str):
     """A layer by name, also inside nested models (the head inside its normalisation); None if absent."""
     for layer in model.layers:

@@ -76,22 +76,25 @@ class RegRankLoss(keras.losses.Loss):
     """Squared error + ω_r × pairwise hinge ranking loss within the batch (Kong et al. 2016, eq. 1-2).
 
     Column 0 of `y_true`/`y_pred` is the score; the per-sample value is `err_i² + ω_r · B/|P| · Σ_j
-    hinge_ij`, so Keras' mean over the batch gives exactly `L_reg + ω_r · L_rank`.
+    hinge_ij`, so Keras' mean over the batch gives exactly `L_reg + ω_r · L_rank`. Further columns are
+    attributes (Kong et al. eq. 3): `ω_a` × their mean squared error, over the annotated (non-NaN) ones.
 
     Args:
         margin: α.
         rank_weight: ω_r.
         low, high: the dataset's score scale; scores are rescaled to [0, 1] first.
         min_gap: pairs whose rescaled scores differ by less are left out (0: every untied pair).
+        attribute_weight: ω_a (attribute columns only).
     """
 
     def __init__(self, margin: float = 0.02, rank_weight: float = 1.0, low: float = 0.0, high: float = 1.0,
-                 min_gap: float = 0.0, name: str = "reg_rank", **kwargs):
+                 min_gap: float = 0.0, attribute_weight: float = 0.1, name: str = "reg_rank", **kwargs):
         super().__init__(name=name, **kwargs)
         if not high > low:
             raise ValueError(f"score scale must have high > low; received ({low}, {high})")
         self.margin, self.rank_weight, self.min_gap = float(margin), float(rank_weight), float(min_gap)
         self.low, self.high = float(low), float(high)
+        self.attribute_weight = float(attribute_weight)
 
     def _unit(self, y):
         return (ops.cast(y[:, 0], "float32") - self.low) / (self.high - self.low)
@@ -105,8 +108,47 @@ class RegRankLoss(keras.losses.Loss):
         hinge = ops.relu(self.margin - ops.sign(d) * e) * pairs
         batch = ops.cast(ops.shape(t)[0], "float32")
         rank = ops.sum(hinge, axis=1) * batch / ops.maximum(ops.sum(pairs), 1.0)
-        return reg + self.rank_weight * rank
+        out = reg + self.rank_weight * rank
+        if y_true.shape[-1] is not None and y_true.shape[-1] > 1:
+            out = out + self.attribute_weight * self._attribute_error(y_true, y_pred)
+        return out
+
+    @staticmethod
+    def _attribute_error(y_true, y_pred):
+        t, p = ops.cast(y_true[:, 1:], "float32"), ops.cast(y_pred[:, 1:], "float32")
+        known = ops.logical_not(ops.isnan(t))
+        err = ops.where(known, ops.square(ops.where(known, t, 0.0) - p), 0.0)
+        return ops.sum(err, axis=1) / ops.maximum(ops.sum(ops.cast(known, "float32"), axis=1), 1.0)
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin, "rank_weight": self.rank_weight,
-                "low": self.low, "high": self.high, "min_gap": self.min_gap}
+                "low": self.low, "high": self.high, "min_gap": self.min_gap,
+                "attribute_weight": self.attribute_weight}
+
+
+@keras.saving.register_keras_serializable(package="iaa")
+class SoftAssign(keras.layers.Layer):
+    """Soft content-cluster membership: softmax(−‖x − c_k‖² / τ) over K fixed centres (fitted by k-means on
+    the training split and saved with the model, so new photos are assigned the same way)."""
+
+    def __init__(self, clusters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.clusters = int(clusters)
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        self.centres = self.add_weight(shape=(self.clusters, dim), initializer="zeros", trainable=False,
+                                       name="centres")
+        self.temperature = self.add_weight(shape=(), initializer="ones", trainable=False, name="temperature")
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        d2 = (ops.sum(ops.square(x), axis=1, keepdims=True) - 2.0 * ops.matmul(x, ops.transpose(self.centres))
+              + ops.expand_dims(ops.sum(ops.square(self.centres), axis=1), 0))
+        return ops.softmax(-d2 / self.temperature, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.clusters)
+
+    def get_config(self):
+        return {**super().get_config(), "clusters": self.clusters}

@@ -24,6 +24,7 @@ class LossContext:
         dataset: dataset name (published settings differ per dataset, e.g. Kong et al.'s rank margin).
         rank_margin, rank_weight: α and ω_r of the rank loss (None: the published values).
         rank_min_gap: pairs closer than this (scores rescaled to [0, 1]) are left out of the rank loss.
+        attribute_weight: ω_a of attribute outputs (None: Kong et al.'s 0.1).
     """
 
     scale: Tuple[float, float] = (0.0, 1.0)
@@ -31,6 +32,7 @@ class LossContext:
     rank_margin: Optional[float] = None
     rank_weight: Optional[float] = None
     rank_min_gap: float = 0.0
+    attribute_weight: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -109,12 +111,14 @@ def _huber_per_bin(context: LossContext):
 
 def _reg_rank(context: LossContext):
     from heads.layers import RegRankLoss
-    from heads.rank import rank_settings
+    from heads.rank import ATTRIBUTE_WEIGHT, rank_settings
 
     paper = rank_settings(context.dataset)
     margin = paper.margin if context.rank_margin is None else context.rank_margin
     weight = paper.weight if context.rank_weight is None else context.rank_weight
-    return RegRankLoss(margin, weight, *context.scale, min_gap=context.rank_min_gap)
+    attribute_weight = ATTRIBUTE_WEIGHT if context.attribute_weight is None else context.attribute_weight
+    return RegRankLoss(margin, weight, *context.scale, min_gap=context.rank_min_gap,
+                       attribute_weight=attribute_weight)
 
 
 def _emd(context: LossContext):

@@ -13,16 +13,24 @@ FC3_UNITS = (2048, 1024, 256)
 FC3_DROPOUT = (0.25, 0.25, 0.5)
 
 
+def fc_layers(x, prefix: str = "fc", first: int = 1, last: int = 3):
+    """Layers `first`..`last` of the 3FC stack: Dense(units, relu) → BN → Dropout, named `<prefix><i>`."""
+    from keras import layers
+
+    for i in range(first, last + 1):
+        units, rate = FC3_UNITS[i - 1], FC3_DROPOUT[i - 1]
+        x = layers.Dense(units, activation="relu", kernel_initializer="he_normal", name=f"{prefix}{i}")(x)
+        x = layers.BatchNormalization(name=f"{prefix}{i}_bn")(x)
+        x = layers.Dropout(rate, name=f"{prefix}{i}_dropout")(x)
+    return x
+
+
 def fc3(x, prefix: str = "fc", outputs: int = 1, activation: str = "linear"):
     """Dense(2048, relu) → BN → Dropout(.25) → Dense(1024) → BN → Dropout(.25) → Dense(256) → BN →
     Dropout(.5) → Dense(outputs)."""
     from keras import layers
 
-    for i, (units, rate) in enumerate(zip(FC3_UNITS, FC3_DROPOUT), start=1):
-        x = layers.Dense(units, activation="relu", kernel_initializer="he_normal", name=f"{prefix}{i}")(x)
-        x = layers.BatchNormalization(name=f"{prefix}{i}_bn")(x)
-        x = layers.Dropout(rate, name=f"{prefix}{i}_dropout")(x)
-    return layers.Dense(outputs, activation=activation, name=f"{prefix}_out")(x)
+    return layers.Dense(outputs, activation=activation, name=f"{prefix}_out")(fc_layers(x, prefix))
 
 
 def _input(input_shape: Sequence[int]):

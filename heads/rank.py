@@ -40,6 +40,7 @@ PAPER_RANK_SETTINGS = {
     "ava": RankSettings(0.15, 0.1, "Kong et al. 2016 on AVA"),
     "aadb": RankSettings(0.02, 1.0, "Kong et al. 2016 on AADB"),
 }
+ATTRIBUTE_WEIGHT = 0.1  # ω_a, Kong et al. 2016, section 5
 OTHER_RANK_SETTINGS = RankSettings(0.02, 1.0, "Kong et al. 2016's AADB values (no published setting for this dataset)")
 
 

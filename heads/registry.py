@@ -18,7 +18,7 @@ NARROW_STAGES = (1e-3, 1e-4, 1e-5)
 WIDE_STAGES = (1e-4, 1e-5, 1e-6)
 POOLED_KINDS = ("mlsp_narrow", "fc7", "gmp", "spp")
 TRAINERS = ("keras", "sklearn")
-TARGETS = ("mos", "dist", "binary")
+TARGETS = ("mos", "mos_attributes", "dist", "binary")
 RECIPE_KEYS = ("input_norm", "l2", "early_stop", "max_epochs", "patience")
 
 Block = Tuple[str, int, int]  # (name, first channel, stop channel) inside the concatenated vector
@@ -46,6 +46,10 @@ class HeadSpec:
         loss: loss name in `heads.losses.LOSSES` (keras heads; None otherwise).
         max_rows: most training rows the head can fit in reasonable time (None: no limit).
         needs_blocks: the builder needs the store's block list (names and channel offsets).
+        needs_attributes: the builder takes `n_attributes` (heads with attribute outputs; the store needs
+            `labels/attributes`).
+        fit_to_data: `fit_to_data(model, features, seed) -> dict` sets weights fitted on training
+            features before training (e.g. content clusters); what it returns goes into the run config.
         uses_validation: the estimator's `fit(x, y, x_val=, y_val=)` tunes itself on the validation split.
         input_norm: a normalisation the head always uses (a published setting, e.g. "none"); None: the
             run's `--input-norm`.
@@ -65,6 +69,8 @@ class HeadSpec:
     loss: Optional[str] = "mse"
     max_rows: Optional[int] = None
     needs_blocks: bool = False
+    needs_attributes: bool = False
+    fit_to_data: Optional[Callable] = field(default=None, repr=False, compare=False)
     uses_validation: bool = False
     input_norm: Optional[str] = None
     recipe: Mapping[str, object] = field(default_factory=dict, compare=False)
@@ -128,7 +134,7 @@ def list_heads(trainer: Optional[str] = None):
 
 
 def create_head(name: str, *, input_shape: Sequence[int], n_bins: int = 0, blocks: Sequence[Block] = (),
-                seed: int = 0):
+                seed: int = 0, n_attributes: int = 0):
     """Builds the head registered as `name` for one input.
 
     Args:
@@ -137,6 +143,7 @@ def create_head(name: str, *, input_shape: Sequence[int], n_bins: int = 0, block
         n_bins: histogram bins K (distribution heads; ignored by the others).
         blocks: `(name, start, stop)` channel ranges of the MLSP blocks (heads with `needs_blocks`).
         seed: seed of scikit-learn estimators (Keras heads take the global seed).
+        n_attributes: attribute outputs (heads with `needs_attributes`; ignored by the others).
     Returns:
         A `keras.Model` for trainer "keras", an unfitted scikit-learn estimator for "sklearn".
     Raises:
@@ -149,4 +156,10 @@ def create_head(name: str, *, input_shape: Sequence[int], n_bins: int = 0, block
     if spec.target == "dist" and n_bins < 2:
         raise HeadMismatchError(f"head {name!r} predicts a K-bin distribution and needs K >= 2; "
                                 f"received n_bins={n_bins}")
-    return spec.builder(tuple(int(d) for d in input_shape), n_bins=n_bins, blocks=tuple(blocks), seed=seed)
+    extra = {}
+    if spec.needs_attributes:
+        if n_attributes < 1:
+            raise HeadMismatchError(f"head {name!r} predicts attributes and needs at least one; received "
+                                    f"n_attributes={n_attributes}")
+        extra["n_attributes"] = int(n_attributes)
+    return spec.builder(tuple(int(d) for d in input_shape), n_bins=n_bins, blocks=tuple(blocks), seed=seed, **extra)

@@ -42,7 +42,7 @@ def add_kernel_l2(model, l2: float, train_targets: np.ndarray):
     if l2 == 0:
         return model
     y = np.asarray(train_targets, np.float64).reshape(len(train_targets), -1)
-    unit = float(np.mean(y.var(axis=0))) or 1.0
+    unit = float(np.nanmean(np.nanvar(y, axis=0))) or 1.0  # attribute columns may have gaps (NaN)
     for kernel in kernels(model):
         kernel.regularizer = keras.regularizers.L2(l2 * unit)
     return model

@@ -7,12 +7,14 @@
   learning rates unable to fit. The loss is still computed on the dataset's own scale.
 - `dist`: the l1-normalised K-bin vote histogram. The output bias starts at the mean histogram
   (log-mean under a softmax), so small sets do not spend their few steps learning the mean.
+- `mos_attributes`: the MOS, then the store's attributes (`labels/attributes`, NaN where not annotated:
+  the loss skips those); only the score is rescaled.
 - `binary`: high (1) / low (0) at the dataset's threshold (low = at or below), for classifiers.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -33,6 +35,7 @@ class TargetSpec:
         prepare: `prepare(model, train_targets)` → the Keras model to train (output scaling or bias).
         rank_score: `rank_score(values)` → (n,) scores to rank by, for targets or outputs of shape (n, T)
             (early stopping on validation SRCC ranks both the same way).
+        extra: store labels beyond `label` that `make` takes as keywords (e.g. "attributes").
     """
 
     name: str
@@ -40,6 +43,7 @@ class TargetSpec:
     make: Callable = field(repr=False, compare=False)
     prepare: Callable = field(repr=False, compare=False)
     rank_score: Callable = field(repr=False, compare=False)
+    extra: Tuple[str, ...] = ()
 
 
 TARGETS: Registry[TargetSpec] = Registry("target")
@@ -64,6 +68,24 @@ def on_score_scale(model, train_targets: np.ndarray):
     if not std > 0:
         raise UsageError(f"all {len(y)} training scores equal {mean:g}; a head cannot learn a ranking from them")
     out = keras.layers.Rescaling(scale=std, offset=mean, dtype="float32", name=SCALE_LAYER)(model.output)
+    return keras.Model(model.input, out, name=model.name)
+
+
+def score_then_attributes(model, train_targets: np.ndarray):
+    """Like `on_score_scale` for the score (column 0) only; attribute outputs keep their own scale."""
+    import keras
+
+    from heads.layers import ChannelSlice
+
+    y = np.asarray(train_targets, np.float64)[:, 0]
+    mean, std = float(y.mean()), float(y.std())
+    if not std > 0:
+        raise UsageError(f"all {len(y)} training scores equal {mean:g}; a head cannot learn a ranking from them")
+    width = int(model.output.shape[-1])
+    score = ChannelSlice(0, 1, name="score_column")(model.output)
+    score = keras.layers.Rescaling(scale=std, offset=mean, dtype="float32", name=SCALE_LAYER)(score)
+    attributes = ChannelSlice(1, width, name="attribute_columns")(model.output)
+    out = keras.layers.Concatenate(name="score_and_attributes", dtype="float32")([score, attributes])
     return keras.Model(model.input, out, name=model.name)
 
 
@@ -97,6 +119,10 @@ def _mos(mos, hist, threshold):
     return np.asarray(mos, np.float32).reshape(-1, 1)
 
 
+def _mos_attributes(mos, hist, threshold, attributes=None):
+    return np.concatenate([np.asarray(mos, np.float32).reshape(-1, 1), np.asarray(attributes, np.float32)], axis=1)
+
+
 def _dist(mos, hist, threshold):
     h = np.asarray(hist, np.float64)
     return (h / h.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -116,5 +142,7 @@ def _expected_bin(values):
 
 
 register_target(TargetSpec("mos", "mos", _mos, on_score_scale, _first_column))
+register_target(TargetSpec("mos_attributes", "mos", _mos_attributes, score_then_attributes, _first_column,
+                           extra=("attributes",)))
 register_target(TargetSpec("dist", "hist", _dist, init_output_bias, _expected_bin))
 register_target(TargetSpec("binary", "mos", _binary, lambda model, y: model, _first_column))

@@ -95,6 +95,8 @@ def _add_training_options(p) -> None:
                    "(default: Kong et al.'s, 0.1 on AVA, 1 on AADB and others)")
     p.add_argument("--rank-min-gap", type=float, default=TrainConfig.rank_min_gap,
                    help="rank-loss heads: leave out pairs whose scores (rescaled to [0, 1]) differ by less")
+    p.add_argument("--attribute-weight", type=float,
+                   help="attribute heads: weight omega_a of the attribute loss (default: Kong et al.'s 0.1)")
 
 
 def _add_train_and_ablate(sub) -> None:
@@ -130,6 +132,8 @@ def _add_inspection(sub) -> None:
     dh.add_argument("--input-shape", required=True, help="e.g. 16928 or 5,5,16928")
     dh.add_argument("--bins", type=_positive_int, default=10, help="histogram bins (distribution heads)")
     dh.add_argument("--blocks", help="channels per block for multi3fc, e.g. 64,128,256,512,512")
+    dh.add_argument("--attributes", type=_positive_int, default=11,
+                    help="attribute outputs of attribute heads (default 11, AADB's)")
     dh.add_argument("--json", action="store_true")
     si = sub.add_parser("store-info", help="shapes, counts and attributes of a store")
     si.add_argument("path")
@@ -232,7 +236,7 @@ def _train_config(args, **fields):
                        parallel_reads=args.parallel_reads, input_norm=args.input_norm,
                        weight_decay=args.weight_decay, l2=args.l2, early_stop=args.early_stop,
                        rank_margin=args.rank_margin, rank_weight=args.rank_weight,
-                       rank_min_gap=args.rank_min_gap, **fields)
+                       rank_min_gap=args.rank_min_gap, attribute_weight=args.attribute_weight, **fields)
 
 
 def cmd_train(args) -> int:
@@ -290,7 +294,7 @@ def cmd_describe_head(args) -> int:
     blocks = [(f"block{i}", int(offsets[i]), int(offsets[i + 1])) for i in range(len(channels))]
     if spec.needs_blocks and not blocks:
         blocks = [("all", 0, shape[-1])]
-    model = create_head(args.head, input_shape=shape, n_bins=args.bins, blocks=blocks)
+    model = create_head(args.head, input_shape=shape, n_bins=args.bins, blocks=blocks, n_attributes=args.attributes)
     from dataclasses import asdict
 
     from pipeline.fitting import TrainConfig, recipe_for

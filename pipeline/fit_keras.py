@@ -25,6 +25,7 @@ from heads.losses import get_loss
 from heads.targets import get_target, score_scale
 from pipeline.fitting import FitGroup, FitResult, TrainerSpec, loss_context, register_trainer
 
+FIT_TO_DATA_ROWS = 10_000
 HISTORY_KEYS = ("epoch", "stage", "lr", "loss", "val_loss", "val_srcc", "seconds", "samples_per_s")
 
 
@@ -82,26 +83,38 @@ class _HeadState:
         return max_epochs * (len(self.stages) - self.stage) - self.epochs_in_stage
 
 
-def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments) -> _HeadState:
+def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments, reader: FeatureReader) -> _HeadState:
     import keras
     import tensorflow as tf
 
     spec, cols, run, cfg = group.specs[j], group.columns[j], group.runs[j], group.cfg
     set_seeds(cfg.seed)  # every head starts as it would alone
     model = create_head(spec.name, input_shape=shape, n_bins=group.store.n_bins, blocks=group.store.blocks,
-                        seed=cfg.seed)
+                        seed=cfg.seed, n_attributes=len(group.store.attribute_names))
     if mixed:
         out = keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output)
         model = keras.Model(model.input, out, name=model.name)
     model = get_target(spec.target).prepare(model, group.targets["train"][:, cols])
     add_kernel_l2(model, group.recipe.l2, group.targets["train"][:, cols])
     model = with_input_norm(model, get_input_norm(group.recipe.input_norm), moments)
+    if spec.fit_to_data:
+        run.update_config(fitted_to_data=_fit_to_data(spec, model, reader, cfg.seed, group.log))
     state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages), cols, run,
                        tf.summary.create_file_writer(str(run.tensorboard_dir)),
                        loss_context=loss_context(cfg, group.store))
     state.best_weights = model.get_weights()
     state.compile(state.lr, cfg.weight_decay)
     return state
+
+
+def _fit_to_data(spec, model, reader: FeatureReader, seed: int, log) -> dict:
+    """Runs a head's `fit_to_data` on view 0 of up to `FIT_TO_DATA_ROWS` training photos (seeded draw)."""
+    n = len(reader.rows)
+    positions = np.sort(np.random.default_rng(seed).permutation(n)[:FIT_TO_DATA_ROWS])
+    t0 = time.perf_counter()
+    info = spec.fit_to_data(model, reader.read(positions, np.zeros(len(positions), np.int64)), seed)
+    log(f"{spec.name}: fitted to {len(positions):,} training photos in {time.perf_counter() - t0:.1f} s: {info}")
+    return info
 
 
 def _input_moments(group: FitGroup, reader: FeatureReader):
@@ -235,7 +248,7 @@ def fit_keras_heads(group: FitGroup) -> List[FitResult]:
     val_reader = FeatureReader(fs, kind, group.rows["val"], cfg.cache)
     n_train, n_val, n_views = len(group.rows["train"]), len(group.rows["val"]), train_reader.n_views
     moments = _input_moments(group, train_reader)
-    heads = [_new_head(group, j, shape, mixed, moments) for j in range(len(group.specs))]
+    heads = [_new_head(group, j, shape, mixed, moments, train_reader) for j in range(len(group.specs))]
     val_ds = make_dataset(val_reader, np.arange(n_val), fixed_views(n_val, n_views, cfg.seed), group.targets["val"],
                           cfg.batch_size, cfg.parallel_reads)
     log(f"training {', '.join(h.spec.name for h in heads)} on {kind} {shape}: {n_train} train / {n_val} val "

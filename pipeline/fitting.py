@@ -46,6 +46,7 @@ class TrainConfig:
             head's own default (`HeadSpec.recipe`), else the reference's.
         rank_margin, rank_weight: α and ω_r of rank-loss heads (None: Kong et al.'s for the dataset).
         rank_min_gap: rank-loss pairs closer than this (scores rescaled to [0, 1]) are left out.
+        attribute_weight: ω_a of attribute heads (None: Kong et al.'s 0.1).
     """
 
     store: str
@@ -67,11 +68,12 @@ class TrainConfig:
     rank_margin: Optional[float] = None
     rank_weight: Optional[float] = None
     rank_min_gap: float = 0.0
+    attribute_weight: Optional[float] = None
 
     def __post_init__(self):
         if not self.weight_decay >= 0:
             raise TrainError(f"weight_decay must be >= 0; received {self.weight_decay}")
-        for name in ("rank_margin", "rank_weight"):
+        for name in ("rank_margin", "rank_weight", "attribute_weight"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise TrainError(f"{name} must be >= 0; received {value}")
@@ -125,7 +127,8 @@ RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience")
 def loss_context(cfg: TrainConfig, store: FeatureStore) -> LossContext:
     """What the heads' losses are built with in this run (dataset scale and name, rank options)."""
     return LossContext(scale=store.scale, dataset=store.identity().get("dataset") or "",
-                       rank_margin=cfg.rank_margin, rank_weight=cfg.rank_weight, rank_min_gap=cfg.rank_min_gap)
+                       rank_margin=cfg.rank_margin, rank_weight=cfg.rank_weight, rank_min_gap=cfg.rank_min_gap,
+                       attribute_weight=cfg.attribute_weight)
 
 
 def recipe_for(spec, cfg: TrainConfig) -> Recipe:

@@ -40,6 +40,9 @@ def split_rows(fs: st.FeatureStore, labels: set) -> Dict[str, np.ndarray]:
     usable = fs.status == st.DONE
     if "mos" in labels:
         usable &= np.isfinite(fs.mos)
+    if "attributes" in labels and fs.attributes is None:
+        raise TrainError(f"store {fs.path} has no attribute labels (labels/attributes); attribute heads need a "
+                         f"dataset with attributes (aadb, or a folder whose labels.csv has attr_<name> columns)")
     if "hist" in labels:
         hist = fs.hist
         usable &= np.isfinite(hist).all(axis=1) & (hist.sum(axis=1) > 0)
@@ -62,8 +65,10 @@ def target_matrix(fs: st.FeatureStore, rows: Dict[str, np.ndarray], targets: Seq
     mos, hist = fs.mos, fs.hist
     blocks, columns, width = [], {}, 0
     for name in targets:
-        make = get_target(name).make
-        block = {s: make(mos[r], None if hist is None else hist[r], threshold) for s, r in rows.items()}
+        spec = get_target(name)
+        extra = {e: getattr(fs, e) for e in spec.extra}
+        block = {s: spec.make(mos[r], None if hist is None else hist[r], threshold,
+                              **{e: v[r] for e, v in extra.items()}) for s, r in rows.items()}
         columns[name] = slice(width, width + block["train"].shape[1])
         width += block["train"].shape[1]
         blocks.append(block)
@@ -106,10 +111,14 @@ def _record(run: RunDir, spec, fs: st.FeatureStore, rows: dict, out: FitResult, 
         fields["score_scale"] = out.score_scale
     run.update_config(**fields)
     run.write_history(out.history)
+    attributes = "attributes" in get_target(spec.target).extra
     for split, views in (("val", out.val_views), ("test", out.test_views)):
         if views is not None:
             r = rows[split]
             true_hist = fs.hist[r] if spec.target == "dist" else None
+            if attributes:  # column 0 is the score, the others the attributes
+                run.write_attributes(split, fs.ids[r], fs.attribute_names, fs.attributes[r], views[..., 1:])
+                views = views[..., :1]
             run.write_predictions(split, fs.ids[r], fs.paths[r], fs.mos[r], views, true_hist)
     metrics = evaluate_run(run.path, log)
     return TrainResult(str(run.path), metrics, out.seconds, out.history)
@@ -143,7 +152,8 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
         threshold = threshold_for_scale(fs.scale)
         for (kind, trainer, recipe, _), members in _groups(specs, kinds, recipes, joint).items():
             targets = sorted({specs[i].target for i in members})
-            rows = split_rows(fs, {get_target(t).label for t in targets})
+            labels = {get_target(t).label for t in targets} | {e for t in targets for e in get_target(t).extra}
+            rows = split_rows(fs, labels)
             matrices, columns = target_matrix(fs, rows, targets, threshold)
             runs = [RunDir.create(run_dirs[i], _config(cfg, specs[i], fs, kind, rows, threshold, recipe))
                     for i in members]

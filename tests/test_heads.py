@@ -8,8 +8,8 @@ KERAS_HEADS = list_heads(trainer="keras")
 SKLEARN_HEADS = list_heads(trainer="sklearn")
 
 
-def build_head_model(head, shape, n_bins=0, blocks=()):
-    return create_head(head, input_shape=shape, n_bins=n_bins, blocks=blocks)
+def build_head_model(head, shape, n_bins=0, blocks=(), n_attributes=3):
+    return create_head(head, input_shape=shape, n_bins=n_bins, blocks=blocks, n_attributes=n_attributes)
 
 
 @pytest.mark.parametrize("head,shape,params", [
@@ -74,6 +74,11 @@ def test_every_keras_head_trains_and_round_trips(head, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((16,) + shape).astype(np.float32)
     y = rng.dirichlet(np.ones(5), 16).astype(np.float32) if spec.target == "dist" else rng.random((16, 1))
+    if spec.needs_attributes:
+        y = np.concatenate([y, rng.uniform(-1, 1, (16, 3))], axis=1)
+        y[0, 2] = np.nan  # an image without that attribute
+    if spec.fit_to_data:
+        spec.fit_to_data(model, x, 0)
     model.fit(x, y, epochs=2, batch_size=8, verbose=0)
     before = model.predict(x, verbose=0)
     model.save(tmp_path / "m.keras")

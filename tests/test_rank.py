@@ -77,7 +77,7 @@ def test_reg_rank_trains_records_its_loss_settings_and_reports_pair_accuracy(tmp
     results = run_heads(cfg, heads, [tmp_path / h for h in heads], **QUIET)
     config = json.loads((tmp_path / "reg_rank" / "config.json").read_text())
     assert config["head"]["loss_settings"] == {"name": "reg_rank", "margin": 0.05, "rank_weight": 1.0,
-                                               "low": 0.0, "high": 1.0, "min_gap": 0.01}
+                                               "low": 0.0, "high": 1.0, "min_gap": 0.01, "attribute_weight": 0.1}
     assert config["head"]["loss_settings"]["rank_weight"] == rank_settings("synthetic").weight
     for r in results:
         assert 0.0 <= r.metrics["test"]["pairwise_accuracy"] <= 1.0
@@ -90,3 +90,79 @@ def test_rank_options_are_validated():
         TrainConfig(store="s", head="reg_rank", rank_margin=-0.1)
     with pytest.raises(TrainError, match="in \\[0, 1\\)"):
         TrainConfig(store="s", head="reg_rank", rank_min_gap=1.5)
+
+
+def _attribute_store(path, n=240, seed=0):
+    """Linear-store features; the score and three attributes are functions of them (one attribute with
+    gaps), on AADB's scales."""
+    from tests.conftest import make_store
+
+    rng = np.random.default_rng(seed)
+    base = np.abs(rng.normal(size=(n, 24))).astype(np.float32)
+    feats = base[:, None, :] + 0.05 * np.abs(rng.normal(size=(n, 2, 24))).astype(np.float32)
+    w = rng.normal(size=(24, 4)) / np.sqrt(24)
+    z = np.tanh(base @ w)
+    split = np.array(["train"] * int(0.7 * n) + ["val"] * int(0.1 * n) + ["test"] * (n - int(0.8 * n)), dtype=object)
+    attrs = z[:, 1:].astype(np.float32)
+    attrs[::5, 2] = np.nan
+    make_store(path, {"mlsp_narrow": feats}, (z[:, 0] + 1) / 2, split, scale=(0.0, 1.0))
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r+")
+    root["labels"].create_array("attributes", shape=attrs.shape, dtype="float32", chunks=attrs.shape)[:] = attrs
+    dataset = dict(root.attrs["dataset"])
+    dataset["labels"] = {"attributes": {"names": ["light", "dof", "color"], "annotated": int(n * 4 / 5)}}
+    root.attrs["dataset"] = dataset
+    return path
+
+
+def test_attribute_and_content_heads_train_save_and_evaluate_attributes(tmp_path):
+    import keras
+
+    store = _attribute_store(tmp_path / "a.zarr")
+    cfg = TrainConfig(store=str(store), head="reg_rank_att", batch_size=32, lr_stages=[1e-3], max_epochs=4,
+                      input_norm="standard")
+    heads = ["single3fc", "reg_rank", "reg_rank_att", "reg_rank_att_cont"]  # the paper's ablation, one pass
+    results = run_heads(cfg, heads, [tmp_path / h for h in heads], **QUIET)
+    assert "attributes" not in results[0].metrics["test"]
+    for h, r in list(zip(heads, results))[2:]:
+        attrs = r.metrics["test"]["attributes"]
+        assert list(attrs) == ["light", "dof", "color"] and attrs["color"]["n"] == 48 - 9  # every 5th: no color
+        assert all(m["srcc"] is not None for m in attrs.values())
+        assert "| attribute (test) |" in (tmp_path / h / "report.md").read_text()
+        assert r.metrics["test"]["srcc"] > 0.3
+    config = json.loads((tmp_path / "reg_rank_att_cont" / "config.json").read_text())
+    fitted = config["fitted_to_data"]
+    assert fitted["clusters"] == 10 and sum(fitted["sizes"]) == 168 and fitted["temperature"] > 0
+    model = keras.saving.load_model(tmp_path / "reg_rank_att_cont" / "model.keras", compile=False)
+    from heads.inputs import find_layer
+
+    centres = find_layer(model, "content_membership").centres.numpy()
+    assert centres.shape == (10, 24) and np.abs(centres).sum() > 0  # the fitted clusters travel with the model
+
+
+def test_attribute_heads_refuse_a_store_without_attributes(tmp_path):
+    store = linear_store(tmp_path / "s.zarr", n=60)
+    with pytest.raises(TrainError, match="no attribute labels"):
+        run_heads(TrainConfig(store=str(store), head="reg_rank_att"), ["reg_rank_att"], [tmp_path / "r"], **QUIET)
+
+
+def test_attribute_loss_skips_missing_attributes():
+    from heads.layers import RegRankLoss
+
+    y = np.array([[0.2, 0.5, np.nan], [0.8, -0.5, 1.0]], np.float32)
+    p = np.array([[0.2, 0.1, 99.0], [0.8, -0.5, 0.0]], np.float32)
+    loss = RegRankLoss(margin=0.0, rank_weight=0.0, attribute_weight=0.5)
+    assert float(loss(y, p)) == pytest.approx(0.5 * (0.16 + 0.5) / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("head, params", [("reg_rank", 37_044_737), ("reg_rank_att", 37_056_023),
+                                          ("reg_rank_att_cont", 37_227_716)])
+def test_parameter_counts_on_irnv2_narrow_with_aadb_attributes(head, params):
+    """By hand: the Single-3FC trunk (37,044,737) + attributes Dense(1024→11) 11,275, the score layer on
+    256 + 11 inputs (+11 weights); content: 10 branches (267·10 + 10) and the 10 × 16,928 centres + τ
+    (not trainable)."""
+    from heads import create_head
+
+    model = create_head(head, input_shape=(16928,), n_attributes=11)
+    assert model.count_params() == params

@@ -1,0 +1,128 @@
+"""Kong et al. 2016's attribute- and content-adaptive heads on narrow MLSP features (Reg+Rank+Att,
+Reg+Rank+Att+Cont), trained with `RegRankLoss` (score: regression + rank; attributes: ω_a × Euclidean).
+
+Attribute-adaptive (figure 3b): an attribute branch (one linear output per attribute) on the second
+FC layer of the Single-3FC trunk; its predictions are concatenated with the third FC layer's features
+to predict the score. Content-adaptive (figure 3c): K content-specific score branches on that same
+joined vector, mixed by soft cluster membership. The paper fine-tunes a content classifier on k-means
+clusters of AlexNet features (AADB has no content labels); here the clusters are k-means on the head's
+own (normalised) input over the training split (scikit-learn, k = 10 by default as in the paper, fitted
+before training), and membership is softmax(−‖x − c_k‖² / τ) with τ the mean squared distance of a
+training photo to its nearest centre. Centres and τ are weights of the saved model, so scoring new
+photos assigns them the same way.
+
+Outputs: column 0 the score, then one column per attribute (saved and evaluated per attribute).
+
+Reference: Kong, Shen, Lin, Mech, Fowlkes, ECCV 2016, sections 4.3-4.4, eq. 3; ω_a = 0.1 (section 5).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from heads.mlsp_fc import fc_layers
+from heads.registry import NARROW_STAGES, Block, HeadSpec, register_head
+
+CONTENT_CLUSTERS = 10
+KMEANS_ROWS = 10_000  # training photos the clusters are fitted on (view 0 of each); more add little
+
+
+def _trunk(input_shape: Sequence[int], n_attributes: int):
+    """Input → fc1, fc2 → (attribute predictions, joined = [fc3 features ‖ attributes])."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input(tuple(input_shape), name="features")
+    shared = fc_layers(inp, "fc", 1, 2)
+    attributes = layers.Dense(n_attributes, name="attributes")(shared)
+    joined = layers.Concatenate(name="score_features")([fc_layers(shared, "fc", 3, 3), attributes])
+    return inp, attributes, joined
+
+
+def RegRankAtt(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Block] = (), seed: int = 0,
+               n_attributes: int = 11):
+    """Reg+Rank+Att: Single-3FC trunk with an attribute branch joined into the score path.
+
+    Reference: Kong et al. 2016, section 4.3 (figure 3b).
+
+    Args:
+        input_shape: `(C,)`, the narrow MLSP vector.
+        n_attributes: attribute outputs (the store's `labels/attributes` columns; 11 on AADB).
+        n_bins, blocks, seed: unused (the factory's common signature).
+    Returns:
+        A `keras.Model` named "reg_rank_att" with outputs (score, attribute_1..A).
+    """
+    import keras
+    from keras import layers
+
+    inp, attributes, joined = _trunk(input_shape, n_attributes)
+    score = layers.Dense(1, name="score")(joined)
+    return keras.Model(inp, layers.Concatenate(name="outputs")([score, attributes]), name="reg_rank_att")
+
+
+def RegRankAttCont(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Block] = (), seed: int = 0,
+                   n_attributes: int = 11, clusters: int = CONTENT_CLUSTERS):
+    """Reg+Rank+Att+Cont: K content-specific score branches mixed by soft cluster membership.
+
+    Reference: Kong et al. 2016, section 4.4 (figure 3c).
+
+    Args:
+        input_shape: `(C,)`, the narrow MLSP vector.
+        n_attributes: attribute outputs.
+        clusters: K content clusters (fitted by `fit_content_clusters` before training).
+        n_bins, blocks, seed: unused (the factory's common signature).
+    Returns:
+        A `keras.Model` named "reg_rank_att_cont" with outputs (score, attribute_1..A).
+    """
+    import keras
+    from keras import layers
+
+    from heads.layers import SoftAssign
+
+    inp, attributes, joined = _trunk(input_shape, n_attributes)
+    branch_scores = layers.Dense(clusters, name="content_scores")(joined)
+    weights = SoftAssign(clusters, name="content_membership")(inp)
+    score = layers.Dot(axes=1, name="score")([weights, branch_scores])
+    return keras.Model(inp, layers.Concatenate(name="outputs")([score, attributes]), name="reg_rank_att_cont")
+
+
+def fit_content_clusters(model, features: np.ndarray, seed: int) -> dict:
+    """k-means on the head's (normalised) training input; sets the membership layer's centres and τ.
+
+    Args:
+        model: the head, possibly behind its input normalisation (`heads.inputs.with_input_norm`).
+        features: (n, C) raw training features (one view per photo).
+        seed: k-means seed.
+    Returns:
+        What the run records: K, photos per cluster, τ, rows used.
+    """
+    from sklearn.cluster import KMeans
+
+    from heads.inputs import find_layer, normalise_input
+
+    layer = find_layer(model, "content_membership")
+    x = np.asarray(normalise_input(model, features), np.float64)
+    k = min(layer.clusters, len(x))
+    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x)
+    centres = np.zeros((layer.clusters, x.shape[1]), np.float32)
+    centres[:k] = km.cluster_centers_
+    if k < layer.clusters:  # fewer photos than clusters: unused centres far away
+        centres[k:] = 1e6
+    nearest = km.transform(x).min(axis=1) ** 2
+    temperature = float(max(nearest.mean(), 1e-6))
+    layer.centres.assign(centres)
+    layer.temperature.assign(temperature)
+    return {"clusters": int(layer.clusters), "fitted": int(k), "rows": int(len(x)), "temperature": temperature,
+            "sizes": np.bincount(km.labels_, minlength=layer.clusters).astype(int).tolist(),
+            "inertia": float(km.inertia_)}
+
+
+_REF = "Kong et al. 2016, sections 4.3-4.4"
+register_head(HeadSpec("reg_rank_att", RegRankAtt, kinds=("mlsp_narrow",), target="mos_attributes",
+                       trainer="keras", lr_stages=NARROW_STAGES, loss="reg_rank", needs_attributes=True,
+                       reference=_REF, description="Reg+Rank with an attribute branch joined into the score path"))
+register_head(HeadSpec("reg_rank_att_cont", RegRankAttCont, kinds=("mlsp_narrow",), target="mos_attributes",
+                       trainer="keras", lr_stages=NARROW_STAGES, loss="reg_rank", needs_attributes=True,
+                       fit_to_data=fit_content_clusters, reference=_REF,
+                       description="Reg+Rank+Att with K content branches mixed by k-means cluster membership"))
