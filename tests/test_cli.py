@@ -29,6 +29,7 @@ def _bad_invocations(tmp_path):
         "score": ["score", str(not_a_store), str(tmp_path)],
         "video": ["video", str(not_a_store), str(tmp_path / "clip.mp4")],
         "best-shot": ["best-shot", str(not_a_store), str(tmp_path)],
+        "evaluate-on": ["evaluate-on", str(not_a_store), str(not_a_store)],
         "explain": ["explain", str(not_a_store), str(tmp_path / "x.jpg")],
         "export": ["export", str(not_a_store), "--out", str(tmp_path / "m")],
         "serve": ["serve", str(not_a_store)],

@@ -166,3 +166,22 @@ def test_parameter_counts_on_irnv2_narrow_with_aadb_attributes(head, params):
 
     model = create_head(head, input_shape=(16928,), n_attributes=11)
     assert model.count_params() == params
+
+
+def test_evaluate_on_another_store_maps_scales_by_rank_and_refuses_other_features(tmp_path, capsys):
+    from pipeline.cli import main
+    from pipeline.score.evaluate_on import evaluate_on, rank_map
+
+    np.testing.assert_allclose(rank_map(np.array([3.0, 1.0, 2.0]), np.array([10.0, 30.0, 20.0])), [30, 10, 20])
+    source = linear_store(tmp_path / "ava.zarr", n=240)  # 1-10 scale
+    target = linear_store(tmp_path / "aadb.zarr", n=240, unit_scale=True)  # the same photos rated 0-1
+    run = tmp_path / "run"
+    run_heads(TrainConfig(store=str(source), head="ridge"), ["ridge"], [run], **QUIET)
+    m = evaluate_on(run, target, split="all", **QUIET)
+    assert m["n"] == 240 and m["target_scale"] == [0.0, 1.0] and m["srcc"] > 0.8
+    assert m["plcc_rank_mapped"] > 0.8 and m["rmse_rank_mapped"] < 0.1  # mapped onto 0-1
+    out = run / "evaluate_on" / "aadb_all"
+    assert (out / "scatter.png").is_file() and "rank" in (out / "report.md").read_text()
+    wide = linear_store(tmp_path / "other.zarr", n=60, dim=12)
+    assert main(["evaluate-on", str(run), str(wide)]) == 2
+    assert "kind mlsp_narrow: the run's shape [24], the store's [12]" in capsys.readouterr().err

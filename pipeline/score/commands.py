@@ -20,6 +20,11 @@ def add_parsers(sub, positive_int) -> None:
 
 
     _add_best_shot(sub, positive_int)
+    eo = sub.add_parser("evaluate-on", help="score another store's split with a trained run (cross-dataset)")
+    eo.add_argument("run_dir", help="a run directory (or an ablation directory: its best run)")
+    eo.add_argument("store", help="a feature store extracted like the run's (backbone, weights, blocks)")
+    eo.add_argument("--split", default="test", help="test, val, train or all (default test)")
+    eo.add_argument("--out", help="output directory (default <run_dir>/evaluate_on/<store>_<split>)")
     xp = sub.add_parser("export", help="one model from image pixels to score (SavedModel, ONNX or .keras), checked")
     xp.add_argument("run_dir", help="a run directory of a Keras head (or an ablation directory: its best run)")
     xp.add_argument("--format", choices=("saved_model", "onnx", "keras"), default="saved_model",
@@ -181,5 +186,16 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"export": cmd_export, "score": cmd_score, "video": cmd_video, "best-shot": cmd_best_shot,
+def cmd_evaluate_on(args) -> int:
+    from pipeline.score.evaluate_on import evaluate_on
+    from pipeline.score.score import resolve_run_dir
+
+    run_dir, note = resolve_run_dir(args.run_dir)
+    if note:
+        print(note)
+    evaluate_on(run_dir, args.store, split=args.split, out=args.out, log=lambda m: print(m, flush=True))
+    return EXIT_OK
+
+
+COMMANDS = {"evaluate-on": cmd_evaluate_on, "export": cmd_export, "score": cmd_score, "video": cmd_video, "best-shot": cmd_best_shot,
             "explain": cmd_explain}
