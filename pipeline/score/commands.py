@@ -197,5 +197,6 @@ def cmd_evaluate_on(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"evaluate-on": cmd_evaluate_on, "export": cmd_export, "score": cmd_score, "video": cmd_video, "best-shot": cmd_best_shot,
+COMMANDS = {"evaluate-on": cmd_evaluate_on, "export": cmd_export, "score": cmd_score, "video": cmd_video,
+            "best-shot": cmd_best_shot,
             "explain": cmd_explain}
