@@ -25,6 +25,8 @@ class LossContext:
         rank_margin, rank_weight: α and ω_r of the rank loss (None: the published values).
         rank_min_gap: pairs closer than this (scores rescaled to [0, 1]) are left out of the rank loss.
         attribute_weight: ω_a of attribute outputs (None: Kong et al.'s 0.1).
+        rater_columns: R trailing target columns of per-rater scores (0: pairs by mean score).
+        rank_pairs: with raters, "same-rater" or "both" (same-rater pairs plus the other pairs).
     """
 
     scale: Tuple[float, float] = (0.0, 1.0)
@@ -33,6 +35,8 @@ class LossContext:
     rank_weight: Optional[float] = None
     rank_min_gap: float = 0.0
     attribute_weight: Optional[float] = None
+    rater_columns: int = 0
+    rank_pairs: str = "same-rater"
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,13 @@ class LossSpec:
         build: `build(context: LossContext)` → a `keras.losses.Loss` (serialisable, so saved models load
             compiled).
         description: one line for the run config.
+        uses_raters: the loss can order pairs by individual raters' scores (trailing target columns).
     """
 
     name: str
     build: Callable = field(repr=False, compare=False)
     description: str = ""
+    uses_raters: bool = False
 
 
 LOSSES: Registry[LossSpec] = Registry("loss")
@@ -118,7 +124,8 @@ def _reg_rank(context: LossContext):
     weight = paper.weight if context.rank_weight is None else context.rank_weight
     attribute_weight = ATTRIBUTE_WEIGHT if context.attribute_weight is None else context.attribute_weight
     return RegRankLoss(margin, weight, *context.scale, min_gap=context.rank_min_gap,
-                       attribute_weight=attribute_weight)
+                       attribute_weight=attribute_weight, rater_columns=context.rater_columns,
+                       pairs=context.rank_pairs)
 
 
 def _emd(context: LossContext):
@@ -132,5 +139,5 @@ register_loss(LossSpec("huber_dist", _huber_per_bin,
                        "Huber per bin, delta = 1/9, summed over bins (Murray & Gordo 2017, eq. 1)"))
 register_loss(LossSpec("reg_rank", _reg_rank,
                        "squared error + ω_r × pairwise hinge rank loss within the batch, on scores rescaled "
-                       "to [0, 1] (Kong et al. 2016, eq. 1-2)"))
+                       "to [0, 1] (Kong et al. 2016, eq. 1-2)", uses_raters=True))
 register_loss(LossSpec("emd", _emd, "EMD r = 2 over the CDFs (Talebi & Milanfar 2018)"))

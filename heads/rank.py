@@ -60,6 +60,53 @@ def rank_loss_numpy(y_true: np.ndarray, y_pred: np.ndarray, margin: float, min_g
     return total / max(count, 1)
 
 
+def rater_rank_loss_numpy(ratings: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, margin: float,
+                          pairs: str = "same-rater") -> float:
+    """L_rank over rater pairs, pair by pair: (i, j) counts when the raters who scored both disagree with
+    a tie in sum; ordered by the sum of their signs ("both": other untied pairs by the mean scores)."""
+    total, count = 0.0, 0
+    for i in range(len(y_true)):
+        for j in range(len(y_true)):
+            if i == j:
+                continue
+            both = ~np.isnan(ratings[i]) & ~np.isnan(ratings[j])
+            votes = float(np.sign(ratings[i, both] - ratings[j, both]).sum())
+            if votes != 0:
+                sign = np.sign(votes)
+            elif pairs == "both" and y_true[i] != y_true[j]:
+                sign = np.sign(y_true[i] - y_true[j])
+            else:
+                continue
+            total += max(0.0, margin - sign * (y_pred[i] - y_pred[j]))
+            count += 1
+    return total / max(count, 1)
+
+
+def rater_matrix(ratings: dict, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), R) each rater's score of each photo (mean if they scored it twice; NaN: not rated),
+    one column per rater of the store, for the store rows `rows`."""
+    raters, column = np.unique(ratings["rater"], return_inverse=True)
+    where = np.full(int(max(ratings["image"].max(initial=0), rows.max(initial=0))) + 1, -1)
+    where[rows] = np.arange(len(rows))
+    picked = where[ratings["image"]] >= 0
+    total = np.zeros((len(rows), len(raters)))
+    count = np.zeros((len(rows), len(raters)))
+    np.add.at(total, (where[ratings["image"][picked]], column[picked]), ratings["score"][picked])
+    np.add.at(count, (where[ratings["image"][picked]], column[picked]), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan).astype(np.float32)
+
+
+def same_rater_pairs_per_batch(matrix: np.ndarray, batch: int, seed: int = 0, samples: int = 20_000) -> float:
+    """Expected pairs of a random batch that some rater scored differently (a sampled estimate)."""
+    rng = np.random.default_rng(seed)
+    i, j = rng.integers(0, len(matrix), samples), rng.integers(0, len(matrix), samples)
+    a, b = matrix[i], matrix[j]
+    both = ~np.isnan(a) & ~np.isnan(b)
+    differ = (np.where(both, np.sign(np.nan_to_num(a) - np.nan_to_num(b)), 0).sum(axis=1) != 0) & (i != j)
+    return float(differ.mean() * batch * (batch - 1) / 2)
+
+
 def RegRank(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Block] = (), seed: int = 0):
     """Reg+Rank on narrow MLSP features: the Single-3FC trunk, trained with `RegRankLoss`.
 

@@ -66,7 +66,7 @@ def _add_extract(sub) -> None:
 
 def _add_training_options(p) -> None:
     from heads.inputs import INPUT_NORMS
-    from pipeline.fitting import EARLY_STOP, REFERENCE_RECIPE, TrainConfig
+    from pipeline.fitting import EARLY_STOP, RANK_PAIRS, REFERENCE_RECIPE, TrainConfig
 
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--lr-stages", help="comma-separated learning rates, one stage each "
@@ -95,6 +95,9 @@ def _add_training_options(p) -> None:
                    "(default: Kong et al.'s, 0.1 on AVA, 1 on AADB and others)")
     p.add_argument("--rank-min-gap", type=float, default=TrainConfig.rank_min_gap,
                    help="rank-loss heads: leave out pairs whose scores (rescaled to [0, 1]) differ by less")
+    p.add_argument("--rank-pairs", choices=RANK_PAIRS, default=TrainConfig.rank_pairs,
+                   help="rank-loss pairs: all (by mean score), same-rater (pairs a rater scored both of, in that "
+                        "rater's order), both; auto: same-rater when the store has rater ids, else all")
     p.add_argument("--attribute-weight", type=float,
                    help="attribute heads: weight omega_a of the attribute loss (default: Kong et al.'s 0.1)")
 
@@ -236,7 +239,8 @@ def _train_config(args, **fields):
                        parallel_reads=args.parallel_reads, input_norm=args.input_norm,
                        weight_decay=args.weight_decay, l2=args.l2, early_stop=args.early_stop,
                        rank_margin=args.rank_margin, rank_weight=args.rank_weight,
-                       rank_min_gap=args.rank_min_gap, attribute_weight=args.attribute_weight, **fields)
+                       rank_min_gap=args.rank_min_gap, attribute_weight=args.attribute_weight,
+                       rank_pairs=args.rank_pairs, **fields)
 
 
 def cmd_train(args) -> int:

@@ -94,14 +94,17 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments, reade
     if mixed:
         out = keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output)
         model = keras.Model(model.input, out, name=model.name)
-    model = get_target(spec.target).prepare(model, group.targets["train"][:, cols])
-    add_kernel_l2(model, group.recipe.l2, group.targets["train"][:, cols])
+    raters = group.rater_columns[j] if group.rater_columns else 0
+    own = group.targets["train"][:, cols]
+    own = own[:, :own.shape[1] - raters]  # without the per-rater columns that only order rank pairs
+    model = get_target(spec.target).prepare(model, own)
+    add_kernel_l2(model, group.recipe.l2, own)
     model = with_input_norm(model, get_input_norm(group.recipe.input_norm), moments)
     if spec.fit_to_data:
         run.update_config(fitted_to_data=_fit_to_data(spec, model, reader, cfg.seed, group.log))
     state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages), cols, run,
                        tf.summary.create_file_writer(str(run.tensorboard_dir)),
-                       loss_context=loss_context(cfg, group.store))
+                       loss_context=loss_context(cfg, group.store, raters))
     state.best_weights = model.get_weights()
     state.compile(state.lr, cfg.weight_decay)
     return state

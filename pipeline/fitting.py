@@ -21,6 +21,7 @@ from heads.losses import LossContext
 
 
 EARLY_STOP = ("loss", "srcc")
+RANK_PAIRS = ("auto", "all", "same-rater", "both")
 
 
 class TrainError(UsageError):
@@ -47,6 +48,9 @@ class TrainConfig:
         rank_margin, rank_weight: α and ω_r of rank-loss heads (None: Kong et al.'s for the dataset).
         rank_min_gap: rank-loss pairs closer than this (scores rescaled to [0, 1]) are left out.
         attribute_weight: ω_a of attribute heads (None: Kong et al.'s 0.1).
+        rank_pairs: rank-loss pairs: "all" (every untied pair of a batch, by mean score), "same-rater"
+            (pairs some rater scored both of, by that rater's order; needs rater data), "both", or "auto"
+            (same-rater when the store has rater data, else all).
     """
 
     store: str
@@ -69,6 +73,7 @@ class TrainConfig:
     rank_weight: Optional[float] = None
     rank_min_gap: float = 0.0
     attribute_weight: Optional[float] = None
+    rank_pairs: str = "auto"
 
     def __post_init__(self):
         if not self.weight_decay >= 0:
@@ -77,6 +82,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise TrainError(f"{name} must be >= 0; received {value}")
+        if self.rank_pairs not in RANK_PAIRS:
+            raise TrainError(f"rank_pairs must be one of {', '.join(RANK_PAIRS)}; received {self.rank_pairs!r}")
         if not 0 <= self.rank_min_gap < 1:
             raise TrainError(f"rank_min_gap is a gap between scores rescaled to [0, 1], in [0, 1); "
                              f"received {self.rank_min_gap}")
@@ -124,11 +131,28 @@ REFERENCE_RECIPE = Recipe()
 RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience")
 
 
-def loss_context(cfg: TrainConfig, store: FeatureStore) -> LossContext:
-    """What the heads' losses are built with in this run (dataset scale and name, rank options)."""
+def loss_context(cfg: TrainConfig, store: FeatureStore, rater_columns: int = 0) -> LossContext:
+    """What a head's loss is built with in this run (dataset scale and name, rank options, and how many
+    trailing target columns are per-rater scores)."""
     return LossContext(scale=store.scale, dataset=store.identity().get("dataset") or "",
                        rank_margin=cfg.rank_margin, rank_weight=cfg.rank_weight, rank_min_gap=cfg.rank_min_gap,
-                       attribute_weight=cfg.attribute_weight)
+                       attribute_weight=cfg.attribute_weight, rater_columns=rater_columns,
+                       rank_pairs="both" if cfg.rank_pairs == "both" else "same-rater")
+
+
+def uses_raters(spec, cfg: TrainConfig, store: FeatureStore) -> bool:
+    """Whether a head's rank pairs come from individual raters in this run (refuses "same-rater"/"both"
+    on a store without rater data)."""
+    from heads.losses import LOSSES
+
+    if not (spec.loss and LOSSES.get(spec.loss).uses_raters) or cfg.rank_pairs == "all":
+        return False
+    if store.ratings is None:
+        if cfg.rank_pairs == "auto":
+            return False
+        raise TrainError(f"--rank-pairs {cfg.rank_pairs} needs individual ratings with rater ids; store "
+                         f"{store.path} has none (aadb with AADB_AllinAll.csv, or a folder with a rater column)")
+    return True
 
 
 def recipe_for(spec, cfg: TrainConfig) -> Recipe:
@@ -152,6 +176,7 @@ class FitGroup:
         rows: store rows per split ("train", "val", "test").
         targets: per split one (n, T) float32 matrix; head j learns its columns `columns[j]`.
         columns: per head, its slice of the target columns.
+        rater_columns: per head, how many trailing columns of its slice are per-rater scores (0: none).
         runs: per head, its run directory.
         log: where progress lines go.
         recipe: the heads' shared `Recipe`.
@@ -167,6 +192,7 @@ class FitGroup:
     runs: List[RunDir]
     log: Callable[[str], None] = print
     recipe: Recipe = REFERENCE_RECIPE
+    rater_columns: List[int] = field(default_factory=list)
 
 
 @dataclass

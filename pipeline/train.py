@@ -20,7 +20,17 @@ from heads import HeadMismatchError, get_head
 from heads.losses import LOSSES, get_loss, loss_settings
 from heads.targets import get_target
 from pipeline import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
-from pipeline.fitting import TRAINERS, FitGroup, FitResult, Recipe, TrainConfig, TrainError, loss_context, recipe_for
+from pipeline.fitting import (
+    TRAINERS,
+    FitGroup,
+    FitResult,
+    Recipe,
+    TrainConfig,
+    TrainError,
+    loss_context,
+    recipe_for,
+    uses_raters,
+)
 
 __all__ = ["TrainConfig", "TrainError", "TrainResult", "run_heads", "run_train", "default_run_dir"]
 
@@ -56,36 +66,62 @@ def split_rows(fs: st.FeatureStore, labels: set) -> Dict[str, np.ndarray]:
     return rows
 
 
-def target_matrix(fs: st.FeatureStore, rows: Dict[str, np.ndarray], targets: Sequence[str], threshold: float):
+def target_matrix(fs: st.FeatureStore, rows: Dict[str, np.ndarray], targets: Sequence, threshold: float):
     """One (n, T) target matrix per split with every target's columns side by side.
 
+    Args:
+        targets: target names, or (name, with_raters) keys: those get the per-rater score columns of
+            `heads.rank.rater_matrix` appended (rank losses ordering pairs by individual raters).
     Returns:
-        (matrices per split, {target name: its column slice}).
+        (matrices per split, {target key: its column slice}).
     """
+    from heads.rank import rater_matrix
+
     mos, hist = fs.mos, fs.hist
     blocks, columns, width = [], {}, 0
-    for name in targets:
+    raters = None
+    for key in targets:
+        name, with_raters = key if isinstance(key, tuple) else (key, False)
         spec = get_target(name)
         extra = {e: getattr(fs, e) for e in spec.extra}
         block = {s: spec.make(mos[r], None if hist is None else hist[r], threshold,
                               **{e: v[r] for e, v in extra.items()}) for s, r in rows.items()}
-        columns[name] = slice(width, width + block["train"].shape[1])
+        if with_raters:
+            raters = raters or {s: rater_matrix(fs.ratings, r) for s, r in rows.items()}
+            block = {s: np.concatenate([block[s], raters[s]], axis=1) for s in block}
+        columns[key] = slice(width, width + block["train"].shape[1])
         width += block["train"].shape[1]
         blocks.append(block)
     return {s: np.concatenate([b[s] for b in blocks], axis=1) for s in rows}, columns
 
 
 def _config(cfg: TrainConfig, spec, fs: st.FeatureStore, kind: str, rows: dict, threshold: float,
-            recipe: Recipe) -> dict:
+            recipe: Recipe, raters: int = 0) -> dict:
     return {"train": {**asdict(cfg), "head": spec.name},
             "head": {"name": spec.name, "trainer": spec.trainer, "target": spec.target, "loss": spec.loss,
                      "loss_description": LOSSES.get(spec.loss).description if spec.loss else None,
-                     "loss_settings": loss_settings(get_loss(spec.loss, loss_context(cfg, fs))) if spec.loss else None,
+                     "loss_settings": loss_settings(get_loss(spec.loss, loss_context(cfg, fs, raters)))
+                     if spec.loss else None,
                      "description": spec.description, "reference": spec.reference},
             "kind": kind, "input_norm": recipe.input_norm, "recipe": asdict(recipe),
             "lr_stages": list(cfg.lr_stages or spec.lr_stages) if spec.lr_stages else None,
             "store": fs.identity(), "extraction": fs.extraction(), "splits": {s: int(len(r)) for s, r in rows.items()},
             "threshold": threshold, "scale": list(fs.scale)}
+
+
+def _rater_columns(fs: st.FeatureStore, rows: dict, key: tuple, columns: dict, log, batch: int) -> int:
+    """How many per-rater columns a head's targets end with (0 without raters); logs how many same-rater
+    pairs a random training batch holds: batches are plain shuffles, and the estimate says whether that
+    gives the rank loss enough pairs (AADB: about 5 raters per photo, each rating hundreds of photos)."""
+    if not key[1]:
+        return 0
+    from heads.rank import rater_matrix, same_rater_pairs_per_batch
+
+    matrix = rater_matrix(fs.ratings, rows["train"])
+    pairs = same_rater_pairs_per_batch(matrix, batch)
+    log(f"rank pairs from {matrix.shape[1]} raters: about {pairs:,.0f} same-rater pairs per batch of {batch}"
+        + ("; too few for the rank loss to matter: use --rank-pairs both" if pairs < 1 else ""))
+    return int(matrix.shape[1])
 
 
 def default_run_dir(store: str, head: str, seed: int) -> Path:
@@ -151,14 +187,17 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
             raise TrainError(f"store {cfg.store}: {exc}") from None
         threshold = threshold_for_scale(fs.scale)
         for (kind, trainer, recipe, _), members in _groups(specs, kinds, recipes, joint).items():
-            targets = sorted({specs[i].target for i in members})
-            labels = {get_target(t).label for t in targets} | {e for t in targets for e in get_target(t).extra}
+            keys = {i: (specs[i].target, uses_raters(specs[i], cfg, fs)) for i in members}
+            targets = sorted(set(keys.values()))
+            labels = {get_target(t).label for t, _ in targets} | {e for t, _ in targets for e in get_target(t).extra}
             rows = split_rows(fs, labels)
             matrices, columns = target_matrix(fs, rows, targets, threshold)
-            runs = [RunDir.create(run_dirs[i], _config(cfg, specs[i], fs, kind, rows, threshold, recipe))
+            raters = {i: _rater_columns(fs, rows, keys[i], columns, log, cfg.batch_size) for i in members}
+            runs = [RunDir.create(run_dirs[i], _config(cfg, specs[i], fs, kind, rows, threshold, recipe, raters[i]))
                     for i in members]
             group = FitGroup(cfg, [specs[i] for i in members], fs, kind, rows, matrices,
-                             [columns[specs[i].target] for i in members], runs, log, recipe)
+                             [columns[keys[i]] for i in members], runs, log, recipe,
+                             [raters[i] for i in members])
             outs = TRAINERS.get(trainer).fit(group)
             for i, run, out in zip(members, runs, outs):
                 results[i] = _record(run, specs[i], fs, rows, out, log)

@@ -77,7 +77,8 @@ def test_reg_rank_trains_records_its_loss_settings_and_reports_pair_accuracy(tmp
     results = run_heads(cfg, heads, [tmp_path / h for h in heads], **QUIET)
     config = json.loads((tmp_path / "reg_rank" / "config.json").read_text())
     assert config["head"]["loss_settings"] == {"name": "reg_rank", "margin": 0.05, "rank_weight": 1.0,
-                                               "low": 0.0, "high": 1.0, "min_gap": 0.01, "attribute_weight": 0.1}
+                                               "low": 0.0, "high": 1.0, "min_gap": 0.01, "attribute_weight": 0.1,
+                                               "rater_columns": 0, "pairs": "same-rater"}
     assert config["head"]["loss_settings"]["rank_weight"] == rank_settings("synthetic").weight
     for r in results:
         assert 0.0 <= r.metrics["test"]["pairwise_accuracy"] <= 1.0
@@ -185,3 +186,61 @@ def test_evaluate_on_another_store_maps_scales_by_rank_and_refuses_other_feature
     wide = linear_store(tmp_path / "other.zarr", n=60, dim=12)
     assert main(["evaluate-on", str(run), str(wide)]) == 2
     assert "kind mlsp_narrow: the run's shape [24], the store's [12]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pairs", ["same-rater", "both"])
+def test_rater_pairs_loss_equals_the_formula(pairs):
+    from heads.layers import RegRankLoss
+    from heads.rank import rater_rank_loss_numpy
+
+    rng = np.random.default_rng(1)
+    n, raters = 16, 5
+    ratings = rng.integers(1, 6, (n, raters)).astype(np.float32)
+    ratings[rng.random((n, raters)) < 0.6] = np.nan  # each photo rated by some raters
+    y = np.nanmean(np.where(np.isnan(ratings).all(axis=1, keepdims=True), 3.0, ratings), axis=1) / 5
+    p = rng.random(n)
+    loss = RegRankLoss(0.1, 1.0, rater_columns=raters, pairs=pairs)
+    got = float(loss(np.concatenate([y[:, None], ratings], axis=1).astype(np.float32), p[:, None].astype(np.float32)))
+    want = np.mean((y - p) ** 2) + rater_rank_loss_numpy(ratings, y, p, 0.1, pairs)
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_rater_matrix_and_pairs_per_batch():
+    from heads.rank import rater_matrix, same_rater_pairs_per_batch
+
+    ratings = {"image": np.array([0, 0, 1, 2, 2, 2]), "rater": np.array(["a", "b", "a", "a", "b", "a"]),
+               "score": np.array([1.0, 2.0, 3.0, 4.0, 5.0, 2.0])}
+    m = rater_matrix(ratings, np.array([2, 0]))
+    np.testing.assert_allclose(m, [[3.0, 5.0], [1.0, 2.0]])  # rater a scored photo 2 twice: the mean
+    assert same_rater_pairs_per_batch(m, 8) > 0
+
+
+def test_rank_heads_order_pairs_by_raters_when_the_store_has_them(tmp_path, capsys):
+    from tests.conftest import make_store
+
+    rng = np.random.default_rng(0)
+    n = 120
+    x = np.abs(rng.normal(size=(n, 1, 16))).astype(np.float32)
+    true = x[:, 0] @ rng.normal(size=16)
+    split = np.array(["train"] * 80 + ["val"] * 20 + ["test"] * 20, dtype=object)
+    image = np.repeat(np.arange(n), 3)
+    rater = np.array([f"w{(i * 7 + k) % 10}" for i in range(n) for k in range(3)])
+    score = np.clip(np.round(3 + true[image] / true.std() + rng.normal(0, 0.5, len(image))), 1, 5)
+    make_store(tmp_path / "r.zarr", {"mlsp_narrow": x}, np.bincount(image, score) / 3, split, scale=(1.0, 5.0))
+    import zarr
+
+    labels = zarr.open_group(str(tmp_path / "r.zarr"), mode="r+")["labels"]
+    for name, values in (("rating_image", image.astype(np.int32)), ("rating_rater", rater),
+                         ("rating_score", score.astype(np.float32))):
+        labels.create_array(name, shape=values.shape, dtype=str if values.dtype.kind == "U" else values.dtype,
+                            chunks=values.shape)[:] = values
+    cfg = TrainConfig(store=str(tmp_path / "r.zarr"), head="reg_rank", batch_size=16, lr_stages=[1e-3], max_epochs=2)
+    logs = []
+    run_heads(cfg, ["reg_rank", "single3fc"], [tmp_path / "a", tmp_path / "b"], log=logs.append)
+    settings = json.loads((tmp_path / "a" / "config.json").read_text())["head"]["loss_settings"]
+    assert settings["rater_columns"] == 10 and settings["pairs"] == "same-rater"
+    assert any("same-rater pairs per batch of 16" in m for m in logs)
+    plain = linear_store(tmp_path / "plain.zarr", n=60)
+    with pytest.raises(TrainError, match="needs individual ratings with rater ids"):
+        run_heads(TrainConfig(store=str(plain), head="reg_rank", rank_pairs="same-rater"), ["reg_rank"],
+                  [tmp_path / "c"], **QUIET)
