@@ -46,6 +46,14 @@ def summarise_views(views: np.ndarray, dist: bool):
             d / np.maximum(d.sum(axis=1, keepdims=True), 1e-12))
 
 
+def _csv_rows(path: Path) -> list:
+    """A CSV file's rows as dicts ([] when the file is absent)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 class RunDirError(IAAError):
     """A directory that is not a run directory, or a run file that is missing or changed."""
 
@@ -206,22 +214,16 @@ class RunDir:
 
     def read_attributes(self, split: str) -> Optional[dict]:
         """{name: (true (n,), pred (n,))} with NaN truth where not annotated, or None."""
-        path = self.path / ATTRIBUTE_FILES[split]
-        if not path.is_file():
+        rows = _csv_rows(self.path / ATTRIBUTE_FILES[split])
+        if not rows:
             return None
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        names = [c[len("true_"):] for c in (rows[0] if rows else {}) if c.startswith("true_")]
+        names = [c[len("true_"):] for c in rows[0] if c.startswith("true_")]
         return {a: (np.array([float(r[f"true_{a}"]) if r[f"true_{a}"] else np.nan for r in rows]),
                     np.array([float(r[f"pred_{a}"]) for r in rows])) for a in names}
 
     def read_predictions(self, split: str) -> Optional[dict]:
         """A split's predictions: {"id", "path", "true", "pred", "dist" (or None), "true_dist" (or None)}."""
-        path = self.path / PREDICTION_FILES[split]
-        if not path.is_file():
-            return None
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = _csv_rows(self.path / PREDICTION_FILES[split])
         if not rows:
             return None
         cols = list(rows[0])
