@@ -41,7 +41,7 @@ def test_every_head_is_built_by_the_factory_and_fits_its_spec(head):
     assert spec.trainer in TRAINERS and spec.target in TARGETS
     assert spec.loss is None or spec.loss in LOSSES
     shape = (5, 5, 12) if spec.kinds == ("mlsp_wide",) else (12,)
-    model = create_head(head, input_shape=shape, n_bins=5, blocks=[("a", 0, 4), ("b", 4, 12)])
+    model = create_head(head, input_shape=shape, n_bins=5, blocks=[("a", 0, 4), ("b", 4, 12)], n_attributes=3)
     assert hasattr(model, "fit") and hasattr(model, "predict")
 
 
@@ -54,6 +54,8 @@ def test_factory_refuses_inputs_a_head_cannot_take():
         create_head("dist_emd", input_shape=(12,), n_bins=0)
     with pytest.raises(HeadMismatchError, match="wide features"):
         create_head("pool3fc", input_shape=(12,))
+    with pytest.raises(HeadMismatchError, match="needs at least one"):
+        create_head("reg_rank_att", input_shape=(12,), n_attributes=0)
 
 
 def _ridge(input_shape=(), *, n_bins=0, blocks=(), seed=0):
