@@ -64,6 +64,26 @@ def DistEMD(input_shape: Sequence[int], *, n_bins: int = 10, blocks: Sequence[Bl
     return keras.Model(inp, layers.Dense(n_bins, activation="softmax", name="dist")(x), name="dist_emd")
 
 
+def MeanHuber(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Block] = (), seed: int = 0):
+    """APM's "-mean" variant: the `dist_huber` architecture with one output, the mean score, trained with
+    the Huber loss (the paper's VGG-ImN-mean), beside the distribution heads for its dist-vs-mean table.
+
+    Reference: Murray & Gordo 2017, section 4 (the "-mean" models).
+
+    Args:
+        input_shape: `(D,)`, a pooled feature vector (SPP, narrow MLSP, GMP or fc7).
+        n_bins, blocks, seed: unused (the factory's common signature).
+    Returns:
+        A `keras.Model` named "mean_huber" with one output (linear: it is rescaled to the score scale).
+    """
+    import keras
+    from keras import layers
+
+    inp = keras.Input(tuple(input_shape), name="features")
+    x = layers.Dense(HIDDEN, activation="relu", name="fc1")(_unit(inp))
+    return keras.Model(inp, layers.Dense(1, name="score")(x), name="mean_huber")
+
+
 def _pool3fc_dist(input_shape, n_bins: int, activation: str, name: str):
     import keras
 
@@ -92,6 +112,9 @@ def Pool3FCDistHuber(input_shape: Sequence[int], *, n_bins: int = 10, blocks: Se
 for _spec in (
     HeadSpec("dist_huber", DistHuber, DIST_KINDS, "dist", "keras", NARROW_STAGES, "huber_dist",
              description="FC(2048)+ReLU → FC(K)+ReLU, Huber per bin (delta 1/9) summed",
+             reference="Murray & Gordo 2017"),
+    HeadSpec("mean_huber", MeanHuber, DIST_KINDS, "mos", "keras", NARROW_STAGES, "huber_mean",
+             description="FC(2048)+ReLU → FC(1): the mean score, Huber loss (APM's -mean variant)",
              reference="Murray & Gordo 2017"),
     HeadSpec("dist_emd", DistEMD, DIST_KINDS, "dist", "keras", NARROW_STAGES, "emd",
              description="FC(2048)+ReLU → dropout → softmax(K), EMD r=2 over CDFs",

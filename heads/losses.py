@@ -13,6 +13,7 @@ from typing import Callable, Optional, Tuple
 from features.registry import Registry
 
 HUBER_SIGMA = 3.0
+AVA_SPAN = 9.0  # APM chose σ on AVA's 1-10 scores
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,15 @@ def _huber_per_bin(context: LossContext):
     return HuberPerBin(1.0 / HUBER_SIGMA**2)
 
 
+def _huber_mean(context: LossContext):
+    """APM's Huber loss on the mean score: δ = 1/σ² (σ = 3) on AVA's 1-10 scale, scaled with the
+    dataset's scale span (so the same share of the scale counts as an outlier on 0-1 or 0-100)."""
+    from heads.layers import HuberPerBin
+
+    span = context.scale[1] - context.scale[0]
+    return HuberPerBin(1.0 / HUBER_SIGMA**2 * span / AVA_SPAN, name="huber_mean")
+
+
 def _reg_rank(context: LossContext):
     from heads.layers import RegRankLoss
     from heads.rank import ATTRIBUTE_WEIGHT, rank_settings
@@ -137,6 +147,9 @@ def _emd(context: LossContext):
 register_loss(LossSpec("mse", _mse, "mean squared error on the score (Hosu et al. 2019)"))
 register_loss(LossSpec("huber_dist", _huber_per_bin,
                        "Huber per bin, delta = 1/9, summed over bins (Murray & Gordo 2017, eq. 1)"))
+register_loss(LossSpec("huber_mean", _huber_mean,
+                       "Huber on the mean score, delta = 1/9 on a 1-10 scale, scaled with the dataset's scale "
+                       "(Murray & Gordo 2017, the -mean variant)"))
 register_loss(LossSpec("reg_rank", _reg_rank,
                        "squared error + ω_r × pairwise hinge rank loss within the batch, on scores rescaled "
                        "to [0, 1] (Kong et al. 2016, eq. 1-2)", uses_raters=True))

@@ -13,24 +13,25 @@ FC3_UNITS = (2048, 1024, 256)
 FC3_DROPOUT = (0.25, 0.25, 0.5)
 
 
-def fc_layers(x, prefix: str = "fc", first: int = 1, last: int = 3):
-    """Layers `first`..`last` of the 3FC stack: Dense(units, relu) → BN → Dropout, named `<prefix><i>`."""
+def fc_layers(x, prefix: str = "fc", first: int = 1, last: int = 3, width: int = FC3_UNITS[0]):
+    """Layers `first`..`last` of the 3FC stack: Dense(units, relu) → BN → Dropout, named `<prefix><i>`;
+    the first layer is `width` wide (the paper's X: 2048 in Single-3FC, the block's channels in Multi-3FC)."""
     from keras import layers
 
     for i in range(first, last + 1):
-        units, rate = FC3_UNITS[i - 1], FC3_DROPOUT[i - 1]
+        units, rate = (width if i == 1 else FC3_UNITS[i - 1]), FC3_DROPOUT[i - 1]
         x = layers.Dense(units, activation="relu", kernel_initializer="he_normal", name=f"{prefix}{i}")(x)
         x = layers.BatchNormalization(name=f"{prefix}{i}_bn")(x)
         x = layers.Dropout(rate, name=f"{prefix}{i}_dropout")(x)
     return x
 
 
-def fc3(x, prefix: str = "fc", outputs: int = 1, activation: str = "linear"):
-    """Dense(2048, relu) → BN → Dropout(.25) → Dense(1024) → BN → Dropout(.25) → Dense(256) → BN →
+def fc3(x, prefix: str = "fc", outputs: int = 1, activation: str = "linear", width: int = FC3_UNITS[0]):
+    """Dense(X = width, relu) → BN → Dropout(.25) → Dense(1024) → BN → Dropout(.25) → Dense(256) → BN →
     Dropout(.5) → Dense(outputs)."""
     from keras import layers
 
-    return layers.Dense(outputs, activation=activation, name=f"{prefix}_out")(fc_layers(x, prefix))
+    return layers.Dense(outputs, activation=activation, name=f"{prefix}_out")(fc_layers(x, prefix, width=width))
 
 
 def _input(input_shape: Sequence[int]):
@@ -75,7 +76,8 @@ def Single3FC(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[B
 
 
 def Multi3FC(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Block] = (), seed: int = 0):
-    """Multi-3FC: a 3FC per MLSP block (on that block's channels), joined by a learned linear layer.
+    """Multi-3FC: a 3FC per MLSP block whose first layer is as wide as the block (X = b_i), joined by a
+    learned linear layer.
 
     Reference: Hosu et al. 2019, section 3.2.1 (figure 5).
 
@@ -95,7 +97,7 @@ def Multi3FC(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Bl
     outs = []
     for i, (name, start, stop) in enumerate(blocks):
         part = ChannelSlice(start, stop, name=f"slice{i}_{name}")(inp)
-        outs.append(fc3(part, prefix=f"b{i}_fc"))
+        outs.append(fc3(part, prefix=f"b{i}_fc", width=stop - start))  # X = b_i (figure 5)
     joined = layers.Concatenate(name="block_scores")(outs) if len(outs) > 1 else outs[0]
     return keras.Model(inp, layers.Dense(1, name="score")(joined), name="multi3fc")
 

@@ -115,3 +115,38 @@ def test_every_sklearn_head_fits_and_round_trips(head, tmp_path):
     joblib.dump(model, tmp_path / "m.joblib")
     # rf sums its trees in parallel threads: equal up to the order of the additions
     np.testing.assert_allclose(joblib.load(tmp_path / "m.joblib").predict(x), model.predict(x), rtol=1e-12)
+
+
+def test_multi3fc_as_published_first_layer_as_wide_as_its_block():
+    """Hosu et al. 2019, figure 5: X = b_i. By hand for VGG16's blocks: per block b² + 1029 b + 268,801
+    (Dense b→b, BN, Dense b→1024, BN, Dense 1024→256, BN, Dense 256→1) and the joining Dense(5→1)."""
+    channels = [64, 128, 256, 512, 512]
+    offsets = np.cumsum([0] + channels)
+    blocks = [(f"b{i}", int(offsets[i]), int(offsets[i + 1])) for i in range(5)]
+    model = build_head_model("multi3fc", (1472,), blocks=blocks)
+    assert model.count_params() == sum(b * b + 1029 * b + 268_801 for b in channels) + 6 == 3_469_003
+    assert model.get_layer("b3_fc1").units == 512
+
+
+def test_mean_huber_is_apm_mean_variant_with_delta_on_the_dataset_scale(tmp_path):
+    """Murray & Gordo 2017's -mean model: one output, Huber with δ = 1/9 on AVA's 1-10 scale, the same
+    share of the scale elsewhere; trains on MOS beside the distribution heads."""
+    import json
+
+    from heads.losses import LossContext, get_loss
+    from pipeline.fitting import TrainConfig
+    from pipeline.train import run_heads
+    from tests.conftest import linear_store
+
+    assert get_loss("huber_mean", LossContext(scale=(1.0, 10.0))).delta == pytest.approx(1 / 9)
+    assert get_loss("huber_mean", LossContext(scale=(0.0, 1.0))).delta == pytest.approx(1 / 81)
+    loss = get_loss("huber_mean", LossContext(scale=(1.0, 10.0)))
+    t, p = np.array([[5.0], [5.0]], np.float32), np.array([[5.05], [7.0]], np.float32)
+    want = np.mean([0.5 * 0.05 ** 2, (1 / 9) * (2.0 - 0.5 / 9)])
+    assert float(loss(t, p)) == pytest.approx(want, rel=1e-4)
+    store = linear_store(tmp_path / "s.zarr", n=200, hist_bins=10)
+    cfg = TrainConfig(store=str(store), head="mean_huber", batch_size=32, lr_stages=[1e-3], max_epochs=3)
+    results = run_heads(cfg, ["mean_huber", "dist_huber"], [tmp_path / "m", tmp_path / "d"], log=lambda m: None)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["head"]["loss_settings"]["delta"] == \
+        pytest.approx(1 / 9)
+    assert results[0].metrics["test"]["srcc"] > 0.5
