@@ -6,8 +6,9 @@ first head alone. Prints wall seconds (store opening, training, validation predi
 and training-pass seconds (the epochs only) of each, and the seconds of one epoch of reading alone
 (the loader's share of every pass).
 
-* `paper`: single3fc, single1fc, multi3fc, dist_emd. Three of them hold a 16,928 x 2,048 first layer,
-  so on a CPU the matrix products, not the loader, bound the time.
+* `paper`: single3fc, single1fc, multi3fc, dist_emd. single3fc and dist_emd hold a 16,928 x 2,048 first
+  layer and multi3fc one as wide as each block, so on a CPU the matrix products, not the loader, bound
+  the time.
 * `light`: four single1fc heads (e.g. four seeds or learning rates of a linear probe): the loader
   bounds the time, which is where reading each batch once pays (and what a GPU makes of every grid).
 
