@@ -27,6 +27,8 @@ class FeatureKind:
         shape: per-view shape given the backbone.
         pool: TF function from the source tensors to a (B, *shape) tensor.
         description: one line for `describe` and the store attributes.
+        pooling_revision: bumped when the pooling's numbers change (2: area resize also when enlarging;
+            the kinds recorded without it were made with revision 1).
         onnx_exact: its pooling converts to ONNX without approximation (ONNX has no area resizing and no
             antialiased resize; tf2onnx approximates them, moving demo scores by up to 0.1).
     """
@@ -37,6 +39,12 @@ class FeatureKind:
     pool: Callable
     description: str
     onnx_exact: bool = True
+    pooling_revision: int = 1
+
+    def record(self, spec: BackboneSpec) -> dict:
+        """What a store records of this kind (and a run or predictor compares)."""
+        return {"shape": list(self.shape(spec)), "description": self.description,
+                "pooling_revision": self.pooling_revision}
 
     def check_backbone(self, spec: BackboneSpec) -> None:
         if self.source == "fc7" and not spec.supports_fc7:
@@ -55,27 +63,23 @@ def register_kind(kind: FeatureKind) -> FeatureKind:
 
 
 def area_resize(x, size: int):
-    """Area-average resize of NHWC maps to size x size.
+    """TF's area resize of NHWC maps to size x size, for every map size (the reference's Lambda).
 
-    Equals OpenCV INTER_AREA when shrinking. A side smaller than `size` is first enlarged by
-    nearest-neighbour replication, so tiny maps still give a size x size grid.
+    Equals OpenCV INTER_AREA when shrinking. A side smaller than `size` is enlarged with the same area
+    weights (a 4-row map gives rows 0, 0.75, 1.5, 2.25, 3), not by replication (pooling revision 1,
+    schema 2 and older stores).
     """
     import tensorflow as tf
 
-    h, w = tf.shape(x)[1], tf.shape(x)[2]
-    x = tf.cond(
-        tf.logical_or(h < size, w < size),
-        lambda: tf.image.resize(x, (tf.maximum(h, size), tf.maximum(w, size)), method="nearest"),
-        lambda: x,
-    )
     return tf.image.resize(x, (size, size), method="area")
 
 
 def area_average_numpy(x, size: int):
-    """Exact area average of an (H, W, C) map onto a size x size grid, in numpy (H, W >= size).
+    """Exact area average of an (H, W, C) map onto a size x size grid, in numpy, for any H and W.
 
-    The independent reference for `area_resize`, and the pooling of the reference-style loop in
-    `benchmarks/bench_extract.py`.
+    Each output cell averages the input over its span [i·H/size, (i+1)·H/size) weighted by overlap, which is
+    TF's area resize when enlarging too. The independent reference for `area_resize`, and the pooling of the
+    reference-style loop in `benchmarks/bench_extract.py`.
     """
     import numpy as np
 
@@ -124,15 +128,39 @@ for _kind in (
     FeatureKind("mlsp_narrow", "blocks", lambda s: (s.total_channels,), _narrow,
                 "global average pool of every block, concatenated in block order"),
     FeatureKind("mlsp_wide", "blocks", lambda s: (WIDE_SIZE, WIDE_SIZE, s.total_channels), _wide,
-                "every block area-resized to 5x5 in the graph, concatenated on channels", onnx_exact=False),
+                "every block area-resized to 5x5 in the graph (TF area weights, also when enlarging), concatenated "
+                "on channels", onnx_exact=False, pooling_revision=2),
     FeatureKind("spp", "last", lambda s: (SPP_GRID * SPP_GRID * s.last_channels,), _spp,
-                "last conv block, 3x3 grid of area averages, flattened cell-major, L2-normalised", onnx_exact=False),
+                "last conv block, 3x3 grid of area averages, flattened cell-major, L2-normalised", onnx_exact=False,
+                pooling_revision=2),
     FeatureKind("gmp", "last", lambda s: (s.last_channels,), _gmp,
                 "global max pool of the last conv block"),
     FeatureKind("fc7", "fc7", lambda s: (4096,), _identity,
                 "VGG16 fc2 (fc7) on the view resized to 224x224", onnx_exact=False),
 ):
     register_kind(_kind)
+
+
+def stale_pooling(record: dict) -> dict:
+    """{kind: (recorded revision, current)} for the kinds of an extraction record pooled otherwise than today."""
+    out = {}
+    for name, kind_record in (record.get("kinds") or {}).items():
+        if name in FEATURE_KINDS:
+            old, now = kind_record.get("pooling_revision", 1), get_kind(name).pooling_revision
+            if old != now:
+                out[name] = (old, now)
+    return out
+
+
+def stale_pooling_lines(record: dict, what: str) -> list:
+    """One line per stale kind of `record`, saying what differs for `what` (a store, a run)."""
+    def size(name):
+        return WIDE_SIZE if name == "mlsp_wide" else SPP_GRID
+
+    return [f"{what}'s {name} features were pooled with revision {old} (block maps under {size(name)}x{size(name)} "
+            f"enlarged by replication before the area resize); this installation makes revision {now} (TF's area "
+            f"weights, as the reference): photos with block maps that small get other features. Re-extract to match"
+            for name, (old, now) in stale_pooling(record).items()]
 
 
 def get_kind(name: str) -> FeatureKind:

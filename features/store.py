@@ -24,7 +24,8 @@ import numpy as np
 
 from features.errors import IAAError
 
-SCHEMA_VERSION = 2  # 2: optional attribute and rating labels; version 1 stores open unchanged
+SCHEMA_VERSION = 3  # 2: optional attribute and rating labels; 3: kinds record their pooling revision
+# (wide/SPP maps under the grid size: TF area weights, no replication). Older stores open unchanged.
 PENDING, DONE, FAILED = 0, 1, 2
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed"}
 HDF5_SUFFIXES = (".h5", ".hdf5")

@@ -201,6 +201,7 @@ def cmd_describe(args) -> int:
 
 
 def cmd_store_info(args) -> int:
+    from features.pooling import stale_pooling_lines
     from features.store import FeatureStore
 
     with FeatureStore(args.path) as fs:
@@ -218,6 +219,8 @@ def cmd_store_info(args) -> int:
         print(f"  {name:24s} {str(tuple(meta['shape'])):28s} {meta['dtype']}")
     for f in info["failures"][:20]:
         print(f"  failed {f['id']}: {f['reason']}")
+    for line in stale_pooling_lines(info["attributes"], "this store"):
+        print(f"  note: {line}")
     return EXIT_OK
 
 

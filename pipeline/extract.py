@@ -20,7 +20,7 @@ from features import store_writer as sw
 from features.augment import get_views
 from features.backbones import BackboneSpec, get_backbone
 from features.errors import IAAError
-from features.pooling import get_kind, parse_kinds
+from features.pooling import get_kind, parse_kinds, stale_pooling_lines
 from features.weights import WeightsSpec, build_model, parse_weights, weights_identity
 from pipeline.cluster import run_tasks
 from pipeline.datasets import Manifest, load_dataset
@@ -184,6 +184,16 @@ def _refuse_if_different(path: Path, stored: dict, settings: dict) -> None:
         )
 
 
+def _refuse_stale_pooling(cfg: ExtractConfig, path: Path, fs: st.FeatureStore) -> None:
+    """Finishing an older store with today's pooling would mix two poolings in one array."""
+    counts = fs.counts()
+    to_do = counts["pending"] + (counts["failed"] if cfg.retry_failed else 0)
+    stale = stale_pooling_lines(fs.extraction(), f"store {path}")
+    if to_do and stale:
+        raise ExtractError("\n  ".join([f"refusing to finish {path} ({to_do} images to do) with another pooling:"]
+                                        + stale) + "\nAdd --overwrite to start it over, or choose another --store.")
+
+
 def _check_disk(path: Path, needed: int) -> None:
     probe = path
     while not probe.exists():
@@ -220,6 +230,7 @@ def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine:
     if st.read_zarr_attrs(zarr_path) is not None:
         with st.FeatureStore(zarr_path) as fs:
             _refuse_if_different(zarr_path, fs.settings, p.settings)
+            _refuse_stale_pooling(cfg, zarr_path, fs)
             return sw.StoreLayout(n=p.layout.n, n_views=p.layout.n_views, kinds=p.layout.kinds,
                                   task_size=fs.task_size, hist_bins=p.layout.hist_bins)
     if zarr_path.exists() and not (zarr_path / "zarr.json").is_file():

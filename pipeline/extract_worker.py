@@ -66,8 +66,7 @@ class ExtractJob:
             "blocks": [{"name": b, "channels": c, "offset": spec.block_offsets()[b][0]}
                        for b, c in zip(spec.blocks, spec.channels)],
             "last_block": {"name": spec.last_block, "channels": spec.last_channels},
-            "kinds": {k: {"shape": list(get_kind(k).shape(spec)), "description": get_kind(k).description}
-                      for k in self.kinds},
+            "kinds": {k: get_kind(k).record(spec) for k in self.kinds},
             "views": [v.to_dict() for v in self.views],
             "augmentation_order": "decode (EXIF orientation applied) -> crop -> flip -> preprocess",
             "preprocessing": {"name": spec.preprocessing, "text": PREPROCESSING[spec.preprocessing]},

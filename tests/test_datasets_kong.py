@@ -136,7 +136,7 @@ def test_stores_keep_attributes_and_ratings(tmp_path, suffix):
                               backbone="vgg16_hed", weights="random:0", features="mlsp_narrow", views="none",
                               scheduler="inprocess"), log=lambda m: None)
     with st.FeatureStore(store) as fs:
-        assert fs.attrs["schema_version"] == 2 and fs.attribute_names == list(ATTRIBUTES)
+        assert fs.attrs["schema_version"] == 3 and fs.attribute_names == list(ATTRIBUTES)
         assert fs.attributes.shape == (8, 11) and fs.ratings["rater"].tolist() == ["W1", "W1", "W2"]
         assert fs.attrs["dataset"]["labels"]["ratings"] == {"n": 3, "raters": 2, "scale": [1.0, 5.0]}
         assert "labels/attributes" in fs.info()["arrays"]

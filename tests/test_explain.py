@@ -45,6 +45,7 @@ def test_occlusion_explains_any_head_and_auto_picks_the_gradient_for_keras(score
     assert keras.score == pytest.approx(stored)
     # TensorFlow has no gradient for area resizing (wide kinds): auto falls back, gradient refuses
     wide = Predictor.from_run(scored["runs"]["pool3fc_dist"])
+    assert wide.notes == []  # trained on a store pooled as today
     assert explain(wide, _photo(scored), "auto", grid=2).method == "occlusion"
     with pytest.raises(UsageError, match="not differentiable"):
         explain(wide, _photo(scored), "gradient")

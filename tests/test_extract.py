@@ -107,3 +107,21 @@ def test_cli_extract_and_store_info(tiny_folder, tmp_path, capsys):
                  "--weights", "random:0", "--features", "mlsp_narrow", "--views", "none",
                  "--store", str(store), "--scheduler", "inprocess"]) == 2
     assert "backbone: store has 'vgg16_hed'" in capsys.readouterr().err
+
+
+def test_a_store_pooled_before_revision_2_is_not_finished_with_another_pooling(tiny_folder, tmp_path, capsys):
+    import zarr
+
+    from pipeline.cli import main
+
+    store = tmp_path / "s.zarr"
+    run_extract(_cfg(tiny_folder, store, features="mlsp_narrow,mlsp_wide", views="none"), log=lambda m: None)
+    group = zarr.open_group(str(store), mode="r+")
+    kinds = dict(group.attrs["kinds"])
+    kinds["mlsp_wide"] = {k: v for k, v in kinds["mlsp_wide"].items() if k != "pooling_revision"}
+    group.attrs.update({"kinds": kinds, "schema_version": 2})  # as a schema-2 store records it
+    assert main(["store-info", str(store)]) == 0
+    assert "mlsp_wide features were pooled with revision 1" in capsys.readouterr().out
+    group["status"][0] = st.PENDING
+    with pytest.raises(ExtractError, match="(?s)revision 1.*--overwrite"):
+        run_extract(_cfg(tiny_folder, store, features="mlsp_narrow,mlsp_wide", views="none"), log=lambda m: None)

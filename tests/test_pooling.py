@@ -7,7 +7,7 @@ from features.pooling import area_average_numpy as area_average_reference
 from features.pooling import area_resize, get_kind, parse_kinds
 
 
-@pytest.mark.parametrize("h,w", [(10, 15), (20, 5), (13, 17), (7, 9), (6, 11)])
+@pytest.mark.parametrize("h,w", [(10, 15), (20, 5), (13, 17), (7, 9), (6, 11), (4, 4), (1, 1), (2, 9), (3, 13)])
 def test_wide_pooling_equals_area_average(h, w):
     x = np.random.default_rng(h * w).normal(size=(1, h, w, 6)).astype(np.float32)
     got = area_resize(tf.constant(x), 5).numpy()[0]
@@ -22,11 +22,24 @@ def test_wide_pooling_equals_opencv_inter_area():
     np.testing.assert_allclose(area_resize(tf.constant(x[None]), 5).numpy()[0], ref, atol=2e-5)
 
 
-def test_small_maps_are_enlarged_by_replication():
-    x = np.arange(2 * 3, dtype=np.float32).reshape(1, 2, 3, 1)
-    got = area_resize(tf.constant(x), 5).numpy()[0, ..., 0]
-    assert got.shape == (5, 5)
-    assert set(np.unique(got)) <= set(x.ravel())  # only replicated values, no blending
+def test_a_4_row_map_is_enlarged_with_area_weights_as_the_reference():
+    # the reference's Lambda (tf.image.resize area) on rows 0, 1, 2, 3: no replication (pooling revision 2)
+    x = np.arange(4, dtype=np.float32)[None, :, None, None] * np.ones((1, 4, 7, 2), np.float32)
+    got = area_resize(tf.constant(x), 5).numpy()[0, :, 0, 0]
+    np.testing.assert_allclose(got, [0, 0.75, 1.5, 2.25, 3], atol=1e-6)
+    np.testing.assert_allclose(area_average_reference(x[0], 5)[:, 0, 0], got, atol=1e-6)
+
+
+def test_stores_record_the_pooling_revision_and_older_ones_say_so():
+    from features.pooling import stale_pooling, stale_pooling_lines
+
+    spec = get_backbone("vgg16")
+    now = {k: get_kind(k).record(spec) for k in ("mlsp_narrow", "mlsp_wide", "spp")}
+    assert now["mlsp_wide"]["pooling_revision"] == 2 and stale_pooling({"kinds": now}) == {}
+    old = {k: {"shape": v["shape"]} for k, v in now.items()}  # schema 2: no revision recorded
+    assert stale_pooling({"kinds": old}) == {"mlsp_wide": (1, 2), "spp": (1, 2)}
+    lines = stale_pooling_lines({"kinds": old}, "store s")
+    assert len(lines) == 2 and "5x5" in lines[0] and "Re-extract" in lines[0]
 
 
 @pytest.mark.parametrize("shape", [(12, 17), (25, 10), (5, 5)])

@@ -134,6 +134,8 @@ def run_best_shot(run_dir: str, inputs: Sequence[str], out: str, *, max_distance
     if note:
         log(note)
     predictor = Predictor.from_run(run_dir, memory_gb=memory_gb)
+    for line in predictor.notes:
+        log(f"note: {line}")
     photos, _ = collect_photos(inputs)
     scored, failures = score_all(predictor, photos, chunk)
     shots = group_shots([Shot(r["path"], r["score"], capture_time(r["path"]), perceptual_hash(r["path"]))

@@ -77,7 +77,10 @@ def _predictor(args, **options):
     run_dir, note = resolve_run_dir(args.run_dir)
     if note:
         print(note)
-    return Predictor.from_run(run_dir, **options)
+    predictor = Predictor.from_run(run_dir, **options)
+    for line in predictor.notes:
+        print(f"note: {line}")
+    return predictor
 
 
 def _fmt_row(row: dict) -> str:

@@ -46,6 +46,10 @@ def feature_differences(run_record: dict, store_record: dict, kind: str):
     refusals += identity_differences(run_record.get("weights") or {}, store_record.get("weights") or {})
     notes = [f"{k}: trained with {run_record.get(k)!r}, evaluated with {store_record.get(k)!r}"
              for k in REPORTED_KEYS if run_record.get(k) != store_record.get(k)]
+    revision = lambda r: (r.get("kinds") or {}).get(kind, {}).get("pooling_revision", 1)  # noqa: E731
+    if shape(store_record) is not None and revision(run_record) != revision(store_record):
+        notes.append(f"{kind} pooling revision: trained with {revision(run_record)}, evaluated with "
+                     f"{revision(store_record)} (they differ for block maps under the pooling grid)")
     return refusals, notes
 
 

@@ -21,6 +21,7 @@ from features.augment import get_views
 from features.backbones import BACKBONES, get_backbone
 from features.cache import FeatureCache, file_key
 from features.errors import UsageError
+from features.pooling import stale_pooling_lines
 from features.weights import identity_differences, parse_weights, weights_identity
 from heads import get_head
 from pipeline.extract_worker import ExtractJob, compute_features
@@ -109,6 +110,7 @@ class Predictor:
 
     Example:
         predictor = Predictor.from_run("runs/demo_vgg16_hed/single3fc_seed0")
+        predictor.notes   # what differs from training and may move scores (shown by the commands)
         result = predictor.score_paths(["a.jpg", "b.jpg"])
         result.score, result.dist
     """
@@ -124,6 +126,8 @@ class Predictor:
         self.trainer = TRAINERS.get(self.head.trainer)
         self.model = self.trainer.load(run)
         self.dist = self.head.target == "dist"
+        kind_record = (extraction.get("kinds") or {}).get(self.kind)
+        self.notes = stale_pooling_lines({"kinds": {self.kind: kind_record}} if kind_record else {}, f"run {run.path.name}")
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, weights: Optional[str] = None, all_kinds: bool = False,

@@ -150,7 +150,7 @@ def run_score(run_dir: str, inputs: Sequence[str], out: str, *, weights: Optiona
     if store:
         predictor.use_cache(store)
     photos, skipped = collect_photos(inputs)
-    warnings = []
+    warnings = list(predictor.notes)
     if predictor.job.max_side is None:
         warnings.append("the run's features were extracted at full resolution, so photos are scored at full "
                         "resolution too: a photo shrunk beforehand gets a different score")
