@@ -17,10 +17,11 @@ DIST_KINDS = ("spp", "mlsp_narrow", "gmp", "fc7")
 
 def _unit(x):
     """L2-normalise the input vector, as APM's SPP features are: MLSP/GMP/fc7 magnitudes vary by
-    backbone (hundreds for VGG16), which leaves ReLU outputs dead without it."""
+    backbone (hundreds for VGG16), which leaves ReLU outputs dead without it. In float32 under mixed
+    precision too: float16 squares of such features overflow, and its epsilon underflows to 0."""
     from keras import layers
 
-    return layers.UnitNormalization(name="l2_normalise")(x)
+    return layers.UnitNormalization(name="l2_normalise", dtype="float32")(x)
 
 
 def DistHuber(input_shape: Sequence[int], *, n_bins: int = 10, blocks: Sequence[Block] = (), seed: int = 0):

@@ -100,14 +100,25 @@ def score_scale(model) -> Optional[dict]:
     return {"mean": c["offset"], "std": c["scale"]}
 
 
+def output_layer(model):
+    """The last layer with weights: the output layer, also behind weightless ones (the float32 cast that
+    mixed precision adds, activations)."""
+    for layer in reversed(model.layers):
+        if layer.weights:
+            return layer
+    raise ValueError(f"model {model.name!r} has no layer with weights. Received: {[x.name for x in model.layers]}")
+
+
 def init_output_bias(model, train_targets: np.ndarray):
     """Starts the output layer's bias at the training mean (log-mean under a softmax output): the
-    reference's zero bias spends the first epochs learning the mean, which small sets never finish."""
+    reference's zero bias spends the first epochs learning the mean, which small sets never finish.
+    Both the Huber (ReLU output) and the EMD (softmax) heads thus start at the mean histogram."""
     import keras
 
-    out = model.layers[-1]
+    out = output_layer(model)
     if getattr(out, "bias", None) is None:
-        return model
+        raise ValueError(f"the output layer {out.name!r} of {model.name!r} has no bias to start at the mean "
+                         f"histogram. Received: {type(out).__name__}")
     mean = np.asarray(train_targets, np.float64).reshape(len(train_targets), -1).mean(axis=0)
     softmax = getattr(out, "activation", None) is keras.activations.softmax
     bias = np.log(np.clip(mean, 1e-6, None)) if softmax else mean

@@ -47,6 +47,14 @@ def _mixed_precision_if_gpu() -> bool:
     return mixed
 
 
+def float32_output(model):
+    """The model with its output cast to float32 (mixed precision: losses and saved scores in float32)."""
+    import keras
+
+    out = keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output)
+    return keras.Model(model.input, out, name=model.name)
+
+
 @dataclass
 class _HeadState:
     """One Keras head inside a (possibly joint) fit: its own optimiser, stages and early stopping."""
@@ -84,7 +92,6 @@ class _HeadState:
 
 
 def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments, reader: FeatureReader) -> _HeadState:
-    import keras
     import tensorflow as tf
 
     spec, cols, run, cfg = group.specs[j], group.columns[j], group.runs[j], group.cfg
@@ -92,8 +99,7 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments, reade
     model = create_head(spec.name, input_shape=shape, n_bins=group.store.n_bins, blocks=group.store.blocks,
                         seed=cfg.seed, n_attributes=len(group.store.attribute_names))
     if mixed:
-        out = keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output)
-        model = keras.Model(model.input, out, name=model.name)
+        model = float32_output(model)
     raters = group.rater_columns[j] if group.rater_columns else 0
     own = group.targets["train"][:, cols]
     own = own[:, :own.shape[1] - raters]  # without the per-rater columns that only order rank pairs

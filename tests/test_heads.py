@@ -150,3 +150,30 @@ def test_mean_huber_is_apm_mean_variant_with_delta_on_the_dataset_scale(tmp_path
     assert json.loads((tmp_path / "m" / "config.json").read_text())["head"]["loss_settings"]["delta"] == \
         pytest.approx(1 / 9)
     assert results[0].metrics["test"]["srcc"] > 0.5
+
+
+DIST_HEADS = [h for h in KERAS_HEADS if get_head(h).target == "dist"]
+
+
+@pytest.mark.parametrize("head", DIST_HEADS)
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_distribution_heads_start_at_the_mean_histogram(head, policy):
+    """Huber (ReLU) and EMD (softmax) heads alike, also behind mixed precision's float32 output layer."""
+    import keras
+
+    from heads.targets import get_target
+    from pipeline.fit_keras import float32_output
+
+    spec = get_head(head)
+    shape = (5, 5, 12) if "mlsp_wide" in spec.kinds else (12,)
+    hist = np.random.default_rng(0).dirichlet(np.ones(10), size=40).astype(np.float32)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = build_head_model(head, shape, n_bins=10)
+        model = float32_output(model) if policy == "mixed_float16" else model
+        model = get_target("dist").prepare(model, hist)
+        out = model.predict(np.zeros((2,) + shape, np.float32), verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    # zero features leave only the output bias (BN at init is the identity up to its epsilon)
+    np.testing.assert_allclose(out / out.sum(axis=1, keepdims=True), np.repeat(hist.mean(0)[None], 2, 0), atol=2e-3)
