@@ -12,15 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from evaluation import plots
-from evaluation.metrics import distribution_metrics, score_metrics
+from evaluation.metrics import binary_metrics, distribution_metrics, score_metrics
 from evaluation.rundir import RunDir
 
 
 def _split_metrics(pred: dict, threshold: float, binary: bool) -> dict:
-    if binary:
-        t = pred["true"] > threshold
-        return {"n": len(t), "threshold": threshold, "accuracy": float((t == (pred["pred"] > 0.5)).mean()),
-                "high_fraction": float(t.mean())}
+    if binary:  # the truth is the score; its class is high above the run's threshold
+        return {"threshold": threshold, **binary_metrics(pred["true"] > threshold, pred["pred"])}
     out = score_metrics(pred["true"], pred["pred"], threshold, ci=True)
     if pred["dist"] is not None and pred["true_dist"] is not None:
         out["distribution"] = distribution_metrics(pred["true_dist"], pred["dist"])
@@ -45,7 +43,7 @@ def evaluate_run(run_dir: str | Path, log=print) -> dict:
     run = RunDir.open(run_dir)
     config = run.config
     threshold = config["threshold"]
-    binary = config["head"]["target"] == "binary"
+    binary = config["head"].get("classifier", config["head"]["target"] == "binary")
     metrics = {"head": config["head"]["name"], "kind": config["kind"], "threshold": threshold,
                "scale": config.get("scale"), "splits": config.get("splits"),
                "train_seconds": config.get("train_seconds")}
@@ -123,6 +121,23 @@ def _pct(metrics: dict, key: str) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
+def _binary_table(config: dict, metrics: dict) -> list:
+    rule = config.get("binary_rule") or {}
+    lines = [f"Classifier: high = score above {metrics['threshold']:g}" + (
+        f" (top and bottom {rule['fraction']:.0%} of the labelled photos by {config.get('label', 'mos')}: "
+        f"low at or below {rule['low']:.4g}, high at or above {rule['high']:.4g}; the middle left out)"
+        if rule else ""), "",
+        "| split | n | accuracy | precision | recall | F1 | balanced acc. | high (true / predicted) |",
+        "|---|---|---|---|---|---|---|---|"]
+    for split in ("val", "test"):
+        m = metrics.get(split)
+        if m:
+            lines.append(f"| {split} | {m['n']} | {m['accuracy']:.2%} | {m['precision']:.2%} | {m['recall']:.2%} | "
+                         f"{m['f1']:.4f} | {m['balanced_accuracy']:.2%} | {m['high_fraction']:.1%} / "
+                         f"{m['predicted_high_fraction']:.1%} |")
+    return lines
+
+
 def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
     store = config.get("store", {})
     lines = [f"# {config['head']['name']} on {config['kind']}", "",
@@ -135,6 +150,8 @@ def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
              f"- training: seed {config['train']['seed']}, batch {config['train']['batch_size']}, lr stages "
              f"{config['lr_stages']}, up to {config['train']['max_epochs']} epochs per stage, patience "
              f"{config['train']['patience']}; {config.get('train_seconds', 0) or 0:.1f} s", ""]
+    if "f1" in (metrics.get("test") or metrics.get("val") or {}):
+        return "\n".join(lines + _binary_table(config, metrics)) + "\n"
     lines += ["| split | n | SRCC [95% CI] | PLCC [95% CI] | pairs ordered | accuracy | balanced acc. | high | RMSE |",
               "|---|---|---|---|---|---|---|---|---|"]
     for split in ("val", "test"):

@@ -20,6 +20,12 @@ from features.errors import IAAError
 T = TypeVar("T")
 
 
+def did_you_mean(name: str, choices) -> str:
+    """" Did you mean 'x'?" for the closest of `choices`, or "" when none is close."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 class UnknownNameError(IAAError, KeyError):
     """Raised for a name that is not registered; its message lists the choices."""
 
@@ -52,10 +58,8 @@ class Registry(Generic[T]):
         """The spec registered as `name`; unknown names raise `UnknownNameError` with a suggestion."""
         if name in self._items:
             return self._items[name]
-        close = difflib.get_close_matches(str(name), self._items, n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UnknownNameError(
-            f"unknown {self.what} {name!r}.{hint} Choices: {', '.join(sorted(self._items))}."
+            f"unknown {self.what} {name!r}.{did_you_mean(name, self._items)} Choices: {', '.join(sorted(self._items))}."
         )
 
     def names(self) -> List[str]:

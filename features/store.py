@@ -123,6 +123,7 @@ class FeatureStore:
 
             self._root = zarr.open_group(str(self.path), mode="r")
             self.attrs = attrs
+        self.label = "mos"
 
     # context manager -------------------------------------------------------------------------
     def __enter__(self) -> "FeatureStore":
@@ -166,7 +167,24 @@ class FeatureStore:
 
     @property
     def mos(self) -> np.ndarray:
-        return self._numbers("labels/mos")
+        """The training score: `labels/mos`, or the attribute chosen with `use_label`."""
+        if self.label == "mos":
+            return self._numbers("labels/mos")
+        return self.attributes[:, self.attribute_names.index(self.label)].astype(np.float32)
+
+    def use_label(self, name: str) -> "FeatureStore":
+        """Makes an attribute the score that `mos`, `scale` and training see (`iaa train --label NAME`).
+
+        Raises:
+            StoreError: the store has no such attribute (the message lists the labels it has).
+        """
+        if name != "mos" and name not in self.attribute_names:
+            from features.registry import did_you_mean
+
+            raise StoreError(f"store {self.path} has no label {name!r}.{did_you_mean(name, self.attribute_names)} "
+                             f"Its labels: {', '.join(['mos'] + self.attribute_names)}")
+        self.label = name
+        return self
 
     @property
     def hist(self) -> Optional[np.ndarray]:
@@ -228,7 +246,17 @@ class FeatureStore:
 
     @property
     def scale(self) -> Tuple[float, float]:
-        """(low, high) of the dataset's score scale (AVA's 1-10 when a store does not say)."""
+        """(low, high) of the score scale (AVA's 1-10 when a store does not say); of the attribute chosen with
+        `use_label` (its recorded scale, else the range of its values)."""
+        if self.label != "mos":
+            described = self.attrs.get("dataset", {}).get("labels", {}).get("attributes", {})
+            scales = described.get("scales")
+            if scales:
+                lo, hi = scales[self.attribute_names.index(self.label)]
+            else:
+                v = self.mos[np.isfinite(self.mos)]
+                lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
+            return float(lo), float(hi) if hi > lo else float(lo) + 1.0
         lo, hi = self.attrs.get("dataset", {}).get("scale", (1.0, 10.0))
         return float(lo), float(hi)
 

@@ -28,6 +28,7 @@ class LossContext:
         attribute_weight: ω_a of attribute outputs (None: Kong et al.'s 0.1).
         rater_columns: R trailing target columns of per-rater scores (0: pairs by mean score).
         rank_pairs: with raters, "same-rater" or "both" (same-rater pairs plus the other pairs).
+        triplet_margin, direction_margin: m and m̃ of the directional triplet loss (None: `heads.triplet`'s).
     """
 
     scale: Tuple[float, float] = (0.0, 1.0)
@@ -38,6 +39,8 @@ class LossContext:
     attribute_weight: Optional[float] = None
     rater_columns: int = 0
     rank_pairs: str = "same-rater"
+    triplet_margin: Optional[float] = None
+    direction_margin: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,14 @@ def _reg_rank(context: LossContext):
                        pairs=context.rank_pairs)
 
 
+def _directional_triplet(context: LossContext):
+    from heads.layers import DirectionalTripletLoss
+    from heads.triplet import DIRECTION_MARGIN, TRIPLET_MARGIN
+
+    return DirectionalTripletLoss(TRIPLET_MARGIN if context.triplet_margin is None else context.triplet_margin,
+                                  DIRECTION_MARGIN if context.direction_margin is None else context.direction_margin)
+
+
 def _emd(context: LossContext):
     from heads.layers import EarthMoversDistance
 
@@ -153,4 +164,7 @@ register_loss(LossSpec("huber_mean", _huber_mean,
 register_loss(LossSpec("reg_rank", _reg_rank,
                        "squared error + ω_r × pairwise hinge rank loss within the batch, on scores rescaled "
                        "to [0, 1] (Kong et al. 2016, eq. 1-2)", uses_raters=True))
+register_loss(LossSpec("directional_triplet", _directional_triplet,
+                       "triplet loss on the unit-norm embedding + direction hinge on the norms, over the batch's "
+                       "triplets that pass the 0.7 rejection rule (Schwarz et al. 2018, eq. 2-3)"))
 register_loss(LossSpec("emd", _emd, "EMD r = 2 over the CDFs (Talebi & Milanfar 2018)"))

@@ -18,7 +18,6 @@ NARROW_STAGES = (1e-3, 1e-4, 1e-5)
 WIDE_STAGES = (1e-4, 1e-5, 1e-6)
 POOLED_KINDS = ("mlsp_narrow", "fc7", "gmp", "spp")
 TRAINERS = ("keras", "sklearn")
-TARGETS = ("mos", "mos_attributes", "dist", "binary")
 RECIPE_KEYS = ("input_norm", "l2", "early_stop", "max_epochs", "patience")
 
 Block = Tuple[str, int, int]  # (name, first channel, stop channel) inside the concatenated vector
@@ -37,8 +36,8 @@ class HeadSpec:
         builder: `builder(input_shape, *, n_bins, blocks, seed)` → a `keras.Model` (trainer "keras")
             or an unfitted scikit-learn estimator (trainer "sklearn"); `create_head` calls it.
         kinds: feature kinds the head accepts, preferred first.
-        target: "mos" (one score), "dist" (a K-bin score distribution; needs `labels/hist`) or
-            "binary" (high/low at the dataset's threshold).
+        target: a registered target (`heads.targets`): "mos" (one score), "dist" (a K-bin score
+            distribution; needs `labels/hist`), "binary" or "top_bottom" (classes), "mos_attributes".
         trainer: the fitting routine: "keras" (mini-batches streamed from the store, learning-rate
             stages; heads of one feature kind can share each batch) or "sklearn" (one `fit` on rows
             read into memory).
@@ -48,6 +47,7 @@ class HeadSpec:
         needs_blocks: the builder needs the store's block list (names and channel offsets).
         needs_attributes: the builder takes `n_attributes` (heads with attribute outputs; the store needs
             `labels/attributes`).
+        has_embedding: the builder takes `embedding_dim` (embedding heads: outputs `[score, embedding]`).
         fit_to_data: `fit_to_data(model, features, seed) -> dict` sets weights fitted on training
             features before training (e.g. content clusters); what it returns goes into the run config.
         uses_validation: the estimator's `fit(x, y, x_val=, y_val=)` tunes itself on the validation split.
@@ -70,6 +70,7 @@ class HeadSpec:
     max_rows: Optional[int] = None
     needs_blocks: bool = False
     needs_attributes: bool = False
+    has_embedding: bool = False
     fit_to_data: Optional[Callable] = field(default=None, repr=False, compare=False)
     uses_validation: bool = False
     input_norm: Optional[str] = None
@@ -80,8 +81,11 @@ class HeadSpec:
     def __post_init__(self):
         if self.trainer not in TRAINERS:
             raise ValueError(f"head {self.name!r}: trainer must be one of {TRAINERS}; received {self.trainer!r}")
+        from heads.targets import TARGETS
+
         if self.target not in TARGETS:
-            raise ValueError(f"head {self.name!r}: target must be one of {TARGETS}; received {self.target!r}")
+            raise ValueError(f"head {self.name!r}: target must be one of {', '.join(TARGETS.names())}; "
+                             f"received {self.target!r}")
         unknown = set(self.recipe) - set(RECIPE_KEYS)
         if unknown:
             raise ValueError(f"head {self.name!r}: recipe keys are {RECIPE_KEYS}; received {sorted(unknown)}")
@@ -134,7 +138,7 @@ def list_heads(trainer: Optional[str] = None):
 
 
 def create_head(name: str, *, input_shape: Sequence[int], n_bins: int = 0, blocks: Sequence[Block] = (),
-                seed: int = 0, n_attributes: int = 0):
+                seed: int = 0, n_attributes: int = 0, embedding_dim: Optional[int] = None):
     """Builds the head registered as `name` for one input.
 
     Args:
@@ -144,6 +148,7 @@ def create_head(name: str, *, input_shape: Sequence[int], n_bins: int = 0, block
         blocks: `(name, start, stop)` channel ranges of the MLSP blocks (heads with `needs_blocks`).
         seed: seed of scikit-learn estimators (Keras heads take the global seed).
         n_attributes: attribute outputs (heads with `needs_attributes`; ignored by the others).
+        embedding_dim: d of embedding heads (`has_embedding`; None: the head's default; ignored by the others).
     Returns:
         A `keras.Model` for trainer "keras", an unfitted scikit-learn estimator for "sklearn".
     Raises:
@@ -162,4 +167,6 @@ def create_head(name: str, *, input_shape: Sequence[int], n_bins: int = 0, block
             raise HeadMismatchError(f"head {name!r} predicts attributes and needs at least one; received "
                                     f"n_attributes={n_attributes}")
         extra["n_attributes"] = int(n_attributes)
+    if spec.has_embedding and embedding_dim is not None:
+        extra["embedding_dim"] = int(embedding_dim)
     return spec.builder(tuple(int(d) for d in input_shape), n_bins=n_bins, blocks=tuple(blocks), seed=seed, **extra)

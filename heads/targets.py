@@ -10,6 +10,10 @@
 - `mos_attributes`: the MOS, then the store's attributes (`labels/attributes`, NaN where not annotated:
   the loss skips those); only the score is rescaled.
 - `binary`: high (1) / low (0) at the dataset's threshold (low = at or below), for classifiers.
+- `embedding`: the score only orders training examples (triplets); the head outputs `[score, embedding]`
+  on its own scale (no rescaling), ranked by column 0.
+- `top_bottom`: photo-critic's task: the top (1) and bottom (0) 20 % of the labelled photos by score (cuts
+  over all splits, recorded in the run), the middle left out of every split.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from features.errors import UsageError
 from features.registry import Registry
 
 SCALE_LAYER = "to_score_scale"
+TOP_BOTTOM_FRACTION = 0.2  # photo-critic: "we focus on top and bottom 20% of the dataset"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,9 @@ class TargetSpec:
         rank_score: `rank_score(values)` → (n,) scores to rank by, for targets or outputs of shape (n, T)
             (early stopping on validation SRCC ranks both the same way).
         extra: store labels beyond `label` that `make` takes as keywords (e.g. "attributes").
+        classifier: the target is a class (0/1): evaluated by accuracy, precision, recall and F1.
+        extremes: keep only the photos in the top and bottom `extremes` fraction by score; the threshold
+            passed to `make` is then the midpoint of the two cuts.
     """
 
     name: str
@@ -44,6 +52,8 @@ class TargetSpec:
     prepare: Callable = field(repr=False, compare=False)
     rank_score: Callable = field(repr=False, compare=False)
     extra: Tuple[str, ...] = ()
+    classifier: bool = False
+    extremes: Optional[float] = None
 
 
 TARGETS: Registry[TargetSpec] = Registry("target")
@@ -156,4 +166,7 @@ register_target(TargetSpec("mos", "mos", _mos, on_score_scale, _first_column))
 register_target(TargetSpec("mos_attributes", "mos", _mos_attributes, score_then_attributes, _first_column,
                            extra=("attributes",)))
 register_target(TargetSpec("dist", "hist", _dist, init_output_bias, _expected_bin))
-register_target(TargetSpec("binary", "mos", _binary, lambda model, y: model, _first_column))
+register_target(TargetSpec("embedding", "mos", _mos, lambda model, y: model, _first_column))
+register_target(TargetSpec("binary", "mos", _binary, lambda model, y: model, _first_column, classifier=True))
+register_target(TargetSpec("top_bottom", "mos", _binary, lambda model, y: model, _first_column, classifier=True,
+                           extremes=TOP_BOTTOM_FRACTION))

@@ -69,6 +69,9 @@ def _add_training_options(p) -> None:
     from pipeline.fitting import EARLY_STOP, RANK_PAIRS, REFERENCE_RECIPE, TrainConfig
 
     p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--label", default=TrainConfig.label,
+                   help="the score to learn: mos, or a stored attribute (`iaa store-info` lists them; a flickr "
+                        "store has aesthetic_s and popularity)")
     p.add_argument("--lr-stages", help="comma-separated learning rates, one stage each "
                    "(default narrow 1e-3,1e-4,1e-5; wide 1e-4,1e-5,1e-6)")
     p.add_argument("--max-epochs", type=_positive_int,
@@ -95,6 +98,10 @@ def _add_training_options(p) -> None:
                    "(default: Kong et al.'s, 0.1 on AVA, 1 on AADB and others)")
     p.add_argument("--rank-min-gap", type=float, default=TrainConfig.rank_min_gap,
                    help="rank-loss heads: leave out pairs whose scores (rescaled to [0, 1]) differ by less")
+    p.add_argument("--embedding-dim", type=_positive_int, help="triplet head: embedding size d (default 1000)")
+    p.add_argument("--triplet-margin", type=float, help="triplet head: margin m of the embedding loss (default 0.2)")
+    p.add_argument("--direction-margin", type=float,
+                   help="triplet head: margin of the direction loss on the norms (default 1.0)")
     p.add_argument("--rank-pairs", choices=RANK_PAIRS, default=TrainConfig.rank_pairs,
                    help="rank-loss pairs: all (by mean score), same-rater (pairs a rater scored both of, in that "
                         "rater's order), both; auto: same-rater when the store has rater ids, else all")
@@ -208,6 +215,8 @@ def cmd_store_info(args) -> int:
         info = fs.info()
         failures = fs.failures()
         ident = fs.identity()
+        labels = [f"mos {fs.scale[0]:g}-{fs.scale[1]:g}"] + [f"{a} {fs.use_label(a).scale[0]:g}-{fs.scale[1]:g}"
+                                                              for a in fs.attribute_names]
     info["failures"] = [{"id": i, "reason": r} for i, r in failures]
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -215,6 +224,7 @@ def cmd_store_info(args) -> int:
     print(f"{info['path']} ({info['engine']}): {info['n_images']} images, {info['counts']}")
     print(f"  backbone {ident['backbone']}, weights {(ident['weights'] or {}).get('spec')}, "
           f"views {ident['view_set']}, dataset {ident['dataset']}")
+    print(f"  labels (train with --label NAME): {', '.join(labels)}")
     for name, meta in info["arrays"].items():
         print(f"  {name:24s} {str(tuple(meta['shape'])):28s} {meta['dtype']}")
     for f in info["failures"][:20]:
@@ -243,7 +253,8 @@ def _train_config(args, **fields):
                        weight_decay=args.weight_decay, l2=args.l2, early_stop=args.early_stop,
                        rank_margin=args.rank_margin, rank_weight=args.rank_weight,
                        rank_min_gap=args.rank_min_gap, attribute_weight=args.attribute_weight,
-                       rank_pairs=args.rank_pairs, **fields)
+                       rank_pairs=args.rank_pairs, label=args.label, embedding_dim=args.embedding_dim,
+                       triplet_margin=args.triplet_margin, direction_margin=args.direction_margin, **fields)
 
 
 def cmd_train(args) -> int:

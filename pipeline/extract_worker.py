@@ -19,7 +19,7 @@ from features import store_writer as sw
 from features.augment import View, make_views, view_size
 from features.backbones import BackboneSpec
 from features.images import ImageError, decode_image, shrink
-from features.memory import (MEMORY_ENV, MEMORY_FRACTION, RELEASE_ABOVE_BYTES, memory_budget, pass_bytes,
+from features.memory import (MEMORY_FRACTION, RELEASE_ABOVE_BYTES, memory_budget, pass_bytes,
                              release_memory, side_that_fits)
 from features.quiet import quiet_tensorflow
 from features.weights import WeightsSpec

@@ -51,6 +51,10 @@ class TrainConfig:
         rank_pairs: rank-loss pairs: "all" (every untied pair of a batch, by mean score), "same-rater"
             (pairs some rater scored both of, by that rater's order; needs rater data), "both", or "auto"
             (same-rater when the store has rater data, else all).
+        embedding_dim: d of embedding heads (`triplet`; None: the paper's 1000).
+        triplet_margin, direction_margin: m and m̃ of the directional triplet loss (None: 0.2 and 1.0).
+        label: the score heads learn: "mos" (`labels/mos`) or the name of a stored attribute (a Flickr
+            store's `popularity`, an AADB attribute), with that attribute's scale.
     """
 
     store: str
@@ -74,11 +78,17 @@ class TrainConfig:
     rank_min_gap: float = 0.0
     attribute_weight: Optional[float] = None
     rank_pairs: str = "auto"
+    label: str = "mos"
+    embedding_dim: Optional[int] = None
+    triplet_margin: Optional[float] = None
+    direction_margin: Optional[float] = None
 
     def __post_init__(self):
         if not self.weight_decay >= 0:
             raise TrainError(f"weight_decay must be >= 0; received {self.weight_decay}")
-        for name in ("rank_margin", "rank_weight", "attribute_weight"):
+        if self.embedding_dim is not None and self.embedding_dim < 2:
+            raise TrainError(f"embedding_dim must be at least 2; received {self.embedding_dim}")
+        for name in ("rank_margin", "rank_weight", "attribute_weight", "triplet_margin", "direction_margin"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise TrainError(f"{name} must be >= 0; received {value}")
@@ -137,7 +147,8 @@ def loss_context(cfg: TrainConfig, store: FeatureStore, rater_columns: int = 0) 
     return LossContext(scale=store.scale, dataset=store.identity().get("dataset") or "",
                        rank_margin=cfg.rank_margin, rank_weight=cfg.rank_weight, rank_min_gap=cfg.rank_min_gap,
                        attribute_weight=cfg.attribute_weight, rater_columns=rater_columns,
-                       rank_pairs="both" if cfg.rank_pairs == "both" else "same-rater")
+                       rank_pairs="both" if cfg.rank_pairs == "both" else "same-rater",
+                       triplet_margin=cfg.triplet_margin, direction_margin=cfg.direction_margin)
 
 
 def uses_raters(spec, cfg: TrainConfig, store: FeatureStore) -> bool:
@@ -147,7 +158,10 @@ def uses_raters(spec, cfg: TrainConfig, store: FeatureStore) -> bool:
 
     if not (spec.loss and LOSSES.get(spec.loss).uses_raters) or cfg.rank_pairs == "all":
         return False
-    if store.ratings is None:
+    if store.ratings is None or store.label != "mos":  # raters scored the MOS, not another label
+        if store.label != "mos" and cfg.rank_pairs != "auto":
+            raise TrainError(f"--rank-pairs {cfg.rank_pairs} orders pairs by raters' scores of the MOS; with "
+                             f"--label {store.label} use --rank-pairs all (or auto)")
         if cfg.rank_pairs == "auto":
             return False
         raise TrainError(f"--rank-pairs {cfg.rank_pairs} needs individual ratings with rater ids; store "

@@ -45,9 +45,26 @@ class TrainResult:
     history: Dict[str, list] = field(default_factory=dict)
 
 
-def split_rows(fs: st.FeatureStore, labels: set) -> Dict[str, np.ndarray]:
-    """Rows per split that are done and carry every label ("mos", "hist") in `labels`."""
+def extreme_cuts(fs: st.FeatureStore, fraction: float) -> dict:
+    """photo-critic's binary task: the score cuts below and above which the bottom and top `fraction` of the
+    done, labelled photos lie (over all splits: the task is defined on the dataset, then split)."""
+    mos = fs.mos[(fs.status == st.DONE) & np.isfinite(fs.mos)]
+    if len(mos) < 2:
+        raise TrainError(f"store {fs.path} has {len(mos)} labelled photos; a top/bottom task needs more")
+    low, high = (float(v) for v in np.quantile(mos, [fraction, 1.0 - fraction]))
+    if not low < high:
+        raise TrainError(f"the top and bottom {fraction:.0%} of {fs.label} meet at {low:g} (too many equal "
+                         f"scores): no two classes to learn")
+    return {"fraction": fraction, "low": low, "high": high}
+
+
+def split_rows(fs: st.FeatureStore, labels: set, extremes: Optional[dict] = None) -> Dict[str, np.ndarray]:
+    """Rows per split that are done and carry every label ("mos", "hist") in `labels` (only the top and
+    bottom photos when `extremes`, from `extreme_cuts`, is given)."""
     usable = fs.status == st.DONE
+    if extremes:
+        with np.errstate(invalid="ignore"):
+            usable &= (fs.mos <= extremes["low"]) | (fs.mos >= extremes["high"])
     if "mos" in labels:
         usable &= np.isfinite(fs.mos)
     if "attributes" in labels and fs.attributes is None:
@@ -96,9 +113,10 @@ def target_matrix(fs: st.FeatureStore, rows: Dict[str, np.ndarray], targets: Seq
 
 
 def _config(cfg: TrainConfig, spec, fs: st.FeatureStore, kind: str, rows: dict, threshold: float,
-            recipe: Recipe, raters: int = 0) -> dict:
-    return {"train": {**asdict(cfg), "head": spec.name},
+            recipe: Recipe, raters: int = 0, extremes: Optional[dict] = None) -> dict:
+    return {"train": {**asdict(cfg), "head": spec.name}, "label": fs.label, "binary_rule": extremes,
             "head": {"name": spec.name, "trainer": spec.trainer, "target": spec.target, "loss": spec.loss,
+                     "classifier": get_target(spec.target).classifier,
                      "loss_description": LOSSES.get(spec.loss).description if spec.loss else None,
                      "loss_settings": loss_settings(get_loss(spec.loss, loss_context(cfg, fs, raters)))
                      if spec.loss else None,
@@ -134,7 +152,8 @@ def _groups(specs, kinds, recipes, joint: bool) -> Dict[tuple, List[int]]:
     groups: Dict[tuple, List[int]] = {}
     for i, (spec, kind, recipe) in enumerate(zip(specs, kinds, recipes)):
         shared = joint and TRAINERS.get(spec.trainer).shares_batches
-        groups.setdefault((kind, spec.trainer, recipe, -1 if shared else i), []).append(i)
+        extremes = get_target(spec.target).extremes  # its own rows: never shares a group with other targets
+        groups.setdefault((kind, spec.trainer, recipe, extremes, -1 if shared else i), []).append(i)
     return groups
 
 
@@ -181,20 +200,26 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
                                                              for s in specs]
     results: List[Optional[TrainResult]] = [None] * len(specs)
     with st.FeatureStore(cfg.store) as fs:
+        fs.use_label(cfg.label)
+        if cfg.label != "mos" and any(s.target == "dist" for s in specs):
+            dist = ", ".join(s.name for s in specs if s.target == "dist")
+            raise TrainError(f"distribution heads learn the vote histograms behind the MOS; --label {cfg.label} has "
+                             f"none: pick score heads ({dist} cannot)")
         try:
-            kinds = [s.check_store(fs.kinds, fs.hist is not None, cfg.kind) for s in specs]
+            kinds = [s.check_store(fs.kinds, fs.hist is not None and cfg.label == "mos", cfg.kind) for s in specs]
         except HeadMismatchError as exc:
             raise TrainError(f"store {cfg.store}: {exc}") from None
-        threshold = threshold_for_scale(fs.scale)
-        for (kind, trainer, recipe, _), members in _groups(specs, kinds, recipes, joint).items():
+        for (kind, trainer, recipe, fraction, _), members in _groups(specs, kinds, recipes, joint).items():
             keys = {i: (specs[i].target, uses_raters(specs[i], cfg, fs)) for i in members}
             targets = sorted(set(keys.values()))
             labels = {get_target(t).label for t, _ in targets} | {e for t, _ in targets for e in get_target(t).extra}
-            rows = split_rows(fs, labels)
+            extremes = extreme_cuts(fs, fraction) if fraction else None
+            threshold = (extremes["low"] + extremes["high"]) / 2 if extremes else threshold_for_scale(fs.scale)
+            rows = split_rows(fs, labels, extremes)
             matrices, columns = target_matrix(fs, rows, targets, threshold)
             raters = {i: _rater_columns(fs, rows, keys[i], columns, log, cfg.batch_size) for i in members}
-            runs = [RunDir.create(run_dirs[i], _config(cfg, specs[i], fs, kind, rows, threshold, recipe, raters[i]))
-                    for i in members]
+            runs = [RunDir.create(run_dirs[i], _config(cfg, specs[i], fs, kind, rows, threshold, recipe, raters[i],
+                                                       extremes)) for i in members]
             group = FitGroup(cfg, [specs[i] for i in members], fs, kind, rows, matrices,
                              [columns[keys[i]] for i in members], runs, log, recipe,
                              [raters[i] for i in members])

@@ -86,6 +86,22 @@ def make_store(path: Path, features: dict, mos, split, hist=None, blocks=None, s
     return path
 
 
+def add_attributes(path: Path, names, values, scales=None) -> Path:
+    """Adds `labels/attributes` (N, A) with their names (and scales) to a synthetic Zarr store."""
+    import zarr
+
+    values = np.asarray(values, np.float32)
+    root = zarr.open_group(str(path), mode="r+")
+    root["labels"].create_array("attributes", shape=values.shape, dtype="float32", chunks=values.shape)[:] = values
+    dataset = dict(root.attrs["dataset"])
+    described = {"names": list(names), "annotated": int(np.isfinite(values).all(axis=1).sum())}
+    if scales is not None:
+        described["scales"] = [list(map(float, s)) for s in scales]
+    dataset["labels"] = {"attributes": described}
+    root.attrs["dataset"] = dataset
+    return path
+
+
 def linear_store(path: Path, n: int = 300, views: int = 2, dim: int = 24, seed: int = 0, engine="zarr",
                  wide: bool = False, hist_bins: int = 0, test_split: bool = True, unit_scale: bool = False) -> Path:
     """Labels are a known function of the features: mos = 5.5 + 1.5 * tanh(w . mean-over-views)

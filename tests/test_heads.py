@@ -110,7 +110,9 @@ def test_every_sklearn_head_fits_and_round_trips(head, tmp_path):
     y = x[:, 0] / 10 + rng.normal(0, 0.1, 40)
     spec = get_head(head)
     model = create_head(head, input_shape=(6,), seed=0)
-    y = (y > np.median(y)).astype(float) if spec.target == "binary" else y
+    from heads.targets import get_target
+
+    y = (y > np.median(y)).astype(float) if get_target(spec.target).classifier else y
     model.fit(x, y, **({"x_val": x[:10], "y_val": y[:10]} if spec.uses_validation else {}))
     joblib.dump(model, tmp_path / "m.joblib")
     # rf sums its trees in parallel threads: equal up to the order of the additions

@@ -96,7 +96,7 @@ def test_rank_options_are_validated():
 def _attribute_store(path, n=240, seed=0):
     """Linear-store features; the score and three attributes are functions of them (one attribute with
     gaps), on AADB's scales."""
-    from tests.conftest import make_store
+    from tests.conftest import add_attributes, make_store
 
     rng = np.random.default_rng(seed)
     base = np.abs(rng.normal(size=(n, 24))).astype(np.float32)
@@ -107,14 +107,7 @@ def _attribute_store(path, n=240, seed=0):
     attrs = z[:, 1:].astype(np.float32)
     attrs[::5, 2] = np.nan
     make_store(path, {"mlsp_narrow": feats}, (z[:, 0] + 1) / 2, split, scale=(0.0, 1.0))
-    import zarr
-
-    root = zarr.open_group(str(path), mode="r+")
-    root["labels"].create_array("attributes", shape=attrs.shape, dtype="float32", chunks=attrs.shape)[:] = attrs
-    dataset = dict(root.attrs["dataset"])
-    dataset["labels"] = {"attributes": {"names": ["light", "dof", "color"], "annotated": int(n * 4 / 5)}}
-    root.attrs["dataset"] = dataset
-    return path
+    return add_attributes(path, ["light", "dof", "color"], attrs)
 
 
 def test_attribute_and_content_heads_train_save_and_evaluate_attributes(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from evaluation.metrics import srcc
 from evaluation.rundir import RunDir
 from heads.registry import HEADS, HeadSpec, register_head
-from pipeline.fitting import REFERENCE_RECIPE, Recipe, TrainConfig, TrainError, recipe_for
+from pipeline.fitting import REFERENCE_RECIPE, Recipe, TrainConfig, recipe_for
 from pipeline.train import run_heads, run_train
 from tests.conftest import make_store
 

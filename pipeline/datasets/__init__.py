@@ -7,4 +7,4 @@ from pipeline.datasets.base import (  # noqa: F401
     default_data_dir,
     load_dataset,
 )
-from pipeline.datasets import aadb, ava, demo, folder, koniq10k  # noqa: F401  (registration)
+from pipeline.datasets import aadb, ava, demo, flickr, folder, koniq10k  # noqa: F401  (registration)

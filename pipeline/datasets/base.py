@@ -63,6 +63,8 @@ class Manifest:
         attributes: (N, A) attribute scores (NaN where an image has none), e.g. AADB's 11 in [-1, 1].
         attribute_names: the A attribute names.
         ratings: individual ratings with rater ids, when the dataset has them.
+        attribute_scales: (low, high) of each attribute, when they can serve as a training label
+            (`iaa train --label NAME`); recorded in the store.
     """
 
     name: str
@@ -78,6 +80,7 @@ class Manifest:
     attributes: Optional[np.ndarray] = None
     attribute_names: List[str] = field(default_factory=list)
     ratings: Optional[Ratings] = None
+    attribute_scales: Optional[List[Tuple[float, float]]] = None
 
     def __post_init__(self):
         n = len(self.ids)
@@ -112,6 +115,8 @@ class Manifest:
         if self.attributes is not None:
             out["attributes"] = {"names": list(self.attribute_names),
                                  "annotated": int(np.isfinite(self.attributes).all(axis=1).sum())}
+            if self.attribute_scales is not None:
+                out["attributes"]["scales"] = [[float(lo), float(hi)] for lo, hi in self.attribute_scales]
         if self.ratings is not None:
             out["ratings"] = {"n": len(self.ratings), "raters": len(set(self.ratings.rater)),
                               "scale": list(self.ratings.scale)}

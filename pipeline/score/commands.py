@@ -15,6 +15,9 @@ def add_parsers(sub, positive_int) -> None:
     sc.add_argument("--memory-gb", type=float, help="memory budget of one forward pass (default 70%% of "
                                                      "available RAM; a photo that cannot fit is listed as failed)")
     sc.add_argument("--chunk", type=positive_int, default=16, help="photos per extraction batch (default 16)")
+    sc.add_argument("--embeddings", action="store_true",
+                    help="embedding heads (triplet): also write embeddings.npz (path, score, unit-norm embedding, "
+                         "best first) for nearest-neighbour search")
     sc.add_argument("--sheet-size", type=positive_int, default=200,
                     help="most photos on the contact sheet: the best and worst halves beyond it (default 200)")
 
@@ -94,7 +97,7 @@ def cmd_score(args) -> int:
 
     out = args.out or f"scores_{Path(args.run_dir).resolve().name}"
     result = run_score(args.run_dir, args.paths, out, weights=args.weights, store=args.store, chunk=args.chunk,
-                       memory_gb=args.memory_gb,
+                       memory_gb=args.memory_gb, embeddings=args.embeddings,
                        sheet_size=args.sheet_size, log=lambda m: print(m, flush=True))
     rows, failures = result.rows, result.failures
     print(f"\nscored {len(rows)} photos, {len(failures)} failed, in {result.seconds:.1f} s "

@@ -113,6 +113,11 @@ def evaluate_on(run_dir: str | Path, store: str | Path, *, split: str = "test", 
         if refusals:
             raise PredictorError(f"store {store} holds other features than run {run.path} was trained on:\n  "
                                  + "\n  ".join(refusals))
+        label = run.config.get("label") or "mos"
+        if label in fs.attribute_names:
+            fs.use_label(label)
+        elif label != "mos":
+            notes.append(f"label: trained on {label}, evaluated against the store's mos (it has no {label})")
         rows = _rows(fs, split)
         log(f"scoring {len(rows):,} {split} images of {fs.path} ({fs.identity().get('dataset')}) with {run.path}")
         pred = _predict(run, fs, kind, rows)

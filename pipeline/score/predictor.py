@@ -49,6 +49,8 @@ class PhotoScores:
         dist: (n, K) histograms of distribution heads, else None.
         reasons: why a photo failed ("" when scored).
         features: {kind: (n, V, ...) float16} the photos' features (NaN where failed).
+        embedding: (n, d) unit-norm embeddings Φ of embedding heads (`triplet`: φ averaged over views, then
+            normalised; NaN where not scored), else None.
     """
 
     paths: List[str]
@@ -58,6 +60,7 @@ class PhotoScores:
     dist: Optional[np.ndarray]
     reasons: List[str]
     features: dict
+    embedding: Optional[np.ndarray] = None
 
 
 def extraction_record(run: RunDir) -> dict:
@@ -127,7 +130,8 @@ class Predictor:
         self.model = self.trainer.load(run)
         self.dist = self.head.target == "dist"
         kind_record = (extraction.get("kinds") or {}).get(self.kind)
-        self.notes = stale_pooling_lines({"kinds": {self.kind: kind_record}} if kind_record else {}, f"run {run.path.name}")
+        self.notes = stale_pooling_lines({"kinds": {self.kind: kind_record}} if kind_record else {},
+                                         f"run {run.path.name}")
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, weights: Optional[str] = None, all_kinds: bool = False,
@@ -167,14 +171,19 @@ class Predictor:
         """Scores photos whose features are known (`ok` marks those that have them)."""
         n = len(paths)
         score, spread = np.full(n, np.nan), np.full(n, np.nan)
-        dist = None
+        dist = embedding = None
         if ok.any():
-            s, sp, d = summarise_views(self.predict_features(feats[self.kind][ok]), self.dist)
+            outputs = self.predict_features(feats[self.kind][ok])
+            s, sp, d = summarise_views(outputs, self.dist)
             score[ok], spread[ok] = s, sp
             if d is not None:
                 dist = np.full((n, d.shape[1]), np.nan)
                 dist[ok] = d
-        return PhotoScores(list(map(str, paths)), ok, score, spread, dist, list(reasons), feats)
+            if self.head.has_embedding:  # outputs are [‖φ‖, φ]
+                phi = outputs[..., 1:].mean(axis=1)
+                embedding = np.full((n, phi.shape[1]), np.nan, np.float32)
+                embedding[ok] = phi / np.maximum(np.linalg.norm(phi, axis=1, keepdims=True), 1e-12)
+        return PhotoScores(list(map(str, paths)), ok, score, spread, dist, list(reasons), feats, embedding)
 
     def score_arrays(self, images: Sequence[np.ndarray], names: Sequence[str]) -> PhotoScores:
         """Scores decoded (H, W, 3) uint8 RGB images (video frames), named for the result."""

@@ -19,7 +19,7 @@ from features.images import IMAGE_SUFFIXES
 from pipeline.score.predictor import Predictor
 from pipeline.score.sheet import contact_sheet, model_card
 
-SCORES_CSV, SCORES_HTML = "scores.csv", "scores.html"
+SCORES_CSV, SCORES_HTML, EMBEDDINGS = "scores.csv", "scores.html", "embeddings.npz"
 
 
 def collect_photos(inputs: Sequence[str]) -> Tuple[List[str], List[str]]:
@@ -89,7 +89,8 @@ def score_all(predictor: Predictor, photos: Sequence[str], chunk: int) -> Tuple[
     """Scores photos in chunks with a progress bar.
 
     Returns:
-        ({"path", "score", "spread", "dist"} per scored photo in input order, {"path", "reason"} per failure).
+        ({"path", "score", "spread", "dist", "embedding"} per scored photo in input order,
+         {"path", "reason"} per failure).
     """
     scored, failures = [], []
     bar = progress_bar(len(photos))
@@ -98,7 +99,8 @@ def score_all(predictor: Predictor, photos: Sequence[str], chunk: int) -> Tuple[
             for i, p in enumerate(part.paths):
                 if part.ok[i]:
                     scored.append({"path": p, "score": float(part.score[i]), "spread": float(part.spread[i]),
-                                   "dist": None if part.dist is None else part.dist[i]})
+                                   "dist": None if part.dist is None else part.dist[i],
+                                   "embedding": None if part.embedding is None else part.embedding[i]})
                 else:
                     failures.append({"path": p, "reason": part.reasons[i]})
     finally:
@@ -128,7 +130,7 @@ def write_scores_csv(path: Path, rows: List[dict], failures: List[dict]) -> None
 
 def run_score(run_dir: str, inputs: Sequence[str], out: str, *, weights: Optional[str] = None,
               store: Optional[str] = None, chunk: int = 16, sheet_size: int = 200, memory_gb: Optional[float] = None,
-              log: Callable[[str], None] = print) -> ScoreResult:
+              embeddings: bool = False, log: Callable[[str], None] = print) -> ScoreResult:
     """Scores photos with a trained run and writes scores.csv and scores.html into `out`.
 
     Args:
@@ -147,6 +149,9 @@ def run_score(run_dir: str, inputs: Sequence[str], out: str, *, weights: Optiona
     if note:
         log(note)
     predictor = Predictor.from_run(run_dir, weights=weights, all_kinds=store is not None, memory_gb=memory_gb)
+    if embeddings and not predictor.head.has_embedding:
+        raise UsageError(f"--embeddings needs a run of an embedding head (triplet); {run_dir} is a "
+                         f"{predictor.head.name} run, which scores photos without an embedding")
     if store:
         predictor.use_cache(store)
     photos, skipped = collect_photos(inputs)
@@ -165,6 +170,11 @@ def run_score(run_dir: str, inputs: Sequence[str], out: str, *, weights: Optiona
     rows = rank_rows([r["path"] for r in scored], np.array([r["score"] for r in scored], np.float64),
                      np.array([r["spread"] for r in scored], np.float64), dist)
     write_scores_csv(out_dir / SCORES_CSV, rows, failures)
+    if embeddings:
+        by_path = {r["path"]: r["embedding"] for r in scored}
+        np.savez(out_dir / EMBEDDINGS, path=np.array([r["path"] for r in rows]),
+                 score=np.array([r["score"] for r in rows], np.float32),
+                 embedding=np.stack([by_path[r["path"]] for r in rows]) if rows else np.zeros((0, 0), np.float32))
     card = model_card(predictor.run.config, predictor.run.read_metrics())
     title = f"{len(rows)} photos scored by {predictor.run.path.name}"
     (out_dir / SCORES_HTML).write_text(contact_sheet(title, card, rows, failures, sheet_size))
