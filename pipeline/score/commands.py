@@ -28,6 +28,10 @@ def add_parsers(sub, positive_int) -> None:
     eo.add_argument("store", help="a feature store extracted like the run's (backbone, weights, blocks)")
     eo.add_argument("--split", default="test", help="test, val, train or all (default test)")
     eo.add_argument("--out", help="output directory (default <run_dir>/evaluate_on/<store>_<split>)")
+    fu = sub.add_parser("fuse", help="late fusion of two runs on the same split (APM's SPP + GMP branches)")
+    fu.add_argument("run_a", help="a run directory")
+    fu.add_argument("run_b", help="another run directory on the same dataset and split")
+    fu.add_argument("--out", help="the fused run directory (default <parent of run_a>/fuse_<a>+<b>)")
     xp = sub.add_parser("export", help="one model from image pixels to score (SavedModel, ONNX or .keras), checked")
     xp.add_argument("run_dir", help="a run directory of a Keras head (or an ablation directory: its best run)")
     xp.add_argument("--format", choices=("saved_model", "onnx", "keras"), default="saved_model",
@@ -203,6 +207,13 @@ def cmd_evaluate_on(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"evaluate-on": cmd_evaluate_on, "export": cmd_export, "score": cmd_score, "video": cmd_video,
+def cmd_fuse(args) -> int:
+    from pipeline.fuse import fuse_runs
+
+    fuse_runs(args.run_a, args.run_b, args.out, log=lambda m: print(m, flush=True))
+    return EXIT_OK
+
+
+COMMANDS = {"evaluate-on": cmd_evaluate_on, "fuse": cmd_fuse, "export": cmd_export, "score": cmd_score, "video": cmd_video,
             "best-shot": cmd_best_shot,
             "explain": cmd_explain}

@@ -63,8 +63,17 @@ class PhotoScores:
     embedding: Optional[np.ndarray] = None
 
 
+def refuse_fused(run: RunDir) -> None:
+    """A fused run (`iaa fuse`) holds predictions, not a model."""
+    fusion = run.config.get("fusion")
+    if fusion:
+        raise PredictorError(f"{run.path} fuses the predictions of {' and '.join(fusion['members'])} (weight "
+                             f"{fusion['weight']:.2f}); it has no model of its own: score photos with each member")
+
+
 def extraction_record(run: RunDir) -> dict:
     """How the run's features were extracted: its config's record, else (older runs) its store's, when present."""
+    refuse_fused(run)
     record = run.config.get("extraction")
     if record:
         return record
