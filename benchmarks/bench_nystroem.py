@@ -32,7 +32,7 @@ def photos(n: int, dim: int, seed: int = 0):
     z = rng.normal(size=(n, 64)).astype(np.float32)
     x = np.maximum(z @ mix + 0.3 * rng.normal(size=(n, dim)).astype(np.float32), 0) * 1.2
     w = np.random.default_rng(2).normal(size=64)
-    score = z @ w + 0.5 * np.sin(2 * z[:, 0]) * z[:, 1] + 0.5 * rng.normal(size=n)
+    score = z @ w + 2.0 * np.sin(2 * z[:, 0]) * z[:, 1] + 6.0 * rng.normal(size=n)  # 8 = std of z @ w
     low, high = np.quantile(score, [0.2, 0.8])
     keep = (score <= low) | (score >= high)
     return x[keep], (score[keep] >= high).astype(int)

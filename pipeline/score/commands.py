@@ -214,6 +214,5 @@ def cmd_fuse(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"evaluate-on": cmd_evaluate_on, "fuse": cmd_fuse, "export": cmd_export, "score": cmd_score, "video": cmd_video,
-            "best-shot": cmd_best_shot,
-            "explain": cmd_explain}
+COMMANDS = {"evaluate-on": cmd_evaluate_on, "fuse": cmd_fuse, "export": cmd_export, "score": cmd_score,
+            "video": cmd_video, "best-shot": cmd_best_shot, "explain": cmd_explain}
