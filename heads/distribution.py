@@ -11,7 +11,8 @@ from heads.mlsp_fc import fc3
 from heads.pool3fc import check_wide, pool3fc_trunk
 from heads.registry import NARROW_STAGES, WIDE_STAGES, Block, HeadSpec, register_head
 
-HIDDEN = 2048
+HIDDEN = 2048  # NIMA-style head (its own paper has no hidden layer; kept from the first release)
+APM_HIDDEN = 4096  # APM, figure 2: 18,432-dim SPP vector → FC(4096)+ReLU → FC(10)+ReLU
 DIST_KINDS = ("spp", "mlsp_narrow", "gmp", "fc7")
 
 
@@ -25,9 +26,9 @@ def _unit(x):
 
 
 def DistHuber(input_shape: Sequence[int], *, n_bins: int = 10, blocks: Sequence[Block] = (), seed: int = 0):
-    """APM's distribution head: L2-normalised input → FC(2048)+ReLU → FC(K)+ReLU.
+    """APM's distribution head: L2-normalised input → FC(4096)+ReLU → FC(K)+ReLU.
 
-    Reference: Murray & Gordo 2017, section 3 (trained with the per-bin Huber loss).
+    Reference: Murray & Gordo 2017, section 3.2 and figure 2 (trained with the per-bin Huber loss).
 
     Args:
         input_shape: `(D,)`, a pooled feature vector (SPP, narrow MLSP, GMP or fc7).
@@ -40,7 +41,7 @@ def DistHuber(input_shape: Sequence[int], *, n_bins: int = 10, blocks: Sequence[
     from keras import layers
 
     inp = keras.Input(tuple(input_shape), name="features")
-    x = layers.Dense(HIDDEN, activation="relu", name="fc1")(_unit(inp))
+    x = layers.Dense(APM_HIDDEN, activation="relu", name="fc1")(_unit(inp))
     return keras.Model(inp, layers.Dense(n_bins, activation="relu", name="dist")(x), name="dist_huber")
 
 
@@ -81,7 +82,7 @@ def MeanHuber(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[B
     from keras import layers
 
     inp = keras.Input(tuple(input_shape), name="features")
-    x = layers.Dense(HIDDEN, activation="relu", name="fc1")(_unit(inp))
+    x = layers.Dense(APM_HIDDEN, activation="relu", name="fc1")(_unit(inp))
     return keras.Model(inp, layers.Dense(1, name="score")(x), name="mean_huber")
 
 
@@ -112,10 +113,10 @@ def Pool3FCDistHuber(input_shape: Sequence[int], *, n_bins: int = 10, blocks: Se
 
 for _spec in (
     HeadSpec("dist_huber", DistHuber, DIST_KINDS, "dist", "keras", NARROW_STAGES, "huber_dist",
-             description="FC(2048)+ReLU → FC(K)+ReLU, Huber per bin (delta 1/9) summed",
+             description="FC(4096)+ReLU → FC(K)+ReLU, Huber per bin (delta 1/9) summed",
              reference="Murray & Gordo 2017"),
     HeadSpec("mean_huber", MeanHuber, DIST_KINDS, "mos", "keras", NARROW_STAGES, "huber_mean",
-             description="FC(2048)+ReLU → FC(1): the mean score, Huber loss (APM's -mean variant)",
+             description="FC(4096)+ReLU → FC(1): the mean score, Huber loss (APM's -mean variant)",
              reference="Murray & Gordo 2017"),
     HeadSpec("dist_emd", DistEMD, DIST_KINDS, "dist", "keras", NARROW_STAGES, "emd",
              description="FC(2048)+ReLU → dropout → softmax(K), EMD r=2 over CDFs",

@@ -179,3 +179,9 @@ def test_distribution_heads_start_at_the_mean_histogram(head, policy):
         keras.mixed_precision.set_global_policy("float32")
     # zero features leave only the output bias (BN at init is the identity up to its epsilon)
     np.testing.assert_allclose(out / out.sum(axis=1, keepdims=True), np.repeat(hist.mean(0)[None], 2, 0), atol=2e-3)
+
+
+def test_apm_heads_have_the_papers_4096_wide_layer():
+    # Murray & Gordo 2017, figure 2: SPP of ResNet-101 (18,432) → FC 4096 → FC 10
+    assert build_head_model("dist_huber", (18432,), n_bins=10).count_params() == 18432 * 4096 + 4096 + 4096 * 10 + 10
+    assert build_head_model("mean_huber", (4608,)).get_layer("fc1").units == 4096
