@@ -1,9 +1,10 @@
 """Real human judgement: BIQ2021 (../shared/data/biq2021-dev, 2,000 photos) with the offline backbone.
 
-Extracts vgg16_hed MLSP features (narrow + wide) at full resolution with views `none` and `crop_flip`
-(resumable stores under stores/, reused between runs), trains every head on the official 1,600 / 400
-split (the training part split again 90/10 for validation, seeded), and prints test SRCC/PLCC as
-mean ± std over seeds per head, feature kind and view set. Every head trains with its own recipe
+Extracts vgg16_hed MLSP features (narrow + wide) and, for APM's branches, SPP + GMP at full resolution
+with views `none` and `crop_flip` (resumable stores under stores/, reused between runs; a store is made
+only when a chosen head needs it), trains every head on the official 1,600 / 400 split (the training part
+split again 90/10 for validation, seeded), fuses APM's two branches (`iaa fuse`), and prints test
+SRCC/PLCC as mean ± std over seeds per head, feature kind and view set. Every head trains with its own recipe
 (`iaa describe-head NAME`) unless `--train-args` overrides it. Skips cleanly when the folder is absent.
 
     python benchmarks/bench_quality.py [--views none,crop_flip] [--seeds 3] [--heads single1fc,ridge]
@@ -23,8 +24,10 @@ from features.quiet import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 
 BIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "biq2021-dev"
-HEADS = {"mlsp_narrow": ["single1fc", "single3fc", "reg_rank", "ridge", "svr", "svm", "rf"],
-         "mlsp_wide": ["pool3fc", "reg_rank_wide"]}
+HEADS = {"mlsp_narrow": ["single1fc", "single3fc", "multi3fc", "reg_rank", "triplet", "ridge", "svr", "svm", "rf"],
+         "mlsp_wide": ["pool3fc", "reg_rank_wide"], "spp": ["mean_huber"], "gmp": ["mean_huber"]}
+STORE_KINDS = {"": "mlsp_narrow,mlsp_wide", "_apm": "spp,gmp"}  # store name suffix → kinds it holds
+FUSED = (("spp", "mean_huber"), ("gmp", "mean_huber"))  # APM's two branches, fused late
 
 
 def _parse() -> argparse.Namespace:
@@ -39,12 +42,13 @@ def _parse() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def _store(views: str, max_side) -> str:
+def _store(views: str, max_side, kind: str) -> str:
     from pipeline.extract import ExtractConfig, run_extract
 
-    store = f"stores/biq2021_vgg16_hed_{views}{'_' + str(max_side) if max_side else ''}.zarr"
+    suffix, features = next((s, k) for s, k in STORE_KINDS.items() if kind in k.split(","))
+    store = f"stores/biq2021_vgg16_hed_{views}{'_' + str(max_side) if max_side else ''}{suffix}.zarr"
     res = run_extract(ExtractConfig(dataset="folder", data_dir=str(BIQ), store=store, backbone="vgg16_hed",
-                                    views=views, features="mlsp_narrow,mlsp_wide", max_side=max_side))
+                                    views=views, features=features, max_side=max_side))
     print(f"{store}: {res.counts} ({res.images_per_second:.2f} images/s this run)", flush=True)
     return store
 
@@ -60,14 +64,35 @@ def _row(views: str, kind: str, head: str, results: list) -> dict:
             "seconds": float(np.mean([r.seconds for r in results]))}
 
 
+def _run_dir(out: str, views: str, kind: str, head: str, seed: int) -> Path:
+    return Path(out) / f"{views}_{head}{'' if kind.startswith('mlsp') else '_' + kind}_seed{seed}"
+
+
+def _fused_row(out: str, views: str, seeds: int) -> dict:
+    """APM's late fusion of the two branches, per seed (`iaa fuse`)."""
+    from types import SimpleNamespace
+
+    from pipeline.fuse import fuse_runs
+
+    (kind_a, head_a), (kind_b, head_b) = FUSED
+    results = []
+    for seed in range(seeds):
+        fused = Path(out) / f"{views}_fuse_{kind_a}+{kind_b}_seed{seed}"
+        metrics = fuse_runs(_run_dir(out, views, kind_a, head_a, seed), _run_dir(out, views, kind_b, head_b, seed),
+                            fused, log=lambda m: print(m, flush=True))
+        results.append(SimpleNamespace(metrics=metrics, run_dir=str(fused), seconds=0.0))
+    return _row(views, f"{kind_a}+{kind_b}", f"fuse({head_a}, {head_b})", results)
+
+
 def _table(rows: list) -> str:
     lines = ["| views | kind | head | recipe | test SRCC | test PLCC | val SRCC | s/seed |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rec = r["recipe"] or {}
         recipe = f"{rec.get('input_norm')}, l2 {rec.get('l2'):g}, stop {rec.get('early_stop')}" if rec else "-"
-        lines.append(f"| {r['views']} | {r['kind']} | {r['head']} | {recipe} | {r['srcc_mean']:.3f} ± {r['srcc_std']:.3f} "
-                     f"| {r['plcc_mean']:.3f} ± {r['plcc_std']:.3f} | {r['val_srcc_mean']:.3f} | {r['seconds']:.0f} |")
+        lines.append(f"| {r['views']} | {r['kind']} | {r['head']} | {recipe} | {r['srcc_mean']:.3f} ± "
+                     f"{r['srcc_std']:.3f} | {r['plcc_mean']:.3f} ± {r['plcc_std']:.3f} | {r['val_srcc_mean']:.3f} "
+                     f"| {r['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -82,18 +107,20 @@ def main() -> None:
     overrides = json.loads(args.train_args)
     rows = []
     for views in args.views.split(","):
-        store = _store(views, args.max_side)
         for kind, heads in HEADS.items():
             heads = [h for h in heads if wanted is None or h in wanted]
             if not heads:
                 continue
+            store = _store(views, args.max_side, kind)
             per_seed = []
             for seed in range(args.seeds):
                 cfg = TrainConfig(store=store, head=heads[0], kind=kind, batch_size=args.batch_size, seed=seed,
                                   **overrides)
-                dirs = [Path(args.out) / f"{views}_{h}_seed{seed}" for h in heads]
+                dirs = [_run_dir(args.out, views, kind, h, seed) for h in heads]
                 per_seed.append(run_heads(cfg, heads, dirs, log=lambda m: print(m, flush=True)))
             rows += [_row(views, kind, h, [s[i] for s in per_seed]) for i, h in enumerate(heads)]
+        if wanted is None or "mean_huber" in wanted:
+            rows.append(_fused_row(args.out, views, args.seeds))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "table.md").write_text(_table(rows))
     (Path(args.out) / "table.json").write_text(json.dumps(rows, indent=2))
