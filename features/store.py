@@ -27,6 +27,7 @@ from features.errors import IAAError
 SCHEMA_VERSION = 3  # 2: optional attribute and rating labels; 3: kinds record their pooling revision
 # (wide/SPP maps under the grid size: TF area weights, no replication). Older stores open unchanged.
 PENDING, DONE, FAILED = 0, 1, 2
+KIND_STATUS = "kind_status"  # group of per-kind status arrays of kinds added to a finished store
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed"}
 HDF5_SUFFIXES = (".h5", ".hdf5")
 EXTRACTION_KEYS = ("schema_version", "settings", "backbone", "weights", "blocks", "last_block", "kinds", "views",
@@ -300,8 +301,24 @@ class FeatureStore:
             )
         return self._root[f"features/{kind}"]
 
-    def counts(self) -> Dict[str, int]:
-        s = self.status
+    def status_of(self, kind: str) -> np.ndarray:
+        """(N,) status of a kind's features: its own for kinds added later (`iaa extract` growing a store),
+        else the store's."""
+        if KIND_STATUS in self._root and kind in self._root[KIND_STATUS]:
+            return self._numbers(f"{KIND_STATUS}/{kind}")
+        return self.status
+
+    @property
+    def grown_kinds(self) -> List[str]:
+        """Kinds added to the store after its first extraction (each with its own status)."""
+        if KIND_STATUS not in self._root:
+            return []
+        group = self._root[KIND_STATUS]
+        return sorted(group.array_keys() if self.engine == "zarr" else group.keys())
+
+    def counts(self, kind: Optional[str] = None) -> Dict[str, int]:
+        """{"pending", "done", "failed"} image counts of the store (or of one kind's features)."""
+        s = self.status if kind is None else self.status_of(kind)
         return {name: int((s == code).sum()) for code, name in STATUS_NAMES.items()}
 
     def failures(self) -> List[Tuple[str, str]]:
@@ -322,7 +339,7 @@ class FeatureStore:
         names = ["ids", "split", "path", "width", "height", "status", "reason", "labels/mos"]
         names += [f"labels/{k}" for k in ("hist", "attributes", "rating_image", "rating_rater", "rating_score")
                   if k in self._root["labels"]]
-        names += [f"features/{k}" for k in self.kinds]
+        names += [f"features/{k}" for k in self.kinds] + [f"{KIND_STATUS}/{k}" for k in self.grown_kinds]
         for name in names:
             visit(name)
         return {"path": str(self.path), "engine": self.engine, "n_images": self.n,

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from features.store import FAILED, PENDING
+from features.store import FAILED, KIND_STATUS, PENDING
 
 MAX_TASK_BYTES = 256 << 20
 MAX_TASK_IMAGES = 64
@@ -100,18 +100,41 @@ def create_zarr(path: Path, layout: StoreLayout, attrs: dict, ids, split, paths,
     for name, dtype, fill in (("status", "int8", PENDING), ("width", "int32", 0), ("height", "int32", 0)):
         root.create_array(name, shape=(n,), dtype=dtype, chunks=(t,), fill_value=fill)
     root.create_array("reason", shape=(n,), dtype=str, chunks=(t,), fill_value="")
-    feats = root.require_group("features")
-    for kind, shape in layout.kinds.items():
-        feats.create_array(
-            kind,
-            shape=(n, layout.n_views) + tuple(shape),
-            dtype="float16",
-            chunks=(1, 1) + tuple(shape),
-            shards=(t, layout.n_views) + tuple(shape),
-            fill_value=np.nan,
-            compressors=None,
-        )
+    _feature_arrays(root, layout)
     root.attrs.update({"initialized": True})
+
+
+def _feature_arrays(root, layout: StoreLayout) -> None:
+    """`features/<kind>`: one chunk per view of one image, inside shards of one task's images."""
+    feats = root.require_group("features")
+    n, t = layout.n, layout.task_size
+    for kind, shape in layout.kinds.items():
+        feats.create_array(kind, shape=(n, layout.n_views) + tuple(shape), dtype="float16",
+                           chunks=(1, 1) + tuple(shape),
+                           shards=(t, layout.n_views) + tuple(shape), fill_value=np.nan, compressors=None)
+
+
+def add_kinds(zarr_path: Path, layout: StoreLayout, attrs: dict) -> None:
+    """Grows a finished store by the kinds of `layout` (empty) with their own status arrays
+    (`kind_status/<kind>`: images the store failed on start failed), then updates its attributes.
+
+    The arrays already there are not touched; the attributes go last, so an interrupted call leaves a store
+    that still opens as before and a rerun creates the arrays again.
+    """
+    import zarr
+
+    root = zarr.open_group(str(zarr_path), mode="r+")
+    status = np.asarray(root["status"][:])
+    for kind in layout.kinds:
+        if kind in root["features"]:
+            del root["features"][kind]
+    _feature_arrays(root, layout)
+    grown = root.require_group(KIND_STATUS)
+    for kind in layout.kinds:
+        arr = grown.create_array(kind, shape=(layout.n,), dtype="int8", chunks=(layout.task_size,),
+                                 fill_value=PENDING, overwrite=True)
+        arr[:] = np.where(status == FAILED, FAILED, PENDING).astype(np.int8)
+    root.attrs.update(attrs)
 
 
 def write_task(zarr_path: str, start: int, stop: int, features: Dict[str, np.ndarray],
@@ -122,22 +145,30 @@ def write_task(zarr_path: str, start: int, stop: int, features: Dict[str, np.nda
     root = zarr.open_group(zarr_path, mode="r+")
     for kind, values in features.items():
         root[f"features/{kind}"][start:stop] = values
-    root["width"][start:stop] = width
-    root["height"][start:stop] = height
-    root["reason"][start:stop] = np.asarray(reason, dtype=str)
-    root["status"][start:stop] = status
+    grown = [k for k in features if KIND_STATUS in root and k in root[KIND_STATUS]]
+    for kind in grown:  # kinds added to a finished store: only their own status
+        root[f"{KIND_STATUS}/{kind}"][start:stop] = status
+    if len(grown) < len(features):
+        root["width"][start:stop] = width
+        root["height"][start:stop] = height
+        root["reason"][start:stop] = np.asarray(reason, dtype=str)
+        root["status"][start:stop] = status
 
 
 def pending_tasks(zarr_path: Path, layout: StoreLayout, retry_failed: bool = False) -> List[Tuple[int, int]]:
-    """Tasks with an image not yet done (nor failed, unless `retry_failed`)."""
+    """Tasks with an image not yet done (nor failed, unless `retry_failed`) for a kind of `layout`."""
     import zarr
 
-    status = np.asarray(zarr.open_group(str(zarr_path), mode="r")["status"][:])
+    root = zarr.open_group(str(zarr_path), mode="r")
+    grown = root[KIND_STATUS] if KIND_STATUS in root else {}
+    statuses = [np.asarray((grown[k] if k in grown else root["status"])[:]) for k in layout.kinds]
     todo = []
     for start, stop in layout.tasks():
-        s = status[start:stop]
-        open_ = (s == PENDING) | ((s == FAILED) if retry_failed else False)
-        if open_.any():
+        open_ = False
+        for status in statuses:
+            s = status[start:stop]
+            open_ = open_ or bool(((s == PENDING) | ((s == FAILED) if retry_failed else False)).any())
+        if open_:
             todo.append((start, stop))
     return todo
 

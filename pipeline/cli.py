@@ -215,6 +215,7 @@ def cmd_store_info(args) -> int:
         info = fs.info()
         failures = fs.failures()
         ident = fs.identity()
+        grown = [f"{k} (added later): {fs.counts(k)}" for k in fs.grown_kinds]
         labels = [f"mos {fs.scale[0]:g}-{fs.scale[1]:g}"] + [f"{a} {fs.use_label(a).scale[0]:g}-{fs.scale[1]:g}"
                                                               for a in fs.attribute_names]
     info["failures"] = [{"id": i, "reason": r} for i, r in failures]
@@ -225,6 +226,8 @@ def cmd_store_info(args) -> int:
     print(f"  backbone {ident['backbone']}, weights {(ident['weights'] or {}).get('spec')}, "
           f"views {ident['view_set']}, dataset {ident['dataset']}")
     print(f"  labels (train with --label NAME): {', '.join(labels)}")
+    for line in grown:
+        print(f"  {line}")
     for name, meta in info["arrays"].items():
         print(f"  {name:24s} {str(tuple(meta['shape'])):28s} {meta['dtype']}")
     for f in info["failures"][:20]:

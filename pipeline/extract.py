@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -184,6 +184,16 @@ def _refuse_if_different(path: Path, stored: dict, settings: dict) -> None:
         )
 
 
+def _kinds_to_do(cfg: ExtractConfig, fs: st.FeatureStore, layout: sw.StoreLayout) -> Dict[str, Tuple[int, ...]]:
+    """The kinds with images left (a store grown by kinds finishes only those); all when none has any."""
+    def open_(kind):
+        c = fs.counts(kind)
+        return c["pending"] + (c["failed"] if cfg.retry_failed else 0)
+
+    todo = {k: s for k, s in layout.kinds.items() if open_(k)}
+    return todo or dict(layout.kinds)
+
+
 def _refuse_stale_pooling(cfg: ExtractConfig, path: Path, fs: st.FeatureStore) -> None:
     """Finishing an older store with today's pooling would mix two poolings in one array."""
     counts = fs.counts()
@@ -217,6 +227,9 @@ def _remove(*paths: Path) -> None:
 
 def _finished_hdf5(cfg: ExtractConfig, path: Path, p: ExtractPlan, t0: float, log) -> ExtractResult:
     with st.FeatureStore(path) as fs:
+        if _added_kinds(fs.settings, p.settings):
+            raise ExtractError(f"{path} is a finished HDF5 store, written once: kinds can be added to Zarr stores "
+                               f"only. Extract the new kinds into another --store, or use a Zarr store")
         _refuse_if_different(path, fs.settings, p.settings)
         if cfg.retry_failed and fs.counts()["failed"]:
             raise ExtractError(f"--retry-failed cannot reopen the finished HDF5 store {path}; "
@@ -225,13 +238,47 @@ def _finished_hdf5(cfg: ExtractConfig, path: Path, p: ExtractPlan, t0: float, lo
         return ExtractResult(str(path), fs.n, fs.counts(), fs.n, 0, time.time() - t0, fs.failures())
 
 
-def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine: str) -> sw.StoreLayout:
-    """Reopens a store made with the same settings (its layout), or creates it."""
+def _added_kinds(stored: dict, settings: dict) -> List[str]:
+    """Kinds a run adds to a store made with the same settings otherwise ([] when it adds none)."""
+    def rest(s):
+        return {k: v for k, v in s.items() if k != "features"}
+
+    old, new = list(stored.get("features") or []), list(settings["features"])
+    if rest(stored) != rest(settings) or not set(old) < set(new):
+        return []
+    return [k for k in new if k not in old]
+
+
+def _grow(cfg: ExtractConfig, p: ExtractPlan, path: Path, fs: st.FeatureStore, added: List[str], log):
+    """Adds kinds of the same backbone to a finished Zarr store: only their arrays are written."""
+    pending = fs.counts()["pending"]
+    if pending:
+        raise ExtractError(f"store {path} has {pending} images still to extract with its kinds "
+                           f"({', '.join(fs.settings['features'])}): finish it with those --features first, then add "
+                           f"{', '.join(added)}")
+    layout = sw.StoreLayout(n=fs.n, n_views=fs.n_views, kinds={k: p.layout.kinds[k] for k in added},
+                            task_size=fs.task_size, hist_bins=p.layout.hist_bins)
+    _check_disk(path, layout.feature_bytes())
+    described = p.job.describe()["kinds"]
+    settings = {**fs.settings, "features": list(fs.settings["features"]) + added}
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    grown = list(fs.attrs.get("grown", [])) + [{"kinds": added, "at": at, "versions": _versions()}]
+    kinds = {**fs.attrs["kinds"], **{k: described[k] for k in added}}
+    sw.add_kinds(path, layout, {"settings": settings, "kinds": kinds, "grown": grown})
+    log(f"adding {', '.join(added)} to {path}: its other arrays are kept as they are")
+    return layout
+
+
+def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine: str, log) -> sw.StoreLayout:
+    """Reopens a store made with the same settings (its layout), grows one by new kinds, or creates it."""
     if st.read_zarr_attrs(zarr_path) is not None:
         with st.FeatureStore(zarr_path) as fs:
+            added = _added_kinds(fs.settings, p.settings)
+            if added:
+                return _grow(cfg, p, zarr_path, fs, added, log)
             _refuse_if_different(zarr_path, fs.settings, p.settings)
             _refuse_stale_pooling(cfg, zarr_path, fs)
-            return sw.StoreLayout(n=p.layout.n, n_views=p.layout.n_views, kinds=p.layout.kinds,
+            return sw.StoreLayout(n=p.layout.n, n_views=p.layout.n_views, kinds=_kinds_to_do(cfg, fs, p.layout),
                                   task_size=fs.task_size, hist_bins=p.layout.hist_bins)
     if zarr_path.exists() and not (zarr_path / "zarr.json").is_file():
         raise ExtractError(f"{zarr_path} exists and is not a feature store: choose another --store "
@@ -269,7 +316,8 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Extra
         _remove(path, zarr_path)
     if engine == "hdf5" and path.is_file() and not zarr_path.exists():
         return _finished_hdf5(cfg, path, p, t0, log)
-    layout = _open_or_create(cfg, p, zarr_path, engine)
+    layout = _open_or_create(cfg, p, zarr_path, engine, log)
+    job = replace(p.job, kinds=tuple(layout.kinds))
     tasks = sw.pending_tasks(zarr_path, layout, retry_failed=cfg.retry_failed)
     remaining = sum(b - a for a, b in tasks)
     skipped = layout.n - remaining
@@ -283,10 +331,10 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Extra
         log(f"extracting {remaining} images ({layout.n_views} views each) with {p.backbone.name} "
             f"[{p.weights.text}] into {path} ({engine}, about {needed / 1e9:.2f} GB); "
             f"kinds: {', '.join(layout.kinds)}")
-        errors = run_tasks(str(zarr_path), p.job, [str(x) for x in p.manifest.paths], tasks, cfg.scheduler, log)
+        errors = run_tasks(str(zarr_path), job, [str(x) for x in p.manifest.paths], tasks, cfg.scheduler, log)
     seconds = time.time() - t_work
     with st.FeatureStore(zarr_path) as fs:
-        counts, failures = fs.counts(), fs.failures()
+        counts, failures = fs.counts(next(iter(layout.kinds))), fs.failures()
     if engine == "hdf5" and counts["pending"] == 0 and not errors:
         log(f"writing {path} ...")
         sw.finalize_hdf5(zarr_path, path)

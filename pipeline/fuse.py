@@ -110,7 +110,8 @@ def _config(runs, fusion: dict) -> dict:
     first, second = runs[0].config, runs[1].config
     head = {"name": "fuse", "trainer": None, "target": "mos", "loss": None,
             "description": f"late fusion w·{runs[0].path.name} + (1 − w)·{runs[1].path.name}, "
-                           f"w = {fusion['weight']:.2f} fitted on validation", "reference": "Murray & Gordo 2017, section 3.3"}
+                           f"w = {fusion['weight']:.2f} fitted on validation",
+            "reference": "Murray & Gordo 2017, section 3.3"}
     return {**first, "head": head, "kind": f"{first.get('kind')}+{second.get('kind')}", "fusion": fusion,
             "params": (first.get("params") or 0) + (second.get("params") or 0),
             "train_seconds": (first.get("train_seconds") or 0) + (second.get("train_seconds") or 0),

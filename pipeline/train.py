@@ -45,10 +45,10 @@ class TrainResult:
     history: Dict[str, list] = field(default_factory=dict)
 
 
-def extreme_cuts(fs: st.FeatureStore, fraction: float) -> dict:
+def extreme_cuts(fs: st.FeatureStore, kind: str, fraction: float) -> dict:
     """photo-critic's binary task: the score cuts below and above which the bottom and top `fraction` of the
     done, labelled photos lie (over all splits: the task is defined on the dataset, then split)."""
-    mos = fs.mos[(fs.status == st.DONE) & np.isfinite(fs.mos)]
+    mos = fs.mos[(fs.status_of(kind) == st.DONE) & np.isfinite(fs.mos)]
     if len(mos) < 2:
         raise TrainError(f"store {fs.path} has {len(mos)} labelled photos; a top/bottom task needs more")
     low, high = (float(v) for v in np.quantile(mos, [fraction, 1.0 - fraction]))
@@ -58,10 +58,10 @@ def extreme_cuts(fs: st.FeatureStore, fraction: float) -> dict:
     return {"fraction": fraction, "low": low, "high": high}
 
 
-def split_rows(fs: st.FeatureStore, labels: set, extremes: Optional[dict] = None) -> Dict[str, np.ndarray]:
-    """Rows per split that are done and carry every label ("mos", "hist") in `labels` (only the top and
-    bottom photos when `extremes`, from `extreme_cuts`, is given)."""
-    usable = fs.status == st.DONE
+def split_rows(fs: st.FeatureStore, kind: str, labels: set, extremes: Optional[dict] = None) -> Dict[str, np.ndarray]:
+    """Rows per split whose `kind` features are done and that carry every label ("mos", "hist") in `labels`
+    (only the top and bottom photos when `extremes`, from `extreme_cuts`, is given)."""
+    usable = fs.status_of(kind) == st.DONE
     if extremes:
         with np.errstate(invalid="ignore"):
             usable &= (fs.mos <= extremes["low"]) | (fs.mos >= extremes["high"])
@@ -213,9 +213,9 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
             keys = {i: (specs[i].target, uses_raters(specs[i], cfg, fs)) for i in members}
             targets = sorted(set(keys.values()))
             labels = {get_target(t).label for t, _ in targets} | {e for t, _ in targets for e in get_target(t).extra}
-            extremes = extreme_cuts(fs, fraction) if fraction else None
+            extremes = extreme_cuts(fs, kind, fraction) if fraction else None
             threshold = (extremes["low"] + extremes["high"]) / 2 if extremes else threshold_for_scale(fs.scale)
-            rows = split_rows(fs, labels, extremes)
+            rows = split_rows(fs, kind, labels, extremes)
             matrices, columns = target_matrix(fs, rows, targets, threshold)
             raters = {i: _rater_columns(fs, rows, keys[i], columns, log, cfg.batch_size) for i in members}
             runs = [RunDir.create(run_dirs[i], _config(cfg, specs[i], fs, kind, rows, threshold, recipe, raters[i],

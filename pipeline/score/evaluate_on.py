@@ -64,8 +64,8 @@ def rank_map(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return ordered[lo] + (ranks - lo) * (ordered[hi] - ordered[lo])
 
 
-def _rows(fs: st.FeatureStore, split: str) -> np.ndarray:
-    usable = (fs.status == st.DONE) & np.isfinite(fs.mos)
+def _rows(fs: st.FeatureStore, split: str, kind: str) -> np.ndarray:
+    usable = (fs.status_of(kind) == st.DONE) & np.isfinite(fs.mos)
     if split != "all":
         usable &= fs.split == split
     rows = np.flatnonzero(usable)
@@ -118,7 +118,7 @@ def evaluate_on(run_dir: str | Path, store: str | Path, *, split: str = "test", 
             fs.use_label(label)
         elif label != "mos":
             notes.append(f"label: trained on {label}, evaluated against the store's mos (it has no {label})")
-        rows = _rows(fs, split)
+        rows = _rows(fs, split, kind)
         log(f"scoring {len(rows):,} {split} images of {fs.path} ({fs.identity().get('dataset')}) with {run.path}")
         pred = _predict(run, fs, kind, rows)
         true, ids, paths, target_scale = fs.mos[rows].astype(np.float64), fs.ids[rows], fs.paths[rows], fs.scale
