@@ -16,10 +16,19 @@ from evaluation.metrics import binary_metrics, distribution_metrics, score_metri
 from evaluation.rundir import RunDir
 
 
-def _split_metrics(pred: dict, threshold: float, binary: bool) -> dict:
+SCALE_METRICS = ("accuracy", "balanced_accuracy", "mse", "mae", "rmse")
+
+
+def _scale_free(metrics: dict) -> dict:
+    """Metrics of a score that is not on the label's scale (an embedding's norm): ranking ones only."""
+    return {k: (None if k in SCALE_METRICS else v) for k, v in metrics.items()}
+
+
+def _split_metrics(pred: dict, threshold: float, binary: bool, scale_free: bool = False) -> dict:
     if binary:  # the truth is the score; its class is high above the run's threshold
         return {"threshold": threshold, **binary_metrics(pred["true"] > threshold, pred["pred"])}
     out = score_metrics(pred["true"], pred["pred"], threshold, ci=True)
+    out = _scale_free(out) if scale_free else out
     if pred["dist"] is not None and pred["true_dist"] is not None:
         out["distribution"] = distribution_metrics(pred["true_dist"], pred["dist"])
     return out
@@ -44,19 +53,20 @@ def evaluate_run(run_dir: str | Path, log=print) -> dict:
     config = run.config
     threshold = config["threshold"]
     binary = config["head"].get("classifier", config["head"]["target"] == "binary")
+    scale_free = bool(config["head"].get("scale_free"))
     metrics = {"head": config["head"]["name"], "kind": config["kind"], "threshold": threshold,
                "scale": config.get("scale"), "splits": config.get("splits"),
                "train_seconds": config.get("train_seconds")}
     val = run.read_predictions("val")
     if val is not None:
-        metrics["val"] = _split_metrics(val, threshold, binary)
+        metrics["val"] = _split_metrics(val, threshold, binary, scale_free)
         _attribute_metrics(run, "val", metrics["val"])
     test = run.read_predictions("test")
     if test is not None:
-        metrics["test"] = _split_metrics(test, threshold, binary)
+        metrics["test"] = _split_metrics(test, threshold, binary, scale_free)
         _attribute_metrics(run, "test", metrics["test"])
         if not binary:
-            metrics.update(_per_view_metrics(run, test, threshold))
+            metrics.update(_per_view_metrics(run, test, threshold, scale_free))
             _test_figures(run, config, test)
     history = run.read_history()
     if history:
@@ -86,12 +96,14 @@ def _attribute_metrics(run: RunDir, split: str, out: dict) -> None:
         out["attributes"][name] = entry
 
 
-def _per_view_metrics(run: RunDir, test: dict, threshold: float) -> dict:
+def _per_view_metrics(run: RunDir, test: dict, threshold: float, scale_free: bool = False) -> dict:
     per_view = run.read_per_view(test["id"])
     if per_view is None:
         return {}
     out = {"test_per_view": [score_metrics(test["true"], per_view[:, v], threshold)
                              for v in range(per_view.shape[1])]}
+    if scale_free:
+        out["test_per_view"] = [_scale_free(m) for m in out["test_per_view"]]
     srccs = [m["srcc"] for m in out["test_per_view"] if m.get("srcc") is not None]
     overall = score_metrics(test["true"], test["pred"], threshold).get("srcc")
     if srccs and overall is not None:
@@ -114,6 +126,11 @@ def _fmt(m: dict, key: str) -> str:
         return "n/a"
     ci = m.get(f"{key}_ci95")
     return f"{v:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def _num(metrics: dict, key: str) -> str:
+    value = metrics.get(key)
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _pct(metrics: dict, key: str) -> str:
@@ -158,13 +175,12 @@ def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
         m = metrics.get(split)
         if m:
             lines.append(f"| {split} (mean over views) | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} | "
-                         f"{_pct(m, 'pairwise_accuracy')} | {m['accuracy']:.2%} | "
-                         f"{m.get('balanced_accuracy', float('nan')):.2%} | "
-                         f"{m['high_fraction']:.1%} | {m.get('rmse', float('nan')):.4f} |")
+                         f"{_pct(m, 'pairwise_accuracy')} | {_pct(m, 'accuracy')} | "
+                         f"{_pct(m, 'balanced_accuracy')} | {m['high_fraction']:.1%} | {_num(m, 'rmse')} |")
     for v, m in enumerate(metrics.get("test_per_view", [])):
         lines.append(f"| test view {v} | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} | "
-                     f"{_pct(m, 'pairwise_accuracy')} | {m['accuracy']:.2%} "
-                     f"| {m['balanced_accuracy']:.2%} | {m['high_fraction']:.1%} | {m['rmse']:.4f} |")
+                     f"{_pct(m, 'pairwise_accuracy')} | {_pct(m, 'accuracy')} "
+                     f"| {_pct(m, 'balanced_accuracy')} | {m['high_fraction']:.1%} | {_num(m, 'rmse')} |")
     if "view_averaging_gain_srcc" in metrics:
         lines += ["", f"Averaging over views changes test SRCC by {metrics['view_averaging_gain_srcc']:+.4f} "
                       f"against the mean single-view SRCC."]

@@ -44,6 +44,8 @@ class TargetSpec:
         classifier: the target is a class (0/1): evaluated by accuracy, precision, recall and F1.
         extremes: keep only the photos in the top and bottom `extremes` fraction by score; the threshold
             passed to `make` is then the midpoint of the two cuts.
+        scale_free: the head's score is not on the label's scale (an embedding's norm): evaluated by ranking
+            metrics only (SRCC, PLCC, pairwise accuracy), not accuracy at a threshold or errors.
     """
 
     name: str
@@ -54,6 +56,7 @@ class TargetSpec:
     extra: Tuple[str, ...] = ()
     classifier: bool = False
     extremes: Optional[float] = None
+    scale_free: bool = False
 
 
 TARGETS: Registry[TargetSpec] = Registry("target")
@@ -166,7 +169,7 @@ register_target(TargetSpec("mos", "mos", _mos, on_score_scale, _first_column))
 register_target(TargetSpec("mos_attributes", "mos", _mos_attributes, score_then_attributes, _first_column,
                            extra=("attributes",)))
 register_target(TargetSpec("dist", "hist", _dist, init_output_bias, _expected_bin))
-register_target(TargetSpec("embedding", "mos", _mos, lambda model, y: model, _first_column))
+register_target(TargetSpec("embedding", "mos", _mos, lambda model, y: model, _first_column, scale_free=True))
 register_target(TargetSpec("binary", "mos", _binary, lambda model, y: model, _first_column, classifier=True))
 register_target(TargetSpec("top_bottom", "mos", _binary, lambda model, y: model, _first_column, classifier=True,
                            extremes=TOP_BOTTOM_FRACTION))

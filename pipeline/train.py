@@ -117,6 +117,7 @@ def _config(cfg: TrainConfig, spec, fs: st.FeatureStore, kind: str, rows: dict, 
     return {"train": {**asdict(cfg), "head": spec.name}, "label": fs.label, "binary_rule": extremes,
             "head": {"name": spec.name, "trainer": spec.trainer, "target": spec.target, "loss": spec.loss,
                      "classifier": get_target(spec.target).classifier,
+                     "scale_free": get_target(spec.target).scale_free,
                      "loss_description": LOSSES.get(spec.loss).description if spec.loss else None,
                      "loss_settings": loss_settings(get_loss(spec.loss, loss_context(cfg, fs, raters)))
                      if spec.loss else None,

@@ -68,3 +68,12 @@ def test_score_writes_embeddings_of_a_triplet_run(scored, tmp_path, capsys):
     assert (np.diff(saved["score"]) <= 0).all()  # best first, as scores.csv
     assert main(["score", str(scored["runs"]["ridge"]), photos[0], "--out", str(tmp_path / "x"), "--embeddings"]) == 2
     assert "needs a run of an embedding head" in capsys.readouterr().err
+
+
+def test_the_norm_is_judged_by_ranking_metrics_only(tmp_path):
+    store = linear_store(tmp_path / "s.zarr", n=200)
+    cfg = TrainConfig(store=str(store), head="triplet", batch_size=64, max_epochs=2, embedding_dim=8)
+    m = run_heads(cfg, ["triplet"], [tmp_path / "t"], **QUIET)[0].metrics
+    assert m["test"]["srcc"] is not None and m["test"]["pairwise_accuracy"] is not None
+    assert m["test"]["accuracy"] is None and m["test"]["rmse"] is None  # ‖φ‖ is not on the MOS scale
+    assert "| test (mean over views) |" in (tmp_path / "t" / "report.md").read_text()
