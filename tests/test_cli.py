@@ -33,6 +33,7 @@ def _bad_invocations(tmp_path):
         "explain": ["explain", str(not_a_store), str(tmp_path / "x.jpg")],
         "export": ["export", str(not_a_store), "--out", str(tmp_path / "m")],
         "serve": ["serve", str(not_a_store)],
+        "fuse": ["fuse", str(not_a_store), str(tmp_path)],
     }
 
 
