@@ -74,6 +74,7 @@ class Extractor:
                 self._layers.append(self.spec.last_block)
             outputs = [base.get_layer(name).output for name in self._layers]
             self._conv_model = keras.Model(base.input, outputs)
+        self._map_sides: Dict[tuple, int] = {}
         self._fn = tf.function(
             self._forward, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)]
         )
@@ -105,6 +106,19 @@ class Extractor:
                 small = tf.image.resize(x, (FC7_SIZE, FC7_SIZE), method="bilinear", antialias=True)
                 out[name] = self._fc7_model(preprocess(small, self.spec.preprocessing), training=False)
         return out
+
+    def smallest_map_side(self, height: int, width: int) -> int:
+        """The shortest side of the block maps this extractor pools, for views of this size (no compute)."""
+        if self._conv_model is None:
+            return 1 << 30
+        key = (int(height), int(width))
+        if key not in self._map_sides:  # a trace gives static shapes (some backbones' nested models refuse
+            import tensorflow as tf     # compute_output_shape for sizes other than the one they were built at)
+
+            traced = tf.function(self._conv_model).get_concrete_function(tf.TensorSpec((1, *key, 3), tf.float32))
+            outputs = tf.nest.flatten(traced.structured_outputs)
+            self._map_sides[key] = int(min(min(o.shape[1], o.shape[2]) for o in outputs))
+        return self._map_sides[key]
 
     @property
     def models(self) -> list:

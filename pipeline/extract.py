@@ -20,7 +20,7 @@ from features import store_writer as sw
 from features.augment import get_views
 from features.backbones import BackboneSpec, get_backbone
 from features.errors import IAAError
-from features.pooling import get_kind, parse_kinds, stale_pooling_lines
+from features.pooling import SPP_GRID, WIDE_SIZE, get_kind, parse_kinds, stale_pooling, stale_pooling_lines
 from features.weights import WeightsSpec, build_model, parse_weights, weights_identity
 from pipeline.cluster import run_tasks
 from pipeline.datasets import Manifest, load_dataset
@@ -194,14 +194,19 @@ def _kinds_to_do(cfg: ExtractConfig, fs: st.FeatureStore, layout: sw.StoreLayout
     return todo or dict(layout.kinds)
 
 
-def _refuse_stale_pooling(cfg: ExtractConfig, path: Path, fs: st.FeatureStore) -> None:
-    """Finishing an older store with today's pooling would mix two poolings in one array."""
+def _stale_pooling_guard(cfg: ExtractConfig, path: Path, fs: st.FeatureStore, log) -> int:
+    """Finishing a store pooled by an older revision: the two poolings agree on block maps of at least the
+    grid's size, so only images with smaller maps are failed (returns that size; 0 for a current store)."""
+    stale = stale_pooling(fs.extraction())
     counts = fs.counts()
-    to_do = counts["pending"] + (counts["failed"] if cfg.retry_failed else 0)
-    stale = stale_pooling_lines(fs.extraction(), f"store {path}")
-    if to_do and stale:
-        raise ExtractError("\n  ".join([f"refusing to finish {path} ({to_do} images to do) with another pooling:"]
-                                        + stale) + "\nAdd --overwrite to start it over, or choose another --store.")
+    if not stale or not counts["pending"] + (counts["failed"] if cfg.retry_failed else 0):
+        return 0
+    grid = WIDE_SIZE if "mlsp_wide" in stale else SPP_GRID
+    lines = stale_pooling_lines(fs.extraction(), "the store")
+    log("\n  ".join([f"note: finishing {path}, made by an older pooling:"] + lines)
+        + f"\n  images whose block maps are under {grid}x{grid} are recorded as failed rather than mixed in "
+          f"(--overwrite re-extracts every image with today's pooling)")
+    return grid
 
 
 def _check_disk(path: Path, needed: int) -> None:
@@ -269,17 +274,22 @@ def _grow(cfg: ExtractConfig, p: ExtractPlan, path: Path, fs: st.FeatureStore, a
     return layout
 
 
-def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine: str, log) -> sw.StoreLayout:
-    """Reopens a store made with the same settings (its layout), grows one by new kinds, or creates it."""
+def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine: str, log):
+    """Reopens a store made with the same settings, grows one by new kinds, or creates it.
+
+    Returns:
+        (the layout of the kinds to extract, the block-map side under which images fail: see
+        `_stale_pooling_guard`).
+    """
     if st.read_zarr_attrs(zarr_path) is not None:
         with st.FeatureStore(zarr_path) as fs:
             added = _added_kinds(fs.settings, p.settings)
             if added:
-                return _grow(cfg, p, zarr_path, fs, added, log)
+                return _grow(cfg, p, zarr_path, fs, added, log), 0
             _refuse_if_different(zarr_path, fs.settings, p.settings)
-            _refuse_stale_pooling(cfg, zarr_path, fs)
+            guard = _stale_pooling_guard(cfg, zarr_path, fs, log)
             return sw.StoreLayout(n=p.layout.n, n_views=p.layout.n_views, kinds=_kinds_to_do(cfg, fs, p.layout),
-                                  task_size=fs.task_size, hist_bins=p.layout.hist_bins)
+                                  task_size=fs.task_size, hist_bins=p.layout.hist_bins), guard
     if zarr_path.exists() and not (zarr_path / "zarr.json").is_file():
         raise ExtractError(f"{zarr_path} exists and is not a feature store: choose another --store "
                            f"or remove it (or add --overwrite)")
@@ -289,7 +299,7 @@ def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine:
     m = p.manifest
     sw.create_zarr(zarr_path, p.layout, _attributes(cfg, p), m.ids, m.split, [str(x) for x in m.paths],
                    m.mos, m.hist, m.extra_labels())
-    return p.layout
+    return p.layout, 0
 
 
 def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> ExtractResult:
@@ -316,8 +326,8 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Extra
         _remove(path, zarr_path)
     if engine == "hdf5" and path.is_file() and not zarr_path.exists():
         return _finished_hdf5(cfg, path, p, t0, log)
-    layout = _open_or_create(cfg, p, zarr_path, engine, log)
-    job = replace(p.job, kinds=tuple(layout.kinds))
+    layout, fail_maps_under = _open_or_create(cfg, p, zarr_path, engine, log)
+    job = replace(p.job, kinds=tuple(layout.kinds), fail_maps_under=fail_maps_under)
     tasks = sw.pending_tasks(zarr_path, layout, retry_failed=cfg.retry_failed)
     remaining = sum(b - a for a, b in tasks)
     skipped = layout.n - remaining

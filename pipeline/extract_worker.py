@@ -41,6 +41,8 @@ class ExtractJob:
         max_side: shrink images whose longer side exceeds it (None: full resolution).
         batch_views: most views per forward pass when consecutive images share a size.
         memory_gb: memory budget of one forward pass (None: `features.memory.memory_budget`'s default).
+        fail_maps_under: record as failed the images whose smallest block map has a shorter side (0: none);
+            used to finish a store pooled by an older revision without mixing two poolings.
     """
 
     backbone: BackboneSpec
@@ -50,6 +52,7 @@ class ExtractJob:
     max_side: Optional[int]
     batch_views: int
     memory_gb: Optional[float] = None
+    fail_maps_under: int = 0
 
     @property
     def model_key(self) -> tuple:
@@ -200,6 +203,10 @@ def compute_features(job: ExtractJob, paths: Sequence,
         per_view = pass_bytes(job.backbone.bytes_per_pixel, *views.shape[1:3])
         if per_view > budget:
             buf.fail(i, _too_large(job, h, w, views.shape[1:3], per_view, budget))
+            continue
+        if job.fail_maps_under and extractor.smallest_map_side(*views.shape[1:3]) < job.fail_maps_under:
+            buf.fail(i, f"block maps under {job.fail_maps_under}x{job.fail_maps_under}: this store's other images were "
+                        f"pooled by an older revision, which differs at that size; re-extract it with --overwrite")
             continue
         if batch and (batch[0][1].shape != views.shape or (len(batch) + 1) * n_views > per_pass):
             _run_and_release(buf, extractor, batch, per_pass, budget)

@@ -109,19 +109,34 @@ def test_cli_extract_and_store_info(tiny_folder, tmp_path, capsys):
     assert "backbone: store has 'vgg16_hed'" in capsys.readouterr().err
 
 
-def test_a_store_pooled_before_revision_2_is_not_finished_with_another_pooling(tiny_folder, tmp_path, capsys):
+def test_a_store_pooled_before_revision_2_is_finished_without_mixing_poolings(tmp_path, capsys):
     import zarr
 
+    from features.extractor import Extractor
     from pipeline.cli import main
+    from tests.conftest import random_photo, write_image
 
+    folder = tmp_path / "f"
+    write_image(folder / "small.jpg", random_photo(48, 48, seed=0))  # VGG16 block5: 3x3, under the 5x5 grid
+    write_image(folder / "large.jpg", random_photo(96, 112, seed=1))  # block5: 6x7, both revisions agree
     store = tmp_path / "s.zarr"
-    run_extract(_cfg(tiny_folder, store, features="mlsp_narrow,mlsp_wide", views="none"), log=lambda m: None)
+    cfg = _cfg(folder, store, features="mlsp_narrow,mlsp_wide", views="none")
+    run_extract(cfg, log=lambda m: None)
     group = zarr.open_group(str(store), mode="r+")
     kinds = dict(group.attrs["kinds"])
     kinds["mlsp_wide"] = {k: v for k, v in kinds["mlsp_wide"].items() if k != "pooling_revision"}
     group.attrs.update({"kinds": kinds, "schema_version": 2})  # as a schema-2 store records it
     assert main(["store-info", str(store)]) == 0
     assert "mlsp_wide features were pooled with revision 1" in capsys.readouterr().out
-    group["status"][0] = st.PENDING
-    with pytest.raises(ExtractError, match="(?s)revision 1.*--overwrite"):
-        run_extract(_cfg(tiny_folder, store, features="mlsp_narrow,mlsp_wide", views="none"), log=lambda m: None)
+    group["status"][:] = st.PENDING  # both images still to do
+    logs = []
+    res = run_extract(cfg, log=logs.append)
+    assert any("made by an older pooling" in m for m in logs)
+    reasons = dict(res.failures)
+    assert list(reasons) == ["small.jpg"] and "older revision" in reasons["small.jpg"]
+    ex = Extractor.from_names("vgg16_hed", "random:0", "mlsp_wide")
+    with st.FeatureStore(store) as fs:
+        i = list(fs.ids).index("large.jpg")
+        direct = ex(make_views(decode_image(folder / "large.jpg"), get_views("none")))["mlsp_wide"]
+        np.testing.assert_allclose(fs.features("mlsp_wide")[i].astype(np.float32), direct.astype(np.float32),
+                                   rtol=2e-2, atol=1e-2)
