@@ -146,13 +146,14 @@ def _binary_table(config: dict, metrics: dict) -> list:
         if rule else ""), "",
         "| split | n | accuracy | precision | recall | F1 | balanced acc. | high (true / predicted) |",
         "|---|---|---|---|---|---|---|---|"]
-    for split in ("val", "test"):
-        m = metrics.get(split)
-        if m:
-            lines.append(f"| {split} | {m['n']} | {m['accuracy']:.2%} | {m['precision']:.2%} | {m['recall']:.2%} | "
-                         f"{m['f1']:.4f} | {m['balanced_accuracy']:.2%} | {m['high_fraction']:.1%} / "
-                         f"{m['predicted_high_fraction']:.1%} |")
-    return lines
+    return lines + _per_split(metrics, lambda split, m: (
+        f"| {split} | {m['n']} | {m['accuracy']:.2%} | {m['precision']:.2%} | {m['recall']:.2%} | {m['f1']:.4f} | "
+        f"{m['balanced_accuracy']:.2%} | {m['high_fraction']:.1%} / {m['predicted_high_fraction']:.1%} |"))
+
+
+def _per_split(metrics: dict, row) -> list:
+    """One table row per evaluated split (validation, then test)."""
+    return [row(split, metrics[split]) for split in ("val", "test") if metrics.get(split)]
 
 
 def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
@@ -171,12 +172,10 @@ def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
         return "\n".join(lines + _binary_table(config, metrics)) + "\n"
     lines += ["| split | n | SRCC [95% CI] | PLCC [95% CI] | pairs ordered | accuracy | balanced acc. | high | RMSE |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for split in ("val", "test"):
-        m = metrics.get(split)
-        if m:
-            lines.append(f"| {split} (mean over views) | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} | "
-                         f"{_pct(m, 'pairwise_accuracy')} | {_pct(m, 'accuracy')} | "
-                         f"{_pct(m, 'balanced_accuracy')} | {m['high_fraction']:.1%} | {_num(m, 'rmse')} |")
+    lines += _per_split(metrics, lambda split, m: (
+        f"| {split} (mean over views) | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} | "
+        f"{_pct(m, 'pairwise_accuracy')} | {_pct(m, 'accuracy')} | {_pct(m, 'balanced_accuracy')} | "
+        f"{m['high_fraction']:.1%} | {_num(m, 'rmse')} |"))
     for v, m in enumerate(metrics.get("test_per_view", [])):
         lines.append(f"| test view {v} | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} | "
                      f"{_pct(m, 'pairwise_accuracy')} | {_pct(m, 'accuracy')} "

@@ -55,6 +55,18 @@ def tiny_folder(tmp_path):
     return root
 
 
+def done_count(zarr_path: Path) -> int:
+    """Images a (possibly still running) extraction has finished, 0 before its store exists."""
+    import zarr
+
+    from features import store as st
+
+    try:
+        return int((np.asarray(zarr.open_group(str(zarr_path), mode="r")["status"][:]) != st.PENDING).sum())
+    except Exception:
+        return 0
+
+
 def make_store(path: Path, features: dict, mos, split, hist=None, blocks=None, scale=(1.0, 10.0),
                engine: str = "zarr", status=None) -> Path:
     """A small synthetic feature store: features = {kind: (N, V, ...) array}."""

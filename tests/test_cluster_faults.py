@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from features import store as st
-from tests.conftest import random_photo, write_image
+from tests.conftest import done_count, random_photo, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 DASK = str(Path(sys.executable).parent / "dask")
@@ -22,15 +22,6 @@ N_IMAGES = 48
 def _start(args, env, log):
     return subprocess.Popen([DASK, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
-
-
-def _done(zarr_path: Path) -> int:
-    import zarr
-
-    try:
-        return int((np.asarray(zarr.open_group(str(zarr_path), mode="r")["status"][:]) != st.PENDING).sum())
-    except Exception:
-        return 0
 
 
 @pytest.mark.slow
@@ -60,9 +51,9 @@ def test_a_killed_worker_loses_nothing_on_an_external_cluster(tmp_path):
         run = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
         deadline = time.time() + 240
-        while time.time() < deadline and _done(store) == 0 and run.poll() is None:
+        while time.time() < deadline and done_count(store) == 0 and run.poll() is None:
             time.sleep(0.05)
-        killed_at = _done(store)
+        killed_at = done_count(store)
         os.killpg(workers[0].pid, signal.SIGKILL)
         out, _ = run.communicate(timeout=300)
         assert 0 < killed_at < N_IMAGES, f"the kill came too late or never: {killed_at} done"

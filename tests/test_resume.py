@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from features import store as st
-from tests.conftest import random_photo, write_image
+from tests.conftest import done_count, random_photo, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES = 64
@@ -20,15 +20,6 @@ def _command(folder, store):
     return [sys.executable, "-m", "pipeline", "extract", "--dataset", "folder", "--data-dir", str(folder),
             "--backbone", "vgg16_hed", "--weights", "random:0", "--features", "mlsp_narrow,gmp",
             "--views", "crop_flip", "--store", str(store), "--scheduler", "local"]
-
-
-def _done_count(zarr_path: Path) -> int:
-    import zarr
-
-    try:
-        return int((np.asarray(zarr.open_group(str(zarr_path), mode="r")["status"][:]) != st.PENDING).sum())
-    except Exception:
-        return 0
 
 
 @pytest.mark.slow
@@ -45,9 +36,9 @@ def test_kill_9_then_resume_gives_a_complete_consistent_store(tmp_path, suffix):
     proc = subprocess.Popen(_command(folder, store), cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
-    while time.time() < deadline and _done_count(zarr_path) == 0 and proc.poll() is None:
+    while time.time() < deadline and done_count(zarr_path) == 0 and proc.poll() is None:
         time.sleep(0.05)
-    killed_at = _done_count(zarr_path)
+    killed_at = done_count(zarr_path)
     os.killpg(proc.pid, signal.SIGKILL)  # the command and its dask workers, at once
     proc.wait()
     assert 0 < killed_at < N_IMAGES, f"kill came too late or never: {killed_at} processed"
