@@ -1,23 +1,28 @@
 """Streaming stored features into training: samples are (image row, view) pairs of one kind.
 
-Readers: an in-RAM copy (`ram`), tensorstore on Zarr v3 (parallel chunk reads without the GIL,
-design.md section 12), or h5py on HDF5 (serialised by a lock; h5py is not thread-parallel).
+Readers: an in-RAM copy (`ram`), tensorstore on local Zarr v3 (parallel chunk reads without the GIL,
+design.md section 12), zarr-python on a store at a URL (one request per sample, REMOTE_READERS in
+flight; credentials as `features.location` says), or h5py on HDF5 (serialised by a lock; h5py is not
+thread-parallel).
 `make_dataset` builds a tf.data pipeline: per batch one read call in a pool of parallel
 calls, then prefetch, so memory stays near batch x (readers + prefetch) whatever the store's size.
 """
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence
 
 import numpy as np
 
 from features.errors import UsageError
+from features.location import is_url
 from features.memory import available_ram
 from features.store import FeatureStore
 
 RAM_FRACTION = 0.5
 TS_CACHE_BYTES = 32 << 20  # `auto` caches a split only when it takes at most this share of available RAM
+REMOTE_READERS = 16  # samples requested at once from object storage (latency-bound, not CPU-bound)
 
 
 class FeatureReader:
@@ -47,8 +52,11 @@ class FeatureReader:
         self._ram = None
         self._h5 = None
         self._ts = None
+        self._remote = None
         if self.mode == "ram":
             self._ram = self._load_rows(arr)
+        elif store.engine == "zarr" and is_url(store.path):
+            self._remote, self._pool = arr, ThreadPoolExecutor(REMOTE_READERS, thread_name_prefix="remote-read")
         elif store.engine == "zarr":
             # a small cache keeps shard indexes, so a one-view read costs about that view's bytes
             self._ts = store.open_tensorstore(kind, TS_CACHE_BYTES)
@@ -84,6 +92,9 @@ class FeatureReader:
         rows = self.rows[positions]
         if self._ts is not None:
             return np.asarray(self._ts.vindex[rows, views].read().result())
+        if self._remote is not None:
+            samples = self._pool.map(lambda rv: np.asarray(self._remote[rv[0], rv[1]]), zip(rows, views))
+            return np.stack(list(samples)) if len(rows) else np.empty((0,) + self.sample_shape, np.float16)
         with self._h5_lock:
             return np.stack([self._h5[r, v] for r, v in zip(rows, views)])
 

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from features.errors import IAAError
+from features.location import exists, is_url, join, location, reaching
 
 SCHEMA_VERSION = 3  # 2: optional attribute and rating labels; 3: kinds record their pooling revision
 # (wide/SPP maps under the grid size: TF area weights, no replication). Older stores open unchanged.
@@ -64,8 +65,11 @@ def read_zarr_attrs(path: Path) -> Optional[dict]:
     """
     import zarr
 
+    if is_url(path) and not exists(join(path, "zarr.json")):  # one request first: zarr's own would fail many at once
+        return None
     try:
-        attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+        with reaching(path):
+            attrs = dict(zarr.open_group(str(path), mode="r").attrs)
     except FileNotFoundError:  # also zarr's GroupNotFoundError: nothing there, or not a group
         return None
     except PermissionError as exc:
@@ -83,7 +87,8 @@ class FeatureStore:
     identity); callers never index `attrs` for those.
 
     Args:
-        path: a Zarr store directory or an `.h5`/`.hdf5` file.
+        path: a Zarr store directory, an fsspec URL of one (`s3://bucket/ava.zarr`; `features.location`),
+            or an `.h5`/`.hdf5` file.
     Raises:
         StoreError: no store there, an unfinished HDF5 store, or one that cannot be read.
 
@@ -94,8 +99,11 @@ class FeatureStore:
     """
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = location(path)
         self.engine = engine_for(self.path)
+        if self.engine == "hdf5" and is_url(self.path):
+            raise StoreError(f"{self.path}: HDF5 stores are local files; on object storage use a Zarr store "
+                             f"(a URL not ending in .h5/.hdf5)")
         if self.engine == "hdf5":
             if not self.path.is_file():
                 if staging_path(self.path).exists():
@@ -273,7 +281,8 @@ class FeatureStore:
 
     def identity(self) -> dict:
         """What a run records about the store it trained on: path, backbone, weights, settings, views."""
-        return {"path": str(self.path.resolve()), "backbone": self.attrs.get("backbone"),
+        path = self.path if is_url(self.path) else str(self.path.resolve())
+        return {"path": path, "backbone": self.attrs.get("backbone"),
                 "weights": self.attrs.get("weights"), "settings": self.attrs.get("settings"),
                 "view_set": self.attrs.get("view_set"), "dataset": self.attrs.get("dataset", {}).get("name")}
 
@@ -286,8 +295,8 @@ class FeatureStore:
         """The Zarr array of a kind through tensorstore (parallel reads without the GIL; Zarr only)."""
         import tensorstore as ts
 
-        if self.engine != "zarr":
-            raise StoreError(f"{self.path} is an HDF5 store; tensorstore reads Zarr stores only")
+        if self.engine != "zarr" or is_url(self.path):
+            raise StoreError(f"{self.path} is not a local Zarr store; tensorstore reads those only here")
         self.features(kind)
         spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(self.path / "features" / kind)},
                 "context": {"cache_pool": {"total_bytes_limit": int(cache_bytes)}}}

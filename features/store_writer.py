@@ -14,13 +14,13 @@ import hashlib
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from features import location as loc
 from features.store import FAILED, KIND_STATUS, PENDING
 
 MAX_TASK_BYTES = 256 << 20
@@ -69,7 +69,7 @@ def manifest_fingerprint(ids: Sequence[str], split: Sequence[str], mos: np.ndarr
     return h.hexdigest()
 
 
-def create_zarr(path: Path, layout: StoreLayout, attrs: dict, ids, split, paths, mos, hist,
+def create_zarr(path: loc.Location, layout: StoreLayout, attrs: dict, ids, split, paths, mos, hist,
                 extra_labels: Optional[Dict[str, np.ndarray]] = None) -> None:
     """Creates every array up front (empty features) and marks the store initialised last.
 
@@ -77,8 +77,7 @@ def create_zarr(path: Path, layout: StoreLayout, attrs: dict, ids, split, paths,
     """
     import zarr
 
-    if path.exists():
-        shutil.rmtree(path)
+    loc.remove(path)
     root = zarr.open_group(str(path), mode="w", attributes={**attrs, "initialized": False})
     n, t = layout.n, layout.task_size
     full = (max(n, 1),)
@@ -114,7 +113,7 @@ def _feature_arrays(root, layout: StoreLayout) -> None:
                            shards=(t, layout.n_views) + tuple(shape), fill_value=np.nan, compressors=None)
 
 
-def add_kinds(zarr_path: Path, layout: StoreLayout, attrs: dict) -> None:
+def add_kinds(zarr_path: loc.Location, layout: StoreLayout, attrs: dict) -> None:
     """Grows a finished store by the kinds of `layout` (empty) with their own status arrays
     (`kind_status/<kind>`: images the store failed on start failed), then updates its attributes.
 
@@ -155,7 +154,7 @@ def write_task(zarr_path: str, start: int, stop: int, features: Dict[str, np.nda
         root["status"][start:stop] = status
 
 
-def pending_tasks(zarr_path: Path, layout: StoreLayout, retry_failed: bool = False) -> List[Tuple[int, int]]:
+def pending_tasks(zarr_path: loc.Location, layout: StoreLayout, retry_failed: bool = False) -> List[Tuple[int, int]]:
     """Tasks with an image not yet done (nor failed, unless `retry_failed`) for a kind of `layout`."""
     import zarr
 

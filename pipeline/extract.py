@@ -7,7 +7,6 @@ then runs the pending tasks of consecutive images (one Zarr shard each) on a das
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from features import location as loc
 from features import store as st
 from features import store_writer as sw
 from features.augment import get_views
@@ -173,7 +173,7 @@ def _settings_difference(old: dict, new: dict) -> List[str]:
     return diffs
 
 
-def _refuse_if_different(path: Path, stored: dict, settings: dict) -> None:
+def _refuse_if_different(path: loc.Location, stored: dict, settings: dict) -> None:
     diffs = _settings_difference(stored, settings)
     if diffs:
         raise ExtractError(
@@ -194,7 +194,7 @@ def _kinds_to_do(cfg: ExtractConfig, fs: st.FeatureStore, layout: sw.StoreLayout
     return todo or dict(layout.kinds)
 
 
-def _stale_pooling_guard(cfg: ExtractConfig, path: Path, fs: st.FeatureStore, log) -> int:
+def _stale_pooling_guard(cfg: ExtractConfig, path: loc.Location, fs: st.FeatureStore, log) -> int:
     """Finishing a store pooled by an older revision: the two poolings agree on block maps of at least the
     grid's size, so only images with smaller maps are failed (returns that size; 0 for a current store)."""
     stale = stale_pooling(fs.extraction())
@@ -209,7 +209,9 @@ def _stale_pooling_guard(cfg: ExtractConfig, path: Path, fs: st.FeatureStore, lo
     return grid
 
 
-def _check_disk(path: Path, needed: int) -> None:
+def _check_disk(path: loc.Location, needed: int) -> None:
+    if loc.is_url(path):
+        return  # object storage has no free-space figure to check against
     probe = path
     while not probe.exists():
         probe = probe.parent
@@ -220,14 +222,6 @@ def _check_disk(path: Path, needed: int) -> None:
             f"{free / 1e9:.2f} GB free on {probe}. Free space, choose another --store location, "
             f"use fewer --features (mlsp_wide is 25x mlsp_narrow), --views none, or a smaller backbone."
         )
-
-
-def _remove(*paths: Path) -> None:
-    for p in paths:
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
 
 
 def _finished_hdf5(cfg: ExtractConfig, path: Path, p: ExtractPlan, t0: float, log) -> ExtractResult:
@@ -254,7 +248,7 @@ def _added_kinds(stored: dict, settings: dict) -> List[str]:
     return [k for k in new if k not in old]
 
 
-def _grow(cfg: ExtractConfig, p: ExtractPlan, path: Path, fs: st.FeatureStore, added: List[str], log):
+def _grow(cfg: ExtractConfig, p: ExtractPlan, path: loc.Location, fs: st.FeatureStore, added: List[str], log):
     """Adds kinds of the same backbone to a finished Zarr store: only their arrays are written."""
     pending = fs.counts()["pending"]
     if pending:
@@ -274,7 +268,7 @@ def _grow(cfg: ExtractConfig, p: ExtractPlan, path: Path, fs: st.FeatureStore, a
     return layout
 
 
-def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine: str, log):
+def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: loc.Location, engine: str, log):
     """Reopens a store made with the same settings, grows one by new kinds, or creates it.
 
     Returns:
@@ -290,9 +284,10 @@ def _open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: Path, engine:
             guard = _stale_pooling_guard(cfg, zarr_path, fs, log)
             return sw.StoreLayout(n=p.layout.n, n_views=p.layout.n_views, kinds=_kinds_to_do(cfg, fs, p.layout),
                                   task_size=fs.task_size, hist_bins=p.layout.hist_bins), guard
-    if zarr_path.exists() and not (zarr_path / "zarr.json").is_file():
+    if loc.exists(zarr_path) and not loc.exists(loc.join(zarr_path, "zarr.json")):
         raise ExtractError(f"{zarr_path} exists and is not a feature store: choose another --store "
                            f"or remove it (or add --overwrite)")
+    loc.require_bucket(zarr_path)
     if p.weights.kind == "imagenet":  # fail fast (offline) before creating anything; caches the file
         build_model(p.backbone, p.weights, include_top="fc7" in p.settings["features"])
     _check_disk(zarr_path, p.layout.feature_bytes() * (2 if engine == "hdf5" else 1))
@@ -316,14 +311,18 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Extra
     """
     t0 = time.time()
     p = plan(cfg)
-    path = Path(os.path.abspath(cfg.store))
+    path = loc.location(cfg.store, absolute=True)
     try:
         engine = st.engine_for(path, cfg.engine)
     except st.StoreError as exc:
         raise ExtractError(str(exc)) from None
+    if engine == "hdf5" and loc.is_url(path):
+        raise ExtractError(f"--store {path}: HDF5 stores are local files; on object storage use a Zarr store "
+                           f"(a URL not ending in .h5/.hdf5)")
     zarr_path = path if engine == "zarr" else st.staging_path(path)
     if cfg.overwrite:
-        _remove(path, zarr_path)
+        for p_ in (path, zarr_path):
+            loc.remove(p_)
     if engine == "hdf5" and path.is_file() and not zarr_path.exists():
         return _finished_hdf5(cfg, path, p, t0, log)
     layout, fail_maps_under = _open_or_create(cfg, p, zarr_path, engine, log)

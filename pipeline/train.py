@@ -79,7 +79,7 @@ def split_rows(fs: st.FeatureStore, kind: str, labels: set, extremes: Optional[d
         if not len(rows[s]):
             raise TrainError(
                 f"store {fs.path} has no usable {s!r} images (done, labelled). Splits in the store: "
-                f"{dict(zip(*np.unique(split, return_counts=True)))}")
+                + ", ".join(f"{name} {int(c)}" for name, c in zip(*np.unique(split, return_counts=True))))
     return rows
 
 

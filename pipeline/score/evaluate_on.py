@@ -123,7 +123,7 @@ def evaluate_on(run_dir: str | Path, store: str | Path, *, split: str = "test", 
         pred = _predict(run, fs, kind, rows)
         true, ids, paths, target_scale = fs.mos[rows].astype(np.float64), fs.ids[rows], fs.paths[rows], fs.scale
     mapped = rank_map(pred, true)
-    metrics = {"run": str(run.path), "store": str(Path(store).resolve()), "split": split, "n": int(len(rows)),
+    metrics = {"run": str(run.path), "store": fs.identity()["path"], "split": split, "n": int(len(rows)),
                "trained_on": (run.config.get("store") or {}).get("dataset"), "source_scale": run.config.get("scale"),
                "target_scale": list(target_scale), "differences": notes,
                "mapping": "PLCC and RMSE on predictions mapped to the target scale by rank (quantile mapping)"}
