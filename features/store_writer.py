@@ -136,6 +136,56 @@ def add_kinds(zarr_path: loc.Location, layout: StoreLayout, attrs: dict) -> None
     root.attrs.update(attrs)
 
 
+APPENDING = "appending"  # attribute present while rows are being appended (a rerun finishes the append)
+
+
+def append_rows(zarr_path: loc.Location, n_before: int, ids, split, paths, mos, hist,
+                extra_labels: Optional[Dict[str, np.ndarray]], attrs: dict) -> None:
+    """Appends images `n_before:` to a store (pending, every kind); the rows already there are not touched.
+
+    `ids`... `hist` hold every image (store order; only rows from `n_before` are written). Per-image arrays
+    grow, long-format label arrays (`extra_labels`, e.g. ratings) are rewritten whole (one chunk), then `attrs`
+    are updated. The store is marked `APPENDING` (with `n_before`) until the end, so a rerun after a crash
+    redoes the append from the same row.
+    """
+    import zarr
+
+    root = zarr.open_group(str(zarr_path), mode="r+")
+    root.attrs.update({APPENDING: {"n_before": int(n_before)}})
+    n = len(ids)
+    new = slice(n_before, n)
+    per_image = {"ids": np.asarray(ids, dtype=str), "split": np.asarray(split, dtype=str),
+                 "path": np.asarray(paths, dtype=str), "labels/mos": np.asarray(mos, np.float32)}
+    if hist is not None:
+        per_image["labels/hist"] = np.asarray(hist, np.float32)
+    long_format = {}
+    for name, values in (extra_labels or {}).items():
+        values = np.asarray(values)
+        (per_image if name == "attributes" else long_format)[f"labels/{name}"] = values
+    for name, values in per_image.items():
+        arr = root[name]
+        arr.resize((n,) + tuple(arr.shape[1:]))
+        arr[new] = values[new]
+    for name, values in long_format.items():
+        dtype = str if values.dtype.kind in "UOT" else values.dtype
+        arr = root.create_array(name, shape=values.shape, dtype=dtype, chunks=(max(values.shape[0], 1),),
+                                overwrite=True)
+        if values.size:
+            arr[:] = values
+    for name in ("status", "width", "height", "reason"):
+        root[name].resize((n,))
+        root[name][new] = root[name].fill_value
+    for kind, arr in root["features"].arrays():
+        arr.resize((n,) + tuple(arr.shape[1:]))
+    if KIND_STATUS in root:
+        for kind, arr in root[KIND_STATUS].arrays():
+            arr.resize((n,))
+            arr[new] = PENDING
+    root.attrs.update(attrs)
+    if APPENDING in root.attrs:
+        del root.attrs[APPENDING]
+
+
 def write_task(zarr_path: str, start: int, stop: int, features: Dict[str, np.ndarray],
                status: np.ndarray, reason: Sequence[str], width: np.ndarray, height: np.ndarray) -> None:
     """Writes one task's rows: whole shards of features first, the status chunk last (commit)."""

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -121,6 +121,22 @@ class Manifest:
             out["ratings"] = {"n": len(self.ratings), "raters": len(set(self.ratings.rater)),
                               "scale": list(self.ratings.scale)}
         return out
+
+    def take(self, order: Sequence[int]) -> "Manifest":
+        """The images at `order` (in that order), with their labels and ratings (ratings of other images are
+        dropped, the rest keep their relative order)."""
+        order = np.asarray(order, dtype=np.int64)
+        ratings = None
+        if self.ratings is not None:
+            new_index = np.full(len(self), -1, np.int64)
+            new_index[order] = np.arange(len(order))
+            keep = new_index[self.ratings.image] >= 0
+            ratings = Ratings(new_index[self.ratings.image][keep], [r for r, k in zip(self.ratings.rater, keep) if k],
+                              self.ratings.score[keep], self.ratings.scale)
+        return replace(self, ids=[self.ids[i] for i in order], paths=[self.paths[i] for i in order],
+                       mos=np.asarray(self.mos)[order], split=[self.split[i] for i in order],
+                       hist=None if self.hist is None else np.asarray(self.hist)[order],
+                       attributes=None if self.attributes is None else self.attributes[order], ratings=ratings)
 
     def split_counts(self) -> dict:
         values, counts = np.unique(np.asarray(self.split, dtype=str), return_counts=True)
