@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from features import groups as fg
 from features.errors import IAAError
 from features.location import exists, is_url, join, location, reaching
 
@@ -230,13 +231,46 @@ class FeatureStore:
 
     @property
     def kinds(self) -> List[str]:
-        """Feature kinds the store holds, sorted."""
-        return sorted(self.attrs.get("kinds", {}))
+        """Feature kinds the store holds: the first group's by name (sorted), then each further backbone's as
+        `<backbone>/<kind>` (`features.groups`; any two can be concatenated with `+`)."""
+        return sorted(self.attrs.get("kinds", {})) + [f"{b}/{k}" for b, g in self.groups.items()
+                                                       for k in sorted(g.get("kinds", {}))]
+
+    @property
+    def groups(self) -> Dict[str, dict]:
+        """Backbones added to the store after its first one: {backbone: extraction record and settings}."""
+        return dict(self.attrs.get(fg.GROUPS, {}))
+
+    def _part(self, part: str) -> Tuple[Optional[str], str]:
+        """(group backbone or None for the first group, kind) of one part of a kind name; refuses unknown ones."""
+        backbone, _, kind = part.rpartition("/")
+        if backbone == self.attrs.get("backbone"):
+            backbone = ""
+        known = (self.attrs.get("kinds", {}) if not backbone else self.groups.get(backbone, {}).get("kinds", {}))
+        if kind not in known:
+            from features.registry import did_you_mean
+
+            raise StoreError(f"store {self.path} has no feature kind {part!r}.{did_you_mean(part, self.kinds)} "
+                             f"It has {', '.join(self.kinds) or 'none'}")
+        return backbone or None, kind
 
     def kind_shape(self, kind: str) -> Tuple[int, ...]:
-        """Per-view shape of a kind, e.g. `(1472,)` or `(5, 5, 1472)`."""
-        self.features(kind)  # refuses an unknown kind, naming the store's
-        return tuple(int(d) for d in self.attrs["kinds"][kind]["shape"])
+        """Per-view shape of a kind, e.g. `(1472,)` or `(5, 5, 1472)` (a concatenation: channels summed)."""
+        return tuple(int(d) for d in self.features(kind).shape[2:])
+
+    def blocks_of(self, kind: str) -> List[Tuple[str, int, int]]:
+        """`(name, start, stop)` of each MLSP block inside a kind's channels (`blocks` for the first group's
+        kinds; a concatenation's parts shifted, `features.groups.concatenated_blocks`)."""
+        if fg.is_plain(kind):
+            return self.blocks
+        members = []
+        for part in fg.parts(kind):
+            backbone, base = self._part(part)
+            record = self.extraction() if backbone is None else self.groups[backbone]
+            blocks = [(b["name"], int(b["offset"]), int(b["offset"]) + int(b["channels"]))
+                      for b in record.get("blocks", [])] if base.startswith("mlsp") else []
+            members.append((part, int(self.features(part).shape[-1]), blocks))
+        return members[0][2] if len(members) == 1 else fg.concatenated_blocks(members)
 
     @property
     def n_views(self) -> int:
@@ -286,10 +320,20 @@ class FeatureStore:
                 "weights": self.attrs.get("weights"), "settings": self.attrs.get("settings"),
                 "view_set": self.attrs.get("view_set"), "dataset": self.attrs.get("dataset", {}).get("name")}
 
-    def extraction(self) -> dict:
+    def extraction(self, kind: Optional[str] = None) -> dict:
         """What a run records to rebuild this store's extraction for new photos (`pipeline.score`):
-        backbone, weights identity, blocks, kinds with shapes, views, preprocessing, max side, settings."""
-        return {key: self.attrs[key] for key in EXTRACTION_KEYS if key in self.attrs}
+        backbone, weights identity, blocks, kinds with shapes, views, preprocessing, max side, settings.
+
+        Of the first group, or of the group of `kind`; a concatenation's is `{"parts": {part: record}}`.
+        """
+        first = {key: self.attrs[key] for key in EXTRACTION_KEYS if key in self.attrs}
+        if kind is None or fg.is_plain(kind):
+            return first
+        records = {}
+        for part in fg.parts(kind):
+            backbone, _ = self._part(part)
+            records[part] = first if backbone is None else dict(self.groups[backbone])
+        return next(iter(records.values())) if len(records) == 1 else {"parts": records}
 
     def open_tensorstore(self, kind: str, cache_bytes: int):
         """The Zarr array of a kind through tensorstore (parallel reads without the GIL; Zarr only)."""
@@ -298,24 +342,39 @@ class FeatureStore:
         if self.engine != "zarr" or is_url(self.path):
             raise StoreError(f"{self.path} is not a local Zarr store; tensorstore reads those only here")
         self.features(kind)
-        spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(self.path / "features" / kind)},
-                "context": {"cache_pool": {"total_bytes_limit": int(cache_bytes)}}}
-        return ts.open(spec, read=True).result()
+        context = ts.Context({"cache_pool": {"total_bytes_limit": int(cache_bytes)}})
+        arrays = [ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": str(self.path / key)}},
+                          read=True, context=context).result() for key in self._keys(kind)]
+        return arrays[0] if len(arrays) == 1 else ts.concat(arrays, axis=-1)
+
+    def _keys(self, kind: str) -> List[str]:
+        """Array paths of a kind's parts (`features/<kind>`, `features/<backbone>/<kind>`)."""
+        keys = []
+        for part in fg.parts(kind):
+            backbone, base = self._part(part)
+            keys.append(f"features/{base}" if backbone is None else f"features/{backbone}/{base}")
+        return keys
 
     def features(self, kind: str):
-        """The `(N, V, ...)` float16 array of a kind, lazily (zarr.Array or h5py.Dataset)."""
-        if kind not in self.attrs.get("kinds", {}):
-            raise StoreError(
-                f"store {self.path} has no feature kind {kind!r}; it has {', '.join(self.kinds) or 'none'}"
-            )
-        return self._root[f"features/{kind}"]
+        """The `(N, V, ...)` float16 array of a kind, lazily (zarr.Array or h5py.Dataset; a concatenation: a
+        `features.groups.ConcatFeatures` view of its parts)."""
+        keys = self._keys(kind)
+        if len(keys) == 1:
+            return self._root[keys[0]]
+        try:
+            return fg.ConcatFeatures({part: self._root[key] for part, key in zip(fg.parts(kind), keys)})
+        except ValueError as exc:
+            raise StoreError(f"store {self.path}: {exc}") from None
 
     def status_of(self, kind: str) -> np.ndarray:
-        """(N,) status of a kind's features: its own for kinds added later (`iaa extract` growing a store),
-        else the store's."""
-        if KIND_STATUS in self._root and kind in self._root[KIND_STATUS]:
-            return self._numbers(f"{KIND_STATUS}/{kind}")
-        return self.status
+        """(N,) status of a kind's features: its own for kinds added later (`iaa extract` growing a store, or a
+        further backbone's), else the store's; of a concatenation, done where every part is done."""
+        statuses = []
+        for part, key in zip(fg.parts(kind), self._keys(kind)):
+            own = KIND_STATUS + key[len("features"):]
+            statuses.append(self._numbers(own) if KIND_STATUS in self._root and own[len(KIND_STATUS) + 1:]
+                            in self._root[KIND_STATUS] else self.status)
+        return statuses[0] if len(statuses) == 1 else fg.combined_status(statuses, DONE, FAILED, PENDING)
 
     @property
     def grown_kinds(self) -> List[str]:
@@ -349,6 +408,7 @@ class FeatureStore:
         names += [f"labels/{k}" for k in ("hist", "attributes", "rating_image", "rating_rater", "rating_score")
                   if k in self._root["labels"]]
         names += [f"features/{k}" for k in self.kinds] + [f"{KIND_STATUS}/{k}" for k in self.grown_kinds]
+        names += [f"{KIND_STATUS}/{k}" for k in self.kinds if "/" in k]
         for name in names:
             visit(name)
         return {"path": str(self.path), "engine": self.engine, "n_images": self.n,

@@ -104,18 +104,27 @@ def create_zarr(path: loc.Location, layout: StoreLayout, attrs: dict, ids, split
 
 
 def _feature_arrays(root, layout: StoreLayout) -> None:
-    """`features/<kind>`: one chunk per view of one image, inside shards of one task's images."""
+    """`features/<kind>` (`features/<backbone>/<kind>` for a further backbone's group): one chunk per view of one
+    image, inside shards of one task's images."""
     feats = root.require_group("features")
     n, t = layout.n, layout.task_size
     for kind, shape in layout.kinds.items():
-        feats.create_array(kind, shape=(n, layout.n_views) + tuple(shape), dtype="float16",
-                           chunks=(1, 1) + tuple(shape),
-                           shards=(t, layout.n_views) + tuple(shape), fill_value=np.nan, compressors=None)
+        parent, name = _parent(feats, kind)
+        parent.create_array(name, shape=(n, layout.n_views) + tuple(shape), dtype="float16",
+                            chunks=(1, 1) + tuple(shape), shards=(t, layout.n_views) + tuple(shape),
+                            fill_value=np.nan, compressors=None, overwrite=True)
+
+
+def _parent(group, key: str):
+    """(the group holding `key`, created if needed, and the key's last name): "vgg16/gmp" → (group/vgg16, gmp)."""
+    head, _, name = key.rpartition("/")
+    return (group.require_group(head) if head else group), name
 
 
 def add_kinds(zarr_path: loc.Location, layout: StoreLayout, attrs: dict) -> None:
-    """Grows a finished store by the kinds of `layout` (empty) with their own status arrays
-    (`kind_status/<kind>`: images the store failed on start failed), then updates its attributes.
+    """Grows a finished store by the kinds of `layout` (empty; `<backbone>/<kind>` names a further backbone's
+    group) with their own status arrays (`kind_status/<kind>`: images the store failed on start failed), then
+    updates its attributes.
 
     The arrays already there are not touched; the attributes go last, so an interrupted call leaves a store
     that still opens as before and a rerun creates the arrays again.
@@ -124,14 +133,12 @@ def add_kinds(zarr_path: loc.Location, layout: StoreLayout, attrs: dict) -> None
 
     root = zarr.open_group(str(zarr_path), mode="r+")
     status = np.asarray(root["status"][:])
-    for kind in layout.kinds:
-        if kind in root["features"]:
-            del root["features"][kind]
     _feature_arrays(root, layout)
     grown = root.require_group(KIND_STATUS)
     for kind in layout.kinds:
-        arr = grown.create_array(kind, shape=(layout.n,), dtype="int8", chunks=(layout.task_size,),
-                                 fill_value=PENDING, overwrite=True)
+        parent, name = _parent(grown, kind)
+        arr = parent.create_array(name, shape=(layout.n,), dtype="int8", chunks=(layout.task_size,),
+                                  fill_value=PENDING, overwrite=True)
         arr[:] = np.where(status == FAILED, FAILED, PENDING).astype(np.int8)
     root.attrs.update(attrs)
 

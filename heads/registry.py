@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence, Tuple
 
+from features import groups as fg
 from features.errors import UsageError
 from features.registry import Registry
 
@@ -102,21 +103,28 @@ class HeadSpec:
         Raises:
             HeadMismatchError: no accepted kind in the store, or a distribution head without histograms.
         """
-        if kind is not None and kind not in self.kinds:
+        refused = [p for p in fg.parts(kind) if fg.base_kind(p) not in self.kinds] if kind is not None else []
+        if refused:
             raise HeadMismatchError(
-                f"head {self.name!r} does not accept feature kind {kind!r}; it accepts "
-                f"{', '.join(self.kinds)}")
+                f"head {self.name!r} does not accept feature kind {refused[0]!r}; it accepts "
+                f"{', '.join(self.kinds)} (of any backbone group, or joined with +)")
+        if kind is not None and not fg.is_plain(kind):
+            self._check_hist(has_hist)
+            return kind  # a group's kind or a concatenation: the store resolves it (or names what it has)
         usable = [k for k in ([kind] if kind else self.kinds) if k in store_kinds]
         if not usable:
             raise HeadMismatchError(
                 f"head {self.name!r} needs one of the feature kinds {', '.join(self.kinds)}; the store has "
                 f"{', '.join(sorted(store_kinds)) or 'none'}. Extract a matching kind (iaa extract "
                 f"--features ...) or pick a head for the store's kinds.")
+        self._check_hist(has_hist)
+        return usable[0]
+
+    def _check_hist(self, has_hist: bool) -> None:
         if self.target == "dist" and not has_hist:
             raise HeadMismatchError(
                 f"head {self.name!r} predicts score distributions and needs vote histograms "
                 f"(labels/hist); this store's dataset has only mean scores. Use a MOS head.")
-        return usable[0]
 
 
 HEADS: Registry[HeadSpec] = Registry("head")

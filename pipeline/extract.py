@@ -17,6 +17,7 @@ from features import location as loc
 from features import store as st
 from features import store_writer as sw
 from features.augment import get_views
+from features.groups import base_kind
 from features.backbones import BackboneSpec, get_backbone
 from features.pooling import get_kind, parse_kinds
 from features.weights import WeightsSpec, parse_weights, weights_identity
@@ -192,7 +193,7 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Extra
         return _finished_hdf5(cfg, path, p, t0, log)
     p, layout, fail_maps_under = open_or_create(cfg, p, zarr_path, engine, log,
                                                 attributes=lambda plan_: _attributes(cfg, plan_))
-    job = replace(p.job, kinds=tuple(layout.kinds), fail_maps_under=fail_maps_under)
+    job = replace(p.job, kinds=tuple(base_kind(k) for k in layout.kinds), fail_maps_under=fail_maps_under)
     tasks = sw.pending_tasks(zarr_path, layout, retry_failed=cfg.retry_failed)
     remaining = sum(b - a for a, b in tasks)
     skipped = layout.n - remaining

@@ -16,6 +16,7 @@ import numpy as np
 
 from features import location as loc
 from features import store as st
+from features import groups as fg
 from features import store_writer as sw
 from features.errors import IAAError
 from features.pooling import SPP_GRID, WIDE_SIZE, stale_pooling, stale_pooling_lines
@@ -203,6 +204,52 @@ def _append(p: ExtractPlan, path: loc.Location, fs: st.FeatureStore, order: np.n
     return p
 
 
+GROUP_KEYS = ("backbone", "weights", "features")  # settings a further backbone's group may differ in
+
+
+def _group_of(fs: st.FeatureStore, p: ExtractPlan) -> Optional[str]:
+    """The backbone of a further group this run extracts into the store (same photos, views and max side,
+    another backbone), else None."""
+    def rest(s):
+        return {k: v for k, v in s.items() if k not in GROUP_KEYS}
+
+    backbone = p.settings["backbone"]
+    if backbone == fs.settings.get("backbone") or rest(fs.settings) != rest(p.settings):
+        return None
+    return backbone
+
+
+def _grow_group(p: ExtractPlan, path: loc.Location, fs: st.FeatureStore, backbone: str, log,
+                attributes: Callable[[ExtractPlan], dict]):
+    """Adds (or resumes) a further backbone's group of kinds: `features/<backbone>/<kind>` with their own status."""
+    if fs.engine != "zarr":
+        raise ExtractError(f"{path} is a finished HDF5 store, written once: a second backbone can be added to Zarr "
+                           f"stores only")
+    p = replace(p, job=replace(p.job, group=backbone))
+    kinds = {f"{backbone}/{k}": shape for k, shape in p.layout.kinds.items()}
+    layout = sw.StoreLayout(n=fs.n, n_views=fs.n_views, kinds=kinds, task_size=fs.task_size,
+                            hist_bins=p.layout.hist_bins)
+    stored = fs.groups.get(backbone)
+    if stored is not None:
+        diffs = _settings_difference(stored.get("settings", {}), p.settings)
+        if diffs:
+            raise ExtractError(f"store {path} already holds {backbone} features made with other settings; "
+                               f"refusing to mix them.\n  " + "\n  ".join(diffs) + "\nRerun with those "
+                               "settings to resume, or extract into another --store")
+        return p, layout
+    if fs.counts()["pending"]:
+        raise ExtractError(f"store {path} has {fs.counts()['pending']} images still to extract with "
+                           f"{fs.settings['backbone']}: finish it first, then add {backbone}")
+    check_disk(path, layout.feature_bytes())
+    fresh = attributes(p)
+    record = {key: fresh[key] for key in st.EXTRACTION_KEYS if key in fresh}
+    record.update(created=fresh["created"], versions=fresh["versions"])
+    sw.add_kinds(path, layout, {fg.GROUPS: {**fs.groups, backbone: record}})
+    log(f"adding {backbone} features ({', '.join(kinds)}) to {path} beside its {fs.settings['backbone']} "
+        f"features; train on them with --kind {next(iter(kinds))}, or join kinds with +")
+    return p, layout
+
+
 def open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: loc.Location, engine: str, log, *,
                    attributes: Callable[[ExtractPlan], dict]):
     """Reopens a store made with the same settings, grows one by new kinds or new images, or creates it.
@@ -216,6 +263,10 @@ def open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: loc.Location, 
             added = added_kinds(fs.settings, p.settings)
             if added:
                 return p, _grow(cfg, p, zarr_path, fs, added, log), 0
+            backbone = _group_of(fs, p)
+            if backbone:
+                p, layout = _grow_group(p, zarr_path, fs, backbone, log, attributes)
+                return p, layout, 0
             order = _append_order(fs, p, zarr_path) if fs.engine == "zarr" else None
             if order is not None:
                 p = _append(p, zarr_path, fs, order, log, attributes)

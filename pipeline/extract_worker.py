@@ -43,6 +43,8 @@ class ExtractJob:
         memory_gb: memory budget of one forward pass (None: `features.memory.memory_budget`'s default).
         fail_maps_under: record as failed the images whose smallest block map has a shorter side (0: none);
             used to finish a store pooled by an older revision without mixing two poolings.
+        group: where the kinds go in the store: "" for its first backbone (`features/<kind>`), the backbone's
+            name for a further group (`features/<backbone>/<kind>`, `features.groups`).
     """
 
     backbone: BackboneSpec
@@ -53,6 +55,7 @@ class ExtractJob:
     batch_views: int
     memory_gb: Optional[float] = None
     fail_maps_under: int = 0
+    group: str = ""
 
     @property
     def model_key(self) -> tuple:
@@ -241,7 +244,8 @@ def extract_task(zarr_path: str, job: ExtractJob, start: int, paths: Sequence[st
         {"start", "n", "done", "failed"} of the task.
     """
     buf = compute_features(job, paths)
-    sw.write_task(zarr_path, start, start + len(paths), buf.feats, buf.status, buf.reasons, buf.width, buf.height)
+    feats = {f"{job.group}/{k}" if job.group else k: v for k, v in buf.feats.items()}
+    sw.write_task(zarr_path, start, start + len(paths), feats, buf.status, buf.reasons, buf.width, buf.height)
     return {"start": start, "n": len(paths), "done": int((buf.status == st.DONE).sum()),
             "failed": int((buf.status == st.FAILED).sum())}
 

@@ -103,10 +103,10 @@ def test_cli_extract_and_store_info(tiny_folder, tmp_path, capsys):
     assert info["counts"] == {"pending": 0, "done": 6, "failed": 3}
     assert info["arrays"]["features/mlsp_narrow"]["shape"] == [9, 1, 1472]
     assert info["attributes"]["settings"]["views"] == "none"
-    assert main(["extract", "--dataset", "folder", "--data-dir", str(tiny_folder), "--backbone", "irnv2",
-                 "--weights", "random:0", "--features", "mlsp_narrow", "--views", "none",
+    assert main(["extract", "--dataset", "folder", "--data-dir", str(tiny_folder), "--backbone", "vgg16_hed",
+                 "--weights", "random:0", "--features", "mlsp_narrow", "--views", "crop_flip",
                  "--store", str(store), "--scheduler", "inprocess"]) == 2
-    assert "backbone: store has 'vgg16_hed'" in capsys.readouterr().err
+    assert "views: store has 'none', this run asks for 'crop_flip'" in capsys.readouterr().err
 
 
 def test_a_store_pooled_before_revision_2_is_finished_without_mixing_poolings(tmp_path, capsys):

@@ -21,6 +21,7 @@ from features.augment import get_views
 from features.backbones import BACKBONES, get_backbone
 from features.cache import FeatureCache, file_key
 from features.errors import UsageError
+from features.groups import is_plain
 from features.pooling import stale_pooling_lines
 from features.weights import identity_differences, parse_weights, weights_identity
 from heads import get_head
@@ -71,9 +72,19 @@ def refuse_fused(run: RunDir) -> None:
                              f"{fusion['weight']:.2f}); it has no model of its own: score photos with each member")
 
 
+def refuse_grouped(run: RunDir) -> None:
+    """A run on a further backbone's kinds or a concatenation across backbones (`features.groups`)."""
+    kind = run.config.get("kind") or ""
+    if not is_plain(kind):
+        raise PredictorError(f"{run.path} was trained on {kind}, features of a store's further backbone group or "
+                             f"a concatenation across groups: scoring photos and evaluate-on rebuild the store's "
+                             f"first backbone only (not yet these); its test metrics are in its report.md")
+
+
 def extraction_record(run: RunDir) -> dict:
     """How the run's features were extracted: its config's record, else (older runs) its store's, when present."""
     refuse_fused(run)
+    refuse_grouped(run)
     record = run.config.get("extraction")
     if record:
         return record

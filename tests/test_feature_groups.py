@@ -1,0 +1,103 @@
+"""A second backbone in one store (`features/<backbone>/<kind>`), and heads on either group or on a
+concatenation of kinds across groups (`--kind vgg16/gmp+gmp`)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features import store as st
+from features.groups import ConcatFeatures
+from features.loader import FeatureReader
+from pipeline.cli import main
+from pipeline.extract import ExtractConfig, ExtractError, run_extract
+from tests.conftest import random_photo, write_image
+
+N = 16
+
+
+@pytest.fixture(scope="module")
+def two_backbones(tmp_path_factory):
+    """A store with vgg16_hed (first group) and vgg16 (a second group) kinds, and a vgg16-only store."""
+    root = tmp_path_factory.mktemp("groups")
+    folder = root / "photos"
+    lines = ["file,mos,split"]
+    for i in range(N):
+        write_image(folder / f"p{i:02d}.jpg", random_photo(64 + 8 * (i % 2), 80, seed=i))
+        lines.append(f"p{i:02d}.jpg,{1 + (i * 5) % 9},{('train', 'train', 'val', 'test')[i % 4]}")
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+
+    def extract(store, backbone, weights, log=None):
+        cfg = ExtractConfig(dataset="folder", data_dir=str(folder), store=str(store), backbone=backbone,
+                            weights=weights, features="mlsp_narrow,gmp", views="none", scheduler="inprocess")
+        return run_extract(cfg, log=log or (lambda m: None))
+
+    store = root / "both.zarr"
+    extract(store, "vgg16_hed", "random:0")
+    with st.FeatureStore(store) as fs:
+        first = {k: np.asarray(fs.features(k)[:]) for k in ("mlsp_narrow", "gmp")}
+    lines = []
+    added = extract(store, "vgg16", "random:1", log=lines.append)
+    extract(root / "vgg16.zarr", "vgg16", "random:1")
+    return {"store": store, "alone": root / "vgg16.zarr", "first": first, "added": added, "log": lines,
+            "extract": extract, "root": root}
+
+
+def test_a_second_backbone_is_added_beside_the_first(two_backbones):
+    store, added = two_backbones["store"], two_backbones["added"]
+    assert added.processed == N and added.counts["done"] == N
+    assert any("adding vgg16 features" in line for line in two_backbones["log"])
+    with st.FeatureStore(store) as fs, st.FeatureStore(two_backbones["alone"]) as alone:
+        assert fs.kinds == ["gmp", "mlsp_narrow", "vgg16/gmp", "vgg16/mlsp_narrow"]
+        assert fs.settings["backbone"] == "vgg16_hed" and fs.groups["vgg16"]["settings"]["weights"] == "random:1"
+        for kind in ("gmp", "mlsp_narrow"):  # the first group untouched, the second equal to its own store's
+            np.testing.assert_array_equal(np.asarray(fs.features(kind)[:]), two_backbones["first"][kind])
+            np.testing.assert_array_equal(np.asarray(fs.features(f"vgg16/{kind}")[:]),
+                                          np.asarray(alone.features(kind)[:]))
+        assert fs.counts("vgg16/gmp") == {"pending": 0, "done": N, "failed": 0}
+        assert fs.extraction("vgg16/gmp")["backbone"] == "vgg16"
+        assert fs.extraction("vgg16_hed/gmp") == fs.extraction()  # the first group by its backbone's name
+    assert two_backbones["extract"](store, "vgg16", "random:1").processed == 0  # complete: nothing redone
+    with pytest.raises(ExtractError, match="already holds vgg16 features made with other settings"):
+        two_backbones["extract"](store, "vgg16", "random:2")
+
+
+def test_concatenated_kinds_read_as_one(two_backbones):
+    with st.FeatureStore(two_backbones["store"]) as fs:
+        kind = "mlsp_narrow+vgg16/mlsp_narrow"
+        assert fs.kind_shape(kind) == (1472 + 1472,)
+        whole = np.concatenate([fs.features("mlsp_narrow")[:], fs.features("vgg16/mlsp_narrow")[:]], axis=-1)
+        np.testing.assert_array_equal(fs.features(kind)[:], whole)
+        rows, views = np.arange(N)[::-1], np.zeros(N, np.int64)
+        for cache in ("none", "ram"):  # tensorstore's concatenation and the in-RAM copy
+            np.testing.assert_array_equal(FeatureReader(fs, kind, np.arange(N), cache=cache).read(rows, views),
+                                          whole[rows, 0])
+        blocks = fs.blocks_of(kind)
+        assert len(blocks) == 10 and blocks[5][0] == "vgg16/mlsp_narrow:block1_conv2" and blocks[5][1] == 1472
+        assert blocks[-1][2] == 2 * 1472
+        assert fs.blocks_of("gmp+vgg16/gmp") == [("gmp", 0, 512), ("vgg16/gmp", 512, 1024)]
+        with pytest.raises(st.StoreError, match="'vgg16/mlsp_wide'. Did you mean 'vgg16/mlsp_narrow'"):
+            fs.features("mlsp_narrow+vgg16/mlsp_wide")
+        with pytest.raises(st.StoreError, match="no feature kind 'vgg19/gmp'.*It has gmp, mlsp_narrow, vgg16/gmp"):
+            fs.features("vgg19/gmp")
+    with pytest.raises(ValueError, match="b has shape \\(4, 2, 5, 5, 3\\), a \\(4, 2, 3\\)"):
+        ConcatFeatures({"a": np.zeros((4, 2, 3)), "b": np.zeros((4, 2, 5, 5, 3))})
+
+
+def test_heads_train_on_a_concatenation_and_scoring_refuses_it(two_backbones, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--store", str(two_backbones["store"]), "--head", "single1fc", "--kind",
+                 "mlsp_narrow+vgg16/mlsp_narrow", "--run-dir", str(run_dir), "--max-epochs", "2"]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["kind"] == "mlsp_narrow+vgg16/mlsp_narrow"
+    assert set(config["extraction"]["parts"]) == {"mlsp_narrow", "vgg16/mlsp_narrow"}
+    assert main(["train", "--store", str(two_backbones["store"]), "--head", "ridge", "--kind", "vgg16/gmp",
+                 "--run-dir", str(tmp_path / "ridge")]) == 0
+    assert json.loads((tmp_path / "ridge" / "config.json").read_text())["extraction"]["backbone"] == "vgg16"
+    capsys.readouterr()
+    photo = next(Path(two_backbones["root"], "photos").glob("*.jpg"))
+    assert main(["score", str(run_dir), str(photo), "--out", str(tmp_path / "scores")]) == 2
+    assert "further backbone group" in capsys.readouterr().err
+    assert main(["train", "--store", str(two_backbones["store"]), "--head", "single1fc", "--kind",
+                 "mlsp_narrow+vgg16/gmp"]) == 2
+    assert "head 'single1fc' does not accept feature kind 'vgg16/gmp'" in capsys.readouterr().err
