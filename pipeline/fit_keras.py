@@ -97,7 +97,8 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments, reade
     spec, cols, run, cfg = group.specs[j], group.columns[j], group.runs[j], group.cfg
     set_seeds(cfg.seed)  # every head starts as it would alone
     model = create_head(spec.name, input_shape=shape, n_bins=group.store.n_bins,
-                        blocks=group.store.blocks_of(group.kind), seed=cfg.seed, n_attributes=len(group.store.attribute_names), embedding_dim=cfg.embedding_dim)
+                        blocks=group.store.blocks_of(group.kind), seed=cfg.seed,
+                        n_attributes=len(group.store.attribute_names), embedding_dim=cfg.embedding_dim)
     if mixed:
         model = float32_output(model)
     raters = group.rater_columns[j] if group.rater_columns else 0

@@ -124,7 +124,8 @@ def _config(cfg: TrainConfig, spec, fs: st.FeatureStore, kind: str, rows: dict, 
                      "description": spec.description, "reference": spec.reference},
             "kind": kind, "input_norm": recipe.input_norm, "recipe": asdict(recipe),
             "lr_stages": list(cfg.lr_stages or spec.lr_stages) if spec.lr_stages else None,
-            "store": fs.identity(), "extraction": fs.extraction(kind), "splits": {s: int(len(r)) for s, r in rows.items()},
+            "store": fs.identity(), "extraction": fs.extraction(kind),
+            "splits": {s: int(len(r)) for s, r in rows.items()},
             "threshold": threshold, "scale": list(fs.scale)}
 
 
