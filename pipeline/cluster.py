@@ -1,8 +1,8 @@
 """Stage 1, driver side: runs extraction tasks on a dask.distributed cluster with a progress bar.
 
-`local` (default) starts a local cluster with one worker process per GPU (one on CPU); `inprocess` runs
-the worker in this process (debugging); any other value is the address of an existing scheduler,
-whose workers must see the store's filesystem. Workers report each finished image as an event, so the
+`local` (default) starts a local cluster with one worker process per GPU (dask-cuda's LocalCUDACluster
+when installed; one worker on CPU); `inprocess` runs the worker in this process (debugging); any other
+value is the address of an existing scheduler, whose workers must see the store's filesystem. Workers report each finished image as an event, so the
 bar (rate, ETA) moves with remote work too.
 """
 from __future__ import annotations
@@ -29,9 +29,21 @@ def make_client(scheduler: Optional[str]):
         import tensorflow as tf
 
         n_gpu = len(tf.config.list_physical_devices("GPU"))
-        cluster = LocalCluster(n_workers=max(1, n_gpu), threads_per_worker=1, processes=True,
-                               dashboard_address=None, local_directory=tempfile.gettempdir())
+        cluster = _cuda_cluster(n_gpu) or LocalCluster(n_workers=max(1, n_gpu), threads_per_worker=1, processes=True,
+                                                       dashboard_address=None, local_directory=tempfile.gettempdir())
     return Client(cluster), cluster
+
+
+def _cuda_cluster(n_gpu: int):
+    """dask-cuda's LocalCUDACluster (one worker per GPU, each seeing only its own) when GPUs are there and it is
+    installed; else None, and `ExtractorPlugin` pins worker i to GPU i of a plain LocalCluster."""
+    if not n_gpu:
+        return None
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        return None
+    return LocalCUDACluster(threads_per_worker=1, dashboard_address=None, local_directory=tempfile.gettempdir())
 
 
 class _Progress:

@@ -75,3 +75,22 @@ def test_a_killed_worker_loses_nothing_on_an_external_cluster(tmp_path):
         for kind in ("mlsp_narrow", "gmp"):
             np.testing.assert_allclose(remote.features(kind)[:].astype(np.float32),
                                        here.features(kind)[:].astype(np.float32), rtol=1e-3, atol=1e-3)
+
+
+def test_local_gpus_use_dask_cuda_when_installed(monkeypatch):
+    """One worker per GPU: dask-cuda's LocalCUDACluster when importable, a plain LocalCluster without it or on CPU."""
+    import types
+
+    from pipeline import cluster
+
+    made = {}
+
+    def fake_cluster(**kwargs):
+        made.update(kwargs)
+        return "cuda-cluster"
+
+    monkeypatch.setitem(sys.modules, "dask_cuda", types.SimpleNamespace(LocalCUDACluster=fake_cluster))
+    assert cluster._cuda_cluster(2) == "cuda-cluster" and made["threads_per_worker"] == 1
+    assert cluster._cuda_cluster(0) is None  # CPU only: the plain cluster
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)  # not installed: import fails
+    assert cluster._cuda_cluster(2) is None
