@@ -309,6 +309,11 @@ class FeatureStore:
         return dict(self.attrs.get("settings", {}))
 
     @property
+    def compression(self) -> str:
+        """The `features.codecs` name its feature arrays are written with ("none" for older stores)."""
+        return str(self.attrs.get("compression", "none"))
+
+    @property
     def task_size(self) -> int:
         """Images per extraction task (one Zarr shard)."""
         return int(self.attrs["task_size"])

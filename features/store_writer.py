@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from features import location as loc
+from features.codecs import get_compression
 from features.store import FAILED, KIND_STATUS, PENDING
 
 MAX_TASK_BYTES = 256 << 20
@@ -36,6 +37,7 @@ class StoreLayout:
     kinds: Dict[str, Tuple[int, ...]]  # per-view shape of each kind
     task_size: int
     hist_bins: Optional[int] = None
+    compression: str = "none"  # features.codecs name, for the feature arrays
 
     @staticmethod
     def choose_task_size(n: int, n_views: int, kinds: Dict[str, Tuple[int, ...]]) -> int:
@@ -112,7 +114,8 @@ def _feature_arrays(root, layout: StoreLayout) -> None:
         parent, name = _parent(feats, kind)
         parent.create_array(name, shape=(n, layout.n_views) + tuple(shape), dtype="float16",
                             chunks=(1, 1) + tuple(shape), shards=(t, layout.n_views) + tuple(shape),
-                            fill_value=np.nan, compressors=None, overwrite=True)
+                            fill_value=np.nan, compressors=get_compression(layout.compression).make(),
+                            overwrite=True)
 
 
 def _parent(group, key: str):

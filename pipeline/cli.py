@@ -21,6 +21,7 @@ import numpy as np
 
 from features.errors import IAAError, UsageError
 from features.quiet import VERBOSE_ENV, quiet_tensorflow
+from pipeline import compact
 from pipeline.score import commands as score_commands
 from pipeline.serve import commands as serve_commands
 
@@ -39,6 +40,7 @@ def _positive_int(text: str) -> int:
 
 def _add_extract(sub) -> None:
     from features.augment import VIEW_SETS
+    from features.codecs import COMPRESSIONS
     from features.backbones import BACKBONES
     from features.pooling import FEATURE_KINDS
     from pipeline.datasets import DATASETS
@@ -56,6 +58,8 @@ def _add_extract(sub) -> None:
     ex.add_argument("--engine", choices=("zarr", "hdf5"), help="default: from the --store suffix")
     ex.add_argument("--max-side", type=_positive_int, help="shrink images whose longer side exceeds N px")
     ex.add_argument("--scheduler", help="dask scheduler ADDRESS; 'local' (default) or 'inprocess'")
+    ex.add_argument("--compress", help="codec of a new store's features: " + COMPRESSIONS.help() + " (default none; "
+                    "a store keeps its own; `iaa compact` rewrites one)")
     ex.add_argument("--overwrite", action="store_true", help="delete the store and start over")
     ex.add_argument("--retry-failed", action="store_true", help="retry images recorded as failed")
     ex.add_argument("--batch-views", type=_positive_int, default=32,
@@ -162,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspection(sub)
     score_commands.add_parsers(sub, _positive_int)
     serve_commands.add_parsers(sub, _positive_int)
+    compact.add_parsers(sub)
     return parser
 
 
@@ -173,6 +178,7 @@ def cmd_extract(args) -> int:
         features=args.features, views=args.views, store=args.store, engine=args.engine,
         max_side=args.max_side, scheduler=args.scheduler, overwrite=args.overwrite,
         retry_failed=args.retry_failed, batch_views=args.batch_views, memory_gb=args.memory_gb,
+        compress=args.compress,
     )
     result = run_extract(cfg, log=lambda m: print(m, flush=True))
     c = result.counts
@@ -342,7 +348,7 @@ def cmd_describe_head(args) -> int:
 
 COMMANDS = {"extract": cmd_extract, "train": cmd_train, "evaluate": cmd_evaluate, "ablate": cmd_ablate,
             "describe-head": cmd_describe_head, "describe": cmd_describe, "store-info": cmd_store_info,
-            **score_commands.COMMANDS, **serve_commands.COMMANDS}
+            **score_commands.COMMANDS, **serve_commands.COMMANDS, **compact.COMMANDS}
 USES_TENSORFLOW = ("extract", "train", "ablate", "describe-head", *score_commands.COMMANDS, *serve_commands.COMMANDS)
 
 

@@ -17,6 +17,7 @@ from features import location as loc
 from features import store as st
 from features import store_writer as sw
 from features.augment import get_views
+from features.codecs import get_compression
 from features.groups import base_kind
 from features.backbones import BackboneSpec, get_backbone
 from features.pooling import get_kind, parse_kinds
@@ -48,6 +49,7 @@ class ExtractConfig:
     batch_views: int = 32
     retry_failed: bool = False
     memory_gb: Optional[float] = None
+    compress: Optional[str] = None  # features.codecs name for a new store (None: none; a store keeps its own)
 
 
 @dataclass
@@ -117,7 +119,8 @@ def plan(cfg: ExtractConfig) -> ExtractPlan:
     n, hist = len(manifest), manifest.hist
     layout = sw.StoreLayout(n=n, n_views=len(views), kinds=shapes,
                             task_size=sw.StoreLayout.choose_task_size(n, len(views), shapes),
-                            hist_bins=None if hist is None else hist.shape[1])
+                            hist_bins=None if hist is None else hist.shape[1],
+                            compression=get_compression(cfg.compress).name)
     settings = {
         "dataset": manifest.name, "backbone": spec.name, "weights": ws.text, "features": list(kinds),
         "views": cfg.views, "max_side": cfg.max_side,
@@ -138,6 +141,7 @@ def _attributes(cfg: ExtractConfig, p: ExtractPlan) -> dict:
         **p.job.describe(),
         "view_set": cfg.views,
         "task_size": layout.task_size,
+        "compression": layout.compression,
         "dataset": {"name": manifest.name, "root": str(manifest.root), "n": len(manifest),
                     "splits": manifest.split_counts(), "scale": list(manifest.scale),
                     "label_sources": _label_sources(manifest), "notes": manifest.notes,

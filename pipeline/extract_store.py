@@ -131,7 +131,7 @@ def _grow(cfg: ExtractConfig, p: ExtractPlan, path: loc.Location, fs: st.Feature
                            f"({', '.join(fs.settings['features'])}): finish it with those --features first, then add "
                            f"{', '.join(added)}")
     layout = sw.StoreLayout(n=fs.n, n_views=fs.n_views, kinds={k: p.layout.kinds[k] for k in added},
-                            task_size=fs.task_size, hist_bins=p.layout.hist_bins)
+                            task_size=fs.task_size, hist_bins=p.layout.hist_bins, compression=fs.compression)
     check_disk(path, layout.feature_bytes())
     described = p.job.describe()["kinds"]
     settings = {**fs.settings, "features": list(fs.settings["features"]) + added}
@@ -228,7 +228,7 @@ def _grow_group(p: ExtractPlan, path: loc.Location, fs: st.FeatureStore, backbon
     p = replace(p, job=replace(p.job, group=backbone))
     kinds = {f"{backbone}/{k}": shape for k, shape in p.layout.kinds.items()}
     layout = sw.StoreLayout(n=fs.n, n_views=fs.n_views, kinds=kinds, task_size=fs.task_size,
-                            hist_bins=p.layout.hist_bins)
+                            hist_bins=p.layout.hist_bins, compression=fs.compression)
     stored = fs.groups.get(backbone)
     if stored is not None:
         diffs = _settings_difference(stored.get("settings", {}), p.settings)
@@ -260,6 +260,10 @@ def open_or_create(cfg: ExtractConfig, p: ExtractPlan, zarr_path: loc.Location, 
     """
     if st.read_zarr_attrs(zarr_path) is not None:
         with st.FeatureStore(zarr_path) as fs:
+            if cfg.compress and cfg.compress != fs.compression:
+                raise ExtractError(f"store {zarr_path} is written with compression {fs.compression}, this run asks "
+                                   f"for {cfg.compress}: omit --compress to continue it, or rewrite it with "
+                                   f"`iaa compact {zarr_path} --compress {cfg.compress}`")
             added = added_kinds(fs.settings, p.settings)
             if added:
                 return p, _grow(cfg, p, zarr_path, fs, added, log), 0
