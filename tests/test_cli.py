@@ -34,6 +34,7 @@ def _bad_invocations(tmp_path):
         "export": ["export", str(not_a_store), "--out", str(tmp_path / "m")],
         "serve": ["serve", str(not_a_store)],
         "fuse": ["fuse", str(not_a_store), str(tmp_path)],
+        "compact": ["compact", missing, "--compress", "zstd"],
     }
 
 

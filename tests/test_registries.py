@@ -4,6 +4,7 @@ import pytest
 
 from features.augment import VIEW_SETS
 from features.backbones import BACKBONES
+from features.codecs import COMPRESSIONS
 from features.errors import IAAError
 from features.pooling import FEATURE_KINDS
 from features.registry import UnknownNameError
@@ -18,7 +19,7 @@ from tests.conftest import linear_store
 
 REGISTRIES = {"heads": HEADS, "backbones": BACKBONES, "kinds": FEATURE_KINDS, "views": VIEW_SETS,
               "datasets": DATASETS, "losses": LOSSES, "targets": TARGETS, "trainers": TRAINERS,
-              "input norms": INPUT_NORMS}
+              "input norms": INPUT_NORMS, "compressions": COMPRESSIONS}
 
 
 @pytest.mark.parametrize("name", list(REGISTRIES))
