@@ -55,6 +55,24 @@ def tiny_folder(tmp_path):
     return root
 
 
+def kill_once_started(command, cwd, env, store, timeout: float = 240) -> int:
+    """Runs `command` in its own process group and SIGKILLs the whole group (the command and its dask workers)
+    as soon as the store has a processed image; returns how many it had then."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while time.time() < deadline and done_count(store) == 0 and proc.poll() is None:
+        time.sleep(0.05)
+    killed_at = done_count(store)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return killed_at
+
+
 def done_count(zarr_path: Path) -> int:
     """Images a (possibly still running) extraction has finished, 0 before its store exists."""
     import zarr

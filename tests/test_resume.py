@@ -1,16 +1,14 @@
 """kill -9 of a running extraction (with its dask workers), then the same command finishes the store."""
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from features import store as st
-from tests.conftest import done_count, random_photo, write_image
+from tests.conftest import kill_once_started, random_photo, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES = 64
@@ -33,14 +31,7 @@ def test_kill_9_then_resume_gives_a_complete_consistent_store(tmp_path, suffix):
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as in a user's shell: the command quiets TensorFlow itself
 
-    proc = subprocess.Popen(_command(folder, store), cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while time.time() < deadline and done_count(zarr_path) == 0 and proc.poll() is None:
-        time.sleep(0.05)
-    killed_at = done_count(zarr_path)
-    os.killpg(proc.pid, signal.SIGKILL)  # the command and its dask workers, at once
-    proc.wait()
+    killed_at = kill_once_started(_command(folder, store), ROOT, env, zarr_path)  # with its dask workers
     assert 0 < killed_at < N_IMAGES, f"kill came too late or never: {killed_at} processed"
 
     rerun = subprocess.run(_command(folder, store), cwd=ROOT, env=env, capture_output=True, text=True,

@@ -3,10 +3,8 @@ environment only. Extraction, resume after kill -9, store-info and training read
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from features import store as st
 from features.loader import FeatureReader
 from pipeline.cli import main
 from pipeline.extract import ExtractConfig, run_extract
-from tests.conftest import done_count, random_photo, write_image
+from tests.conftest import kill_once_started, random_photo, write_image
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -114,14 +112,7 @@ def test_kill_9_then_resume_on_s3(tmp_path, s3_env):
                "--backbone", "vgg16_hed", "--weights", "random:0", "--features", "mlsp_narrow,gmp",
                "--views", "crop_flip", "--store", url, "--scheduler", "local"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while time.time() < deadline and done_count(url) == 0 and proc.poll() is None:
-        time.sleep(0.2)
-    killed_at = done_count(url)
-    os.killpg(proc.pid, signal.SIGKILL)  # the command and its dask workers, at once
-    proc.wait()
+    killed_at = kill_once_started(command, ROOT, env, url)
     assert 0 < killed_at < N_IMAGES, f"kill came too late or never: {killed_at} processed"
 
     rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
