@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_common import save_json, scratch_dir  # noqa: E402
+from bench_common import GpuUtilisation, save_json, scratch_dir  # noqa: E402
 from features.quiet import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
@@ -33,6 +33,7 @@ from features.pooling import WIDE_SIZE, area_average_numpy  # noqa: E402
 from features.weights import build_model, parse_weights  # noqa: E402
 
 BIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "biq2021-dev"
+AVA_IMAGES = 255_530  # AVA's photos: the projection of a full extraction at the measured rate
 
 
 def pick_images(n: int, tmp: Path) -> tuple[Path, list[Path]]:
@@ -125,16 +126,25 @@ def main() -> None:
         sizes = {decode_image(p).shape[:2] for p in paths}
         print(f"{n} images from {source} ({len(sizes)} distinct sizes), {args.backbone} [{weights}], "
               f"views {args.views}, kinds mlsp_narrow+mlsp_wide")
-        t_ours = ours(paths, args.backbone, weights, args.views, tmp)
-        t_ref = reference_loop(paths, args.backbone, weights, args.views)
+        with GpuUtilisation() as gpu_ours:
+            t_ours = ours(paths, args.backbone, weights, args.views, tmp)
+        with GpuUtilisation() as gpu_ref:
+            t_ref = reference_loop(paths, args.backbone, weights, args.views)
         out = {"images": n, "backbone": args.backbone, "weights": weights, "views": args.views,
                "ours_images_per_s": n / t_ours, "reference_images_per_s": n / t_ref,
-               "speedup": t_ref / t_ours}
+               "speedup": t_ref / t_ours, "gpu_ours": gpu_ours.summary(), "gpu_reference": gpu_ref.summary(),
+               "ava_projection_h": AVA_IMAGES / (n / t_ours) / 3600}
         if not args.skip_command:
             out["iaa_extract"] = full_command(args.backbone, weights, args.views, tmp)
         print(f"ours:      {out['ours_images_per_s']:.3f} images/s ({t_ours:.1f} s)")
         print(f"reference: {out['reference_images_per_s']:.3f} images/s ({t_ref:.1f} s)")
         print(f"ratio:     {out['speedup']:.2f}x")
+        for name in ("gpu_ours", "gpu_reference"):
+            g = out[name]
+            print(f"{name}: " + ("no GPU (nvidia-smi absent)" if g is None else
+                                 f"utilisation mean {g['gpu_util_mean_pct']:.0f} %, max {g['gpu_util_max_pct']:.0f} %, "
+                                 f"memory max {g['gpu_mem_max_mib']:.0f} MiB"))
+        print(f"AVA ({AVA_IMAGES:,} photos, views {args.views}) at our rate: {out['ava_projection_h']:.1f} h")
         if "iaa_extract" in out:
             c = out["iaa_extract"]
             print(f"iaa extract (local cluster, start + model build included): {c['wall_s']:.1f} s wall")
