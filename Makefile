@@ -52,7 +52,7 @@ EXTRACT_ARGS = --dataset $(DATASET) --data-dir $(DATA_DIR) --backbone $(BACKBONE
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_SIDE),--max-side $(MAX_SIDE)) \
 	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
-.PHONY: install test demo ablate bench-ablate bench-quality bench-nystroem bench-score bench-memory extract train score best-shot video explain export serve bench-serve describe describe-head store-info bench-extract bench-train clean
+.PHONY: install test demo ablate bench-ablate bench-quality bench-nystroem bench-precision bench-score bench-memory extract train score best-shot video explain export serve bench-serve describe describe-head store-info bench-extract bench-train clean
 
 install: $(STAMP)
 
@@ -90,6 +90,9 @@ bench-score: $(STAMP)
 
 bench-nystroem: $(STAMP)
 	$(BIN)/python benchmarks/bench_nystroem.py $(BENCH_NYSTROEM_ARGS)
+
+bench-precision: $(STAMP)
+	$(BIN)/python benchmarks/bench_precision.py $(BENCH_PRECISION_ARGS)
 
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/bench_quality.py $(BENCH_QUALITY_ARGS)

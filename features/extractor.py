@@ -1,14 +1,42 @@
 """The stage-1 forward pass: uint8 views in, pooled float16 features of every requested kind out."""
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from features.backbones import get_backbone
 from features.backbones.base import CAFFE_MEAN_BGR, HED_MEAN_BGR, BackboneSpec
+from features.errors import UsageError
 from features.pooling import FC7_SIZE, get_kind, parse_kinds
 from features.weights import WeightsSpec, build_model, parse_weights
+
+
+PRECISIONS = {"float32": "float32", "mixed": "mixed_float16"}  # --precision → Keras dtype policy
+
+
+def check_precision(precision: str, spec: BackboneSpec) -> str:
+    """`precision` if the backbone can run with it; else a UsageError saying why."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}; received {precision!r}")
+    if precision == "mixed" and spec.no_mixed_precision:
+        raise UsageError(f"{spec.name} cannot extract with --precision mixed: {spec.no_mixed_precision}. "
+                         f"Use --precision float32")
+    return precision
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    """Keras' global dtype policy while models are built (layers keep the policy they were built with)."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def preprocess(x, mode: str):
@@ -33,6 +61,8 @@ class Extractor:
         backbone: the parsed backbone (`features.backbones.get_backbone`).
         weights: the parsed weights (`features.weights.parse_weights`).
         kinds: feature kind names, already validated for the backbone (`features.pooling.parse_kinds`).
+        precision: "float32", or "mixed" (float16 compute, float32 weights; block maps are cast to float32
+            before pooling, whose sums would overflow float16).
 
     Example:
         ex = Extractor.from_names("vgg16_hed", None, "mlsp_narrow,mlsp_wide")
@@ -40,19 +70,31 @@ class Extractor:
     """
 
     @classmethod
-    def from_names(cls, backbone: str, weights: Optional[str], kinds: Sequence[str] | str) -> "Extractor":
-        """Parses and validates the command-line names (`--backbone`, `--weights`, `--features`)."""
+    def from_names(cls, backbone: str, weights: Optional[str], kinds: Sequence[str] | str,
+                   precision: str = "float32") -> "Extractor":
+        """Parses and validates the command-line names (`--backbone`, `--weights`, `--features`, `--precision`)."""
         spec = get_backbone(backbone)
         text = ",".join(kinds) if not isinstance(kinds, str) else kinds
-        return cls(spec, parse_weights(weights, spec), parse_kinds(text, spec))
+        return cls(spec, parse_weights(weights, spec), parse_kinds(text, spec), precision)
 
-    def __init__(self, backbone: BackboneSpec, weights: WeightsSpec, kinds: Sequence[str]):
-        import keras
+    def __init__(self, backbone: BackboneSpec, weights: WeightsSpec, kinds: Sequence[str],
+                 precision: str = "float32"):
         import tensorflow as tf
 
         self.spec = backbone
         self.weights = weights
         self.kinds: List[str] = list(kinds)
+        self.precision = check_precision(precision, backbone)
+        with _dtype_policy(PRECISIONS[self.precision]):
+            self._build()
+        self._map_sides: Dict[tuple, int] = {}
+        self._fn = tf.function(
+            self._forward, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)]
+        )
+
+    def _build(self) -> None:
+        import keras
+
         sources = {get_kind(k).source for k in self.kinds}
 
         self._fc7_model = None
@@ -74,10 +116,6 @@ class Extractor:
                 self._layers.append(self.spec.last_block)
             outputs = [base.get_layer(name).output for name in self._layers]
             self._conv_model = keras.Model(base.input, outputs)
-        self._map_sides: Dict[tuple, int] = {}
-        self._fn = tf.function(
-            self._forward, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)]
-        )
 
     def _forward(self, views):
         import tensorflow as tf
@@ -92,7 +130,7 @@ class Extractor:
         out = {}
         if self._conv_model is not None:
             maps = self._conv_model(preprocess(x, self.spec.preprocessing), training=False)
-            maps = maps if isinstance(maps, (list, tuple)) else [maps]
+            maps = [tf.cast(m, tf.float32) for m in (maps if isinstance(maps, (list, tuple)) else [maps])]
             by_name = dict(zip(self._layers, maps))
             block_maps = [by_name[b] for b in self.spec.blocks if b in by_name]
             last = by_name.get(self.spec.last_block)
@@ -104,7 +142,8 @@ class Extractor:
                 out[name] = kind.pool(last)
             else:
                 small = tf.image.resize(x, (FC7_SIZE, FC7_SIZE), method="bilinear", antialias=True)
-                out[name] = self._fc7_model(preprocess(small, self.spec.preprocessing), training=False)
+                out[name] = tf.cast(self._fc7_model(preprocess(small, self.spec.preprocessing), training=False),
+                                    tf.float32)
         return out
 
     def smallest_map_side(self, height: int, width: int) -> int:

@@ -33,7 +33,7 @@ KIND_STATUS = "kind_status"  # group of per-kind status arrays of kinds added to
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed"}
 HDF5_SUFFIXES = (".h5", ".hdf5")
 EXTRACTION_KEYS = ("schema_version", "settings", "backbone", "weights", "blocks", "last_block", "kinds", "views",
-                   "view_set", "augmentation_order", "preprocessing", "max_side")
+                   "view_set", "augmentation_order", "preprocessing", "max_side", "precision")
 
 
 class StoreError(IAAError):

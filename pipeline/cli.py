@@ -60,6 +60,8 @@ def _add_extract(sub) -> None:
     ex.add_argument("--scheduler", help="dask scheduler ADDRESS; 'local' (default) or 'inprocess'")
     ex.add_argument("--compress", help="codec of a new store's features: " + COMPRESSIONS.help() + " (default none; "
                     "a store keeps its own; `iaa compact` rewrites one)")
+    ex.add_argument("--precision", choices=("float32", "mixed"), default="float32",
+                    help="mixed: float16 compute (GPU throughput; features deviate, see the README)")
     ex.add_argument("--overwrite", action="store_true", help="delete the store and start over")
     ex.add_argument("--retry-failed", action="store_true", help="retry images recorded as failed")
     ex.add_argument("--batch-views", type=_positive_int, default=32,
@@ -178,7 +180,7 @@ def cmd_extract(args) -> int:
         features=args.features, views=args.views, store=args.store, engine=args.engine,
         max_side=args.max_side, scheduler=args.scheduler, overwrite=args.overwrite,
         retry_failed=args.retry_failed, batch_views=args.batch_views, memory_gb=args.memory_gb,
-        compress=args.compress,
+        compress=args.compress, precision=args.precision,
     )
     result = run_extract(cfg, log=lambda m: print(m, flush=True))
     c = result.counts

@@ -2,8 +2,8 @@
 
 `local` (default) starts a local cluster with one worker process per GPU (dask-cuda's LocalCUDACluster
 when installed; one worker on CPU); `inprocess` runs the worker in this process (debugging); any other
-value is the address of an existing scheduler, whose workers must see the store's filesystem. Workers report each finished image as an event, so the
-bar (rate, ETA) moves with remote work too.
+value is the address of an existing scheduler, whose workers must see the store's filesystem. Workers
+report each finished image as an event, so the bar (rate, ETA) moves with remote work too.
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from features import store as st
 from features import store_writer as sw
 from features.augment import get_views
 from features.codecs import get_compression
+from features.extractor import check_precision
 from features.groups import base_kind
 from features.backbones import BackboneSpec, get_backbone
 from features.pooling import get_kind, parse_kinds
@@ -50,6 +51,7 @@ class ExtractConfig:
     retry_failed: bool = False
     memory_gb: Optional[float] = None
     compress: Optional[str] = None  # features.codecs name for a new store (None: none; a store keeps its own)
+    precision: str = "float32"  # or "mixed" (features.extractor.PRECISIONS)
 
 
 @dataclass
@@ -125,8 +127,9 @@ def plan(cfg: ExtractConfig) -> ExtractPlan:
         "dataset": manifest.name, "backbone": spec.name, "weights": ws.text, "features": list(kinds),
         "views": cfg.views, "max_side": cfg.max_side,
         "manifest_sha256": manifest_sha256(manifest),
+        **({"precision": cfg.precision} if check_precision(cfg.precision, spec) != "float32" else {}),
     }
-    job = ExtractJob(spec, ws, kinds, views, cfg.max_side, cfg.batch_views, cfg.memory_gb)
+    job = ExtractJob(spec, ws, kinds, views, cfg.max_side, cfg.batch_views, cfg.memory_gb, precision=cfg.precision)
     return ExtractPlan(manifest, spec, ws, job, layout, settings)
 
 

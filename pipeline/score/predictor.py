@@ -107,7 +107,8 @@ def _job_from_record(record: dict, kinds: Sequence[str], weights: Optional[str],
     settings = record.get("settings") or {}
     ws = parse_weights(weights or settings.get("weights"), spec)
     views = get_views(record.get("view_set") or settings.get("views"))
-    job = ExtractJob(spec, ws, tuple(kinds), views, record.get("max_side"), batch_views=32, memory_gb=memory_gb)
+    job = ExtractJob(spec, ws, tuple(kinds), views, record.get("max_side"), batch_views=32, memory_gb=memory_gb,
+                     precision=record.get("precision", "float32"))
     rebuilt = job.describe()
     diffs = [f"{key}: the run recorded {record.get(key)!r}, this installation makes {rebuilt[key]!r}"
              for key in CHECKED_KEYS if record.get(key) != rebuilt[key]]
