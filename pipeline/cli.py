@@ -224,6 +224,10 @@ def cmd_store_info(args) -> int:
         failures = fs.failures()
         ident = fs.identity()
         grown = [f"{k} (added later): {fs.counts(k)}" for k in fs.grown_kinds]
+        grown += [f"{k} ({b}, weights {(g.get('weights') or {}).get('spec')}): {fs.counts(k)}"
+                  for b, g in fs.groups.items() for k in fs.kinds if k.startswith(f"{b}/")]
+        if fs.compression != "none":
+            grown.append(f"features compressed with {fs.compression}")
         labels = [f"mos {fs.scale[0]:g}-{fs.scale[1]:g}"] + [f"{a} {fs.use_label(a).scale[0]:g}-{fs.scale[1]:g}"
                                                               for a in fs.attribute_names]
     info["failures"] = [{"id": i, "reason": r} for i, r in failures]
@@ -237,7 +241,7 @@ def cmd_store_info(args) -> int:
     for line in grown:
         print(f"  {line}")
     for name, meta in info["arrays"].items():
-        print(f"  {name:24s} {str(tuple(meta['shape'])):28s} {meta['dtype']}")
+        print(f"  {name:28s} {str(tuple(meta['shape'])):28s} {meta['dtype']}")
     for f in info["failures"][:20]:
         print(f"  failed {f['id']}: {f['reason']}")
     for line in stale_pooling_lines(info["attributes"], "this store"):

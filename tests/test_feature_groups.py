@@ -43,7 +43,7 @@ def two_backbones(tmp_path_factory):
             "extract": extract, "root": root}
 
 
-def test_a_second_backbone_is_added_beside_the_first(two_backbones):
+def test_a_second_backbone_is_added_beside_the_first(two_backbones, capsys):
     store, added = two_backbones["store"], two_backbones["added"]
     assert added.processed == N and added.counts["done"] == N
     assert any("adding vgg16 features" in line for line in two_backbones["log"])
@@ -57,6 +57,8 @@ def test_a_second_backbone_is_added_beside_the_first(two_backbones):
         assert fs.counts("vgg16/gmp") == {"pending": 0, "done": N, "failed": 0}
         assert fs.extraction("vgg16/gmp")["backbone"] == "vgg16"
         assert fs.extraction("vgg16_hed/gmp") == fs.extraction()  # the first group by its backbone's name
+    assert main(["store-info", str(store)]) == 0
+    assert "vgg16/gmp (vgg16, weights random:1): {'pending': 0, 'done': 16" in capsys.readouterr().out
     assert two_backbones["extract"](store, "vgg16", "random:1").processed == 0  # complete: nothing redone
     with pytest.raises(ExtractError, match="already holds vgg16 features made with other settings"):
         two_backbones["extract"](store, "vgg16", "random:2")
