@@ -131,6 +131,8 @@ def _add_train_and_ablate(sub) -> None:
     ab.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds (0, 1, ...)")
     ab.add_argument("--out", help="output directory (default runs/ablate_<store>)")
     ab.add_argument("--sequential", action="store_true", help="train Keras heads one after another")
+    ab.add_argument("--kind", help="one feature kind for every head (e.g. a concatenation a+b; default: each "
+                                   "head's first kind in the store)")
     _add_training_options(ab)
 
 
@@ -303,7 +305,7 @@ def cmd_ablate(args) -> int:
     from pipeline.ablate import run_ablation
 
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
-    base = _train_config(args, head=heads[0])
+    base = _train_config(args, head=heads[0], kind=args.kind)
     out = args.out or f"runs/ablate_{Path(args.store).stem}"
     run_ablation(base, heads, list(range(args.seeds)), out, joint=not args.sequential,
                  log=lambda m: print(m, flush=True))

@@ -96,6 +96,10 @@ def test_heads_train_on_a_concatenation_and_scoring_refuses_it(two_backbones, tm
     assert main(["train", "--store", str(two_backbones["store"]), "--head", "ridge", "--kind", "vgg16/gmp",
                  "--run-dir", str(tmp_path / "ridge")]) == 0
     assert json.loads((tmp_path / "ridge" / "config.json").read_text())["extraction"]["backbone"] == "vgg16"
+    out = tmp_path / "ablate"
+    assert main(["ablate", "--store", str(two_backbones["store"]), "--heads", "ridge,single1fc", "--kind",
+                 "mlsp_narrow+vgg16/mlsp_narrow", "--out", str(out), "--max-epochs", "2"]) == 0
+    assert "| mlsp_narrow+vgg16/mlsp_narrow |" in (out / "leaderboard.md").read_text()
     capsys.readouterr()
     photo = next(Path(two_backbones["root"], "photos").glob("*.jpg"))
     assert main(["score", str(run_dir), str(photo), "--out", str(tmp_path / "scores")]) == 2
