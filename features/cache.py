@@ -31,7 +31,10 @@ class CacheError(UsageError):
 
 
 def cache_identity(extraction: dict) -> dict:
-    """What two extractions must share for their features to be interchangeable."""
+    """What two extractions must share for their features to be interchangeable (every part's, for a kind
+    joined across backbones: `{"parts": {part: record}}`)."""
+    if "parts" in extraction:
+        return {"parts": {name: cache_identity(record) for name, record in extraction["parts"].items()}}
     weights = extraction.get("weights") or {}
     kept = {k: weights[k] for k in ("kind", "sha256", "files") if weights.get(k)}
     if weights.get("kind") != "path":  # a local file may move; its digest identifies it

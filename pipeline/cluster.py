@@ -1,9 +1,11 @@
 """Stage 1, driver side: runs extraction tasks on a dask.distributed cluster with a progress bar.
 
-`local` (default) starts a local cluster with one worker process per GPU (dask-cuda's LocalCUDACluster
-when installed; one worker on CPU); `inprocess` runs the worker in this process (debugging); any other
-value is the address of an existing scheduler, whose workers must see the store's filesystem. Workers
-report each finished image as an event, so the bar (rate, ETA) moves with remote work too.
+`local` (default) starts a local cluster with one worker process per GPU (dask-cuda's LocalCUDACluster when
+installed; one worker on CPU), each running `TASK_THREADS` tasks at once (their forward passes take turns;
+one task's shard write overlaps the next one's compute); `inprocess` runs the worker in this process
+(debugging); any other value is the address of an existing scheduler, whose workers must see the store's
+filesystem. Workers report each finished image as an event, so the bar (rate, ETA) moves with remote work
+too.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import threading
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from pipeline.extract_worker import PROGRESS_TOPIC, ExtractJob, ExtractorPlugin, extract_task
+from pipeline.extract_worker import PROGRESS_TOPIC, TASK_THREADS, ExtractJob, ExtractorPlugin, extract_task
 
 
 def make_client(scheduler: Optional[str]):
@@ -29,8 +31,9 @@ def make_client(scheduler: Optional[str]):
         import tensorflow as tf
 
         n_gpu = len(tf.config.list_physical_devices("GPU"))
-        cluster = _cuda_cluster(n_gpu) or LocalCluster(n_workers=max(1, n_gpu), threads_per_worker=1, processes=True,
-                                                       dashboard_address=None, local_directory=tempfile.gettempdir())
+        cluster = _cuda_cluster(n_gpu) or LocalCluster(n_workers=max(1, n_gpu), threads_per_worker=TASK_THREADS,
+                                                       processes=True, dashboard_address=None,
+                                                       local_directory=tempfile.gettempdir())
     return Client(cluster), cluster
 
 
@@ -43,7 +46,8 @@ def _cuda_cluster(n_gpu: int):
         from dask_cuda import LocalCUDACluster
     except ImportError:
         return None
-    return LocalCUDACluster(threads_per_worker=1, dashboard_address=None, local_directory=tempfile.gettempdir())
+    return LocalCUDACluster(threads_per_worker=TASK_THREADS, dashboard_address=None,
+                            local_directory=tempfile.gettempdir())
 
 
 class _Progress:

@@ -3,6 +3,10 @@
 Runs in dask workers (or in-process). A worker keeps one `Extractor` per job (models do not pickle and
 building them is slow), decodes and crops the next images in a thread pool while the model runs the
 current batch, writes its whole shard, then its status chunk; repeating a task is harmless.
+
+A worker may run several tasks at once (`TASK_THREADS` in local clusters, `dask worker --nthreads`): their
+forward passes take turns on the worker's one model (`_COMPUTE_LOCK`, so one pass's memory budget holds),
+while one task's decoding and shard write overlap another's passes, and the device never waits for a write.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from features.weights import WeightsSpec
 PROGRESS_TOPIC = "iaa-extract-progress"
 DECODE_THREADS = 2
 PREFETCH_IMAGES = 4
+TASK_THREADS = 2  # tasks a local cluster's worker runs at once: one writes (and decodes) while another computes
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class ExtractJob:
 
 _EXTRACTORS: Dict[tuple, object] = {}
 _EXTRACTOR_LOCK = threading.Lock()
+_COMPUTE_LOCK = threading.Lock()  # one forward pass at a time per process, whatever the task threads
 
 
 def get_extractor(job: ExtractJob):
@@ -225,11 +231,12 @@ def compute_features(job: ExtractJob, paths: Sequence,
 
 
 def _run_and_release(buf: TaskFeatures, extractor, batch, per_pass: int, budget: int) -> None:
-    buf.run(extractor, batch, per_pass)
-    view_shape = batch[0][1].shape[1:3]
-    if pass_bytes(extractor.spec.bytes_per_pixel, *view_shape, min(per_pass, len(batch) * buf.n_views)) \
-            > RELEASE_ABOVE_BYTES:
-        release_memory()  # a large photo's peak would otherwise stay resident for the rest of the run
+    with _COMPUTE_LOCK:
+        buf.run(extractor, batch, per_pass)
+        view_shape = batch[0][1].shape[1:3]
+        if pass_bytes(extractor.spec.bytes_per_pixel, *view_shape, min(per_pass, len(batch) * buf.n_views)) \
+                > RELEASE_ABOVE_BYTES:
+            release_memory()  # a large photo's peak would otherwise stay resident for the rest of the run
 
 
 def _too_large(job: ExtractJob, h: int, w: int, view_shape, need: int, budget: int) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from features import store as st
+from pipeline.extract_worker import TASK_THREADS
 from tests.conftest import done_count, random_photo, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ def test_local_gpus_use_dask_cuda_when_installed(monkeypatch):
         return "cuda-cluster"
 
     monkeypatch.setitem(sys.modules, "dask_cuda", types.SimpleNamespace(LocalCUDACluster=fake_cluster))
-    assert cluster._cuda_cluster(2) == "cuda-cluster" and made["threads_per_worker"] == 1
+    assert cluster._cuda_cluster(2) == "cuda-cluster" and made["threads_per_worker"] == TASK_THREADS
     assert cluster._cuda_cluster(0) is None  # CPU only: the plain cluster
     monkeypatch.setitem(sys.modules, "dask_cuda", None)  # not installed: import fails
     assert cluster._cuda_cluster(2) is None

@@ -6,11 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evaluation.rundir import RunDir
 from features import store as st
+from features.cache import CacheError
 from features.groups import ConcatFeatures
 from features.loader import FeatureReader
 from pipeline.cli import main
 from pipeline.extract import ExtractConfig, ExtractError, run_extract
+from pipeline.score.explain import explain
+from pipeline.score.predictor import Predictor, PredictorError
 from tests.conftest import random_photo, write_image
 
 N = 16
@@ -86,24 +90,84 @@ def test_concatenated_kinds_read_as_one(two_backbones):
         ConcatFeatures({"a": np.zeros((4, 2, 3)), "b": np.zeros((4, 2, 5, 5, 3))})
 
 
-def test_heads_train_on_a_concatenation_and_scoring_refuses_it(two_backbones, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    assert main(["train", "--store", str(two_backbones["store"]), "--head", "single1fc", "--kind",
-                 "mlsp_narrow+vgg16/mlsp_narrow", "--run-dir", str(run_dir), "--max-epochs", "2"]) == 0
-    config = json.loads((run_dir / "config.json").read_text())
+@pytest.fixture(scope="module")
+def group_runs(two_backbones, tmp_path_factory):
+    """single1fc on a concatenation across the two backbones, ridge on the second backbone's gmp."""
+    root = tmp_path_factory.mktemp("group_runs")
+    runs = {"concat": root / "concat", "ridge": root / "ridge"}
+    for name, head, kind in (("concat", "single1fc", "mlsp_narrow+vgg16/mlsp_narrow"), ("ridge", "ridge", "vgg16/gmp")):
+        assert main(["train", "--store", str(two_backbones["store"]), "--head", head, "--kind", kind,
+                     "--run-dir", str(runs[name]), "--max-epochs", "2"]) == 0
+    return runs
+
+
+def test_heads_train_on_a_concatenation(two_backbones, group_runs, tmp_path, capsys):
+    config = json.loads((group_runs["concat"] / "config.json").read_text())
     assert config["kind"] == "mlsp_narrow+vgg16/mlsp_narrow"
     assert set(config["extraction"]["parts"]) == {"mlsp_narrow", "vgg16/mlsp_narrow"}
-    assert main(["train", "--store", str(two_backbones["store"]), "--head", "ridge", "--kind", "vgg16/gmp",
-                 "--run-dir", str(tmp_path / "ridge")]) == 0
-    assert json.loads((tmp_path / "ridge" / "config.json").read_text())["extraction"]["backbone"] == "vgg16"
+    assert json.loads((group_runs["ridge"] / "config.json").read_text())["extraction"]["backbone"] == "vgg16"
     out = tmp_path / "ablate"
     assert main(["ablate", "--store", str(two_backbones["store"]), "--heads", "ridge,single1fc", "--kind",
                  "mlsp_narrow+vgg16/mlsp_narrow", "--out", str(out), "--max-epochs", "2"]) == 0
     assert "| mlsp_narrow+vgg16/mlsp_narrow |" in (out / "leaderboard.md").read_text()
     capsys.readouterr()
-    photo = next(Path(two_backbones["root"], "photos").glob("*.jpg"))
-    assert main(["score", str(run_dir), str(photo), "--out", str(tmp_path / "scores")]) == 2
-    assert "further backbone group" in capsys.readouterr().err
     assert main(["train", "--store", str(two_backbones["store"]), "--head", "single1fc", "--kind",
                  "mlsp_narrow+vgg16/gmp"]) == 2
     assert "head 'single1fc' does not accept feature kind 'vgg16/gmp'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("run", ["concat", "ridge"])
+def test_runs_on_further_backbones_score_photos_as_in_training(group_runs, run):
+    """Each backbone rebuilt from its own record, the parts joined as the store's reader joined them."""
+    stored = RunDir.open(group_runs[run]).read_predictions("test")
+    predictor = Predictor.from_run(group_runs[run])
+    assert [j.backbone.name for j in predictor.jobs] == (["vgg16_hed", "vgg16"] if run == "concat" else ["vgg16"])
+    result = predictor.score_paths(stored["path"])
+    assert result.ok.all()
+    np.testing.assert_allclose(result.score, stored["pred"], rtol=1e-4, atol=1e-4)
+
+
+def test_a_concatenation_run_scores_caches_and_refuses_one_graph_uses(two_backbones, group_runs, tmp_path,
+                                                                        monkeypatch, capsys):
+    from pipeline.score import sources
+
+    photos = sorted(Path(two_backbones["root"], "photos").glob("*.jpg"))[:3]
+    assert main(["score", str(group_runs["concat"]), *map(str, photos), "--out", str(tmp_path / "scores")]) == 0
+    first = Predictor.from_run(group_runs["concat"])
+    first.use_cache(tmp_path / "cache")
+    a = first.score_paths([str(p) for p in photos])
+    assert (tmp_path / "cache" / "mlsp_narrow+vgg16~mlsp_narrow").is_dir()
+    calls = []
+    real = sources.compute_features
+    monkeypatch.setattr(sources, "compute_features", lambda job, paths, on_done: calls.append(len(paths)) or
+                        real(job, paths, on_done))
+    again = Predictor.from_run(group_runs["concat"])
+    again.use_cache(tmp_path / "cache")
+    np.testing.assert_allclose(again.score_paths([str(p) for p in photos]).score, a.score, rtol=1e-6)
+    assert sum(calls) == 0  # every photo from the cache
+    vgg16_only = Predictor.from_run(group_runs["ridge"])
+    vgg16_only.use_cache(tmp_path / "vgg16_cache")
+    with pytest.raises(CacheError, match="holds features of another extraction"):
+        again.use_cache(tmp_path / "vgg16_cache")
+    with pytest.raises(PredictorError, match="joins mlsp_narrow \\+ vgg16/mlsp_narrow: use --method occlusion"):
+        explain(again, str(photos[0]), method="gradient")
+    assert explain(again, str(photos[0]), grid=2).method == "occlusion"
+    capsys.readouterr()
+    assert main(["export", str(group_runs["concat"]), "--out", str(tmp_path / "model")]) == 2
+    assert "export needs one backbone's graph with one feature kind" in capsys.readouterr().err
+
+
+def test_evaluate_on_finds_each_backbone_in_another_store(two_backbones, group_runs, tmp_path, capsys):
+    """A run on the second group's gmp evaluates on a store where vgg16 is the first backbone: same features,
+    same test SRCC; the concatenation is refused there, naming the missing part."""
+    out = tmp_path / "eo"
+    assert main(["evaluate-on", str(group_runs["ridge"]), str(two_backbones["alone"]), "--out", str(out)]) == 0
+    own = json.loads((group_runs["ridge"] / "metrics.json").read_text())["test"]["srcc"]
+    assert json.loads((out / "metrics.json").read_text())["srcc"] == pytest.approx(own, abs=1e-6)
+    assert main(["evaluate-on", str(group_runs["concat"]), str(two_backbones["store"]), "--out",
+                 str(tmp_path / "own")]) == 0
+    own = json.loads((group_runs["concat"] / "metrics.json").read_text())["test"]["srcc"]
+    assert json.loads((tmp_path / "own" / "metrics.json").read_text())["srcc"] == pytest.approx(own, abs=1e-6)
+    capsys.readouterr()
+    assert main(["evaluate-on", str(group_runs["concat"]), str(two_backbones["alone"])]) == 2
+    assert "no feature kind 'vgg16_hed/mlsp_narrow'" in capsys.readouterr().err

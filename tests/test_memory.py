@@ -1,6 +1,8 @@
 """The backbone's memory is estimated before a photo runs: views are split into passes that fit, and a
 photo that cannot fit is recorded as failed with the `--max-side` that would."""
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from features.backbones import get_backbone
 from features.errors import UsageError
 from features.memory import MEMORY_ENV, memory_budget, pass_bytes, side_that_fits
 from features.weights import parse_weights
+from pipeline import extract_worker as ew
 from pipeline.extract_worker import ExtractJob, compute_features
 
 
@@ -59,3 +62,40 @@ def test_a_photo_too_large_for_memory_is_failed_with_the_side_that_fits(tiny_fol
     assert 16 <= side < 96
     fitted = compute_features(_job(memory_gb=0.002, max_side=side), [path])
     assert fitted.status[0] == st.DONE, fitted.reasons
+
+
+class _Recording:
+    """An extractor that records when each forward pass ran (and lingers in it, so overlaps would show)."""
+
+    def __init__(self, inner, passes):
+        self.inner, self.passes = inner, passes
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, x):
+        start = time.perf_counter()
+        time.sleep(0.05)
+        out = self.inner(x)
+        self.passes.append((start, time.perf_counter()))
+        return out
+
+
+def test_tasks_running_at_once_take_turns_on_the_model(tiny_folder, monkeypatch):
+    """A worker's task threads (`TASK_THREADS`) overlap decoding and writes, never two forward passes: one
+    pass's memory budget holds and each task gets the features it gets alone."""
+    job = _job()
+    passes = []
+    recording = _Recording(ew.get_extractor(job), passes)
+    monkeypatch.setattr(ew, "get_extractor", lambda j: recording)
+    tasks = [[str(tiny_folder / "images" / f"img{i}.jpg") for i in ids] for ids in ((0, 1, 2), (3, 4, 5))]
+    alone = [compute_features(job, paths) for paths in tasks]
+    passes.clear()
+    with ThreadPoolExecutor(ew.TASK_THREADS) as pool:
+        together = list(pool.map(lambda paths: compute_features(job, paths), tasks))
+    passes.sort()
+    assert len(passes) >= 4
+    assert all(later[0] >= earlier[1] for earlier, later in zip(passes, passes[1:])), passes
+    for a, b in zip(alone, together):
+        assert (b.status == st.DONE).all()
+        np.testing.assert_array_equal(b.feats["mlsp_narrow"], a.feats["mlsp_narrow"])

@@ -9,7 +9,7 @@ from features.augment import get_views, make_views
 from features.errors import UsageError
 from features.extractor import Extractor
 from pipeline.extract import ExtractConfig, ExtractError, run_extract
-from pipeline.score.predictor import _job_from_record
+from pipeline.score.sources import job_from_record
 from tests.conftest import random_photo, write_image
 
 
@@ -44,7 +44,7 @@ def test_the_store_records_mixed_precision_and_the_predictor_rebuilds_it(tmp_pat
     assert extract("mixed").counts["done"] == 3
     with st.FeatureStore(tmp_path / "s.zarr") as fs:
         assert fs.settings["precision"] == "mixed" and fs.extraction()["precision"] == "mixed"
-        job = _job_from_record(fs.extraction(), ["gmp"], None)
+        job = job_from_record(fs.extraction(), ["gmp"], None)
     assert job.precision == "mixed"
     with pytest.raises(ExtractError, match="precision: store has 'mixed'"):
         extract("float32")

@@ -53,7 +53,7 @@ def test_score_command_writes_ranked_csv_and_contact_sheet(scored, tmp_path, cap
 
 
 def test_feature_cache_skips_the_backbone_for_photos_seen_before(scored, tmp_path, monkeypatch):
-    from pipeline.score import predictor as pr
+    from pipeline.score import sources as pr
 
     cache = tmp_path / "cache"
     photos = sorted((scored["folder"] / "images").glob("*.jpg"))[:6]

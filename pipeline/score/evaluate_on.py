@@ -22,12 +22,14 @@ from evaluation.metrics import MetricError, pairwise_accuracy, plcc, srcc
 from evaluation.rundir import RunDir, summarise_views
 from features import store as st
 from features.errors import UsageError
+from features.groups import CONCAT, base_kind, is_plain
 from features.loader import FeatureReader
 from features.weights import identity_differences
 from heads import get_head
 from pipeline import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
 from pipeline.fitting import TRAINERS
 from pipeline.score.predictor import PREDICT_ROWS, PredictorError, extraction_record
+from pipeline.score.sources import part_records
 
 SPLITS = ("test", "val", "train", "all")
 REFUSED_KEYS = ("backbone", "blocks", "preprocessing")
@@ -51,6 +53,27 @@ def feature_differences(run_record: dict, store_record: dict, kind: str):
         notes.append(f"{kind} pooling revision: trained with {revision(run_record)}, evaluated with "
                      f"{revision(store_record)} (they differ for block maps under the pooling grid)")
     return refusals, notes
+
+
+def matching_kind(run_record: dict, fs: st.FeatureStore, kind: str):
+    """(the run's kind as the store names it, refusals, notes). A kind of several parts, or of a further
+    backbone, is looked up part by part as `<backbone>/<kind>`, which finds that backbone's features whether
+    the store holds them as its first group or a further one; each part is checked against its own record."""
+    if is_plain(kind):
+        return (kind,) + feature_differences(run_record, fs.extraction(), kind)
+    pairs = part_records(kind, run_record)
+    target = CONCAT.join(f"{rec['backbone']}/{base_kind(name)}" if rec.get("backbone") else name
+                         for name, rec in pairs)
+    try:
+        store_pairs = part_records(target, fs.extraction(target))
+    except st.StoreError as exc:
+        return target, [str(exc)], []
+    refusals, notes = [], []
+    for (name, rec), (_, store_rec) in zip(pairs, store_pairs):
+        r, n = feature_differences(rec, store_rec, base_kind(name))
+        refusals += [f"{name}: {line}" for line in r]
+        notes += [f"{name}: {line}" for line in n]
+    return target, refusals, notes
 
 
 def rank_map(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -107,9 +130,8 @@ def evaluate_on(run_dir: str | Path, store: str | Path, *, split: str = "test", 
     if split not in SPLITS:
         raise UsageError(f"split must be one of {', '.join(SPLITS)}; received {split!r}")
     run = RunDir.open(run_dir)
-    kind = run.config["kind"]
     with st.FeatureStore(store) as fs:
-        refusals, notes = feature_differences(extraction_record(run), fs.extraction(), kind)
+        kind, refusals, notes = matching_kind(extraction_record(run), fs, run.config["kind"])
         if refusals:
             raise PredictorError(f"store {store} holds other features than run {run.path} was trained on:\n  "
                                  + "\n  ".join(refusals))

@@ -50,13 +50,14 @@ def view_gradients(predictor: Predictor, views: np.ndarray) -> np.ndarray:
     """d(mean score over views) / d(pixels) of each view: (V, h, w, 3), one backward pass per view."""
     import tensorflow as tf
 
-    extractor = get_extractor(predictor.job)
+    job, kind = predictor.single_source("--method gradient", "use --method occlusion")
+    extractor = get_extractor(job)
     grads = []
     for view in views:
         x = tf.constant(view[None], tf.float32)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            feats = extractor.pooled(x)[predictor.kind]
+            feats = extractor.pooled(x)[kind]
             score = _score_tensor(predictor, predictor.model(feats, training=False))[0] / len(views)
         grad = tape.gradient(score, x)
         if grad is None:

@@ -58,8 +58,9 @@ def scoring_module(predictor: Predictor):
     if predictor.head.trainer != "keras":
         raise ExportError(f"{predictor.head.name} is a scikit-learn head: there is no graph to export. Score with "
                           f"`iaa score`, or export a Keras head's run")
-    extractor = get_extractor(predictor.job)
-    head, kind, views, dist = predictor.model, predictor.kind, predictor.job.views, predictor.dist
+    job, kind = predictor.single_source("export")
+    extractor = get_extractor(job)
+    head, views, dist = predictor.model, job.views, predictor.dist
 
     class RunScorer(tf.Module):
         def __init__(self):
@@ -125,18 +126,19 @@ def keras_model(predictor: Predictor):
 
     from pipeline.score.export_layers import CropViews, MeanOverViews, PoolKind, Preprocess
 
-    kind = get_kind(predictor.kind)
+    job, pooled = predictor.single_source("export")
+    kind = get_kind(pooled)
     if kind.source == "fc7":
         raise ExportError("fc7 runs are exported as saved_model or onnx only (the fc7 pass resizes to 224x224 "
                           "through VGG16's dense top, which has no layer here)")
-    spec = predictor.job.backbone
-    model, names = get_extractor(predictor.job).block_model
+    spec = job.backbone
+    model, names = get_extractor(job).block_model
     image = keras.Input((None, None, 3), batch_size=1, dtype="uint8", name="image")
-    x = CropViews([v.to_dict() for v in predictor.job.views], name="views")(image)
+    x = CropViews([v.to_dict() for v in job.views], name="views")(image)
     maps = model(Preprocess(spec.preprocessing, name="preprocess")(x))
     by_name = dict(zip(names, maps if isinstance(maps, (list, tuple)) else [maps]))
     source = [by_name[b] for b in spec.blocks] if kind.source == "blocks" else by_name[spec.last_block]
-    out = predictor.model(PoolKind(predictor.kind, name="pool")(source))
+    out = predictor.model(PoolKind(pooled, name="pool")(source))
     return keras.Model(image, MeanOverViews(predictor.dist, name="score")(out), name="image_to_score")
 
 
@@ -170,7 +172,7 @@ def _write(module, predictor: Predictor, fmt: str, out: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         keras_model(predictor).save(out)
         return
-    if not get_kind(predictor.kind).onnx_exact:
+    if not get_kind(predictor.single_source("export")[1]).onnx_exact:
         raise ExportError(f"{predictor.kind} pools with a resize ONNX has no exact op for (tf2onnx approximates "
                           f"it: the demo's pool3fc moved by 0.1 on a photo); export --format saved_model")
     try:

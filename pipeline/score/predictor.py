@@ -1,11 +1,12 @@
 """A trained run as a predictor of new photos, built from its run directory alone.
 
-The run records how its store's features were made (`config.json` "extraction": backbone, weights
-identity, blocks, kinds, views, preprocessing, max side). `Predictor.from_run` rebuilds that extraction
-with the same code as `iaa extract` (`pipeline.extract_worker.compute_features`: decode, views,
-backbone, pooling), refuses when it cannot be reproduced (naming what differs), and loads the head
-through its trainer. A photo's score is the head's output averaged over the run's views, as in the
-test protocol (`evaluation.rundir.summarise_views`); distribution heads also give the K-bin histogram.
+The run records how its store's features were made (`config.json` "extraction": backbone, weights identity,
+blocks, kinds, views, preprocessing, max side; one record per backbone for a kind of several,
+`pipeline.score.sources`). `Predictor.from_run` rebuilds that extraction with the same code as `iaa extract`
+(`pipeline.extract_worker.compute_features`: decode, views, backbone, pooling), refuses when it cannot be
+reproduced (naming what differs), and loads the head through its trainer. A photo's score is the head's
+output averaged over the run's views, as in the test protocol (`evaluation.rundir.summarise_views`);
+distribution heads also give the K-bin histogram.
 """
 from __future__ import annotations
 
@@ -17,24 +18,15 @@ import numpy as np
 
 from evaluation.rundir import RunDir, RunDirError, summarise_views
 from features import store as st
-from features.augment import get_views
-from features.backbones import BACKBONES, get_backbone
 from features.cache import FeatureCache, file_key
-from features.errors import UsageError
-from features.groups import is_plain
+from features.groups import base_kind, parts
 from features.pooling import stale_pooling_lines
-from features.weights import identity_differences, parse_weights, weights_identity
 from heads import get_head
-from pipeline.extract_worker import ExtractJob, compute_features
 from pipeline import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
 from pipeline.fitting import TRAINERS
+from pipeline.score.sources import Part, PredictorError, build_jobs, compute_parts, kind_shape, part_records
 
 PREDICT_ROWS = 256
-CHECKED_KEYS = ("blocks", "last_block", "views", "preprocessing", "max_side")
-
-
-class PredictorError(UsageError):
-    """A run that cannot score photos here; the message names what differs and what to do."""
 
 
 @dataclass
@@ -72,19 +64,9 @@ def refuse_fused(run: RunDir) -> None:
                              f"{fusion['weight']:.2f}); it has no model of its own: score photos with each member")
 
 
-def refuse_grouped(run: RunDir) -> None:
-    """A run on a further backbone's kinds or a concatenation across backbones (`features.groups`)."""
-    kind = run.config.get("kind") or ""
-    if not is_plain(kind):
-        raise PredictorError(f"{run.path} was trained on {kind}, features of a store's further backbone group or "
-                             f"a concatenation across groups: scoring photos and evaluate-on rebuild the store's "
-                             f"first backbone only (not yet these); its test metrics are in its report.md")
-
-
 def extraction_record(run: RunDir) -> dict:
     """How the run's features were extracted: its config's record, else (older runs) its store's, when present."""
     refuse_fused(run)
-    refuse_grouped(run)
     record = run.config.get("extraction")
     if record:
         return record
@@ -96,32 +78,11 @@ def extraction_record(run: RunDir) -> dict:
                       f"`iaa score` existed) and its store {store} is not here: retrain the run")
 
 
-def _job_from_record(record: dict, kinds: Sequence[str], weights: Optional[str],
-                     memory_gb: Optional[float] = None) -> ExtractJob:
-    """The extraction the record describes, rebuilt from the registries and checked against it."""
-    name = record.get("backbone")
-    if name not in BACKBONES:
-        raise PredictorError(f"the run's features come from {name!r}, not a registered backbone (a synthetic "
-                             f"store?): it cannot score photos. Backbones: {', '.join(b.name for b in BACKBONES)}")
-    spec = get_backbone(name)
-    settings = record.get("settings") or {}
-    ws = parse_weights(weights or settings.get("weights"), spec)
-    views = get_views(record.get("view_set") or settings.get("views"))
-    job = ExtractJob(spec, ws, tuple(kinds), views, record.get("max_side"), batch_views=32, memory_gb=memory_gb,
-                     precision=record.get("precision", "float32"))
-    rebuilt = job.describe()
-    diffs = [f"{key}: the run recorded {record.get(key)!r}, this installation makes {rebuilt[key]!r}"
-             for key in CHECKED_KEYS if record.get(key) != rebuilt[key]]
-    for kind in kinds:
-        recorded = (record.get("kinds") or {}).get(kind, {}).get("shape")
-        if recorded != rebuilt["kinds"][kind]["shape"]:
-            diffs.append(f"kind {kind}: recorded shape {recorded}, now {rebuilt['kinds'][kind]['shape']}")
-    include_top = "fc7" in settings.get("features", kinds)
-    diffs += identity_differences(record.get("weights") or {}, weights_identity(spec, ws, include_top))
-    if diffs:
-        raise PredictorError("the run's features cannot be reproduced here, so its scores would not mean what "
-                             "they meant in training:\n  " + "\n  ".join(diffs))
-    return job
+def cache_name(kind: str) -> str:
+    """A kind's name in a feature cache: one part by its pooling kind (shared by every run of that backbone's
+    extraction), a concatenation by its name with '/' (a directory separator there) as '~'."""
+    names = parts(kind)
+    return base_kind(names[0]) if len(names) == 1 else kind.replace("/", "~")
 
 
 class Predictor:
@@ -129,7 +90,8 @@ class Predictor:
 
     Args:
         run: the run directory.
-        job: the rebuilt extraction (`from_run` makes and checks it).
+        jobs: the rebuilt extractions, one per backbone of the run's kind (`from_run` makes and checks them).
+        parts: the parts of the run's kind (`pipeline.score.sources.Part`).
         extraction: the run's extraction record.
 
     Example:
@@ -139,10 +101,11 @@ class Predictor:
         result.score, result.dist
     """
 
-    def __init__(self, run: RunDir, job: ExtractJob, extraction: dict):
+    def __init__(self, run: RunDir, jobs: Sequence, parts_: Sequence[Part], extraction: dict):
         cfg = run.config
         self.run = run
-        self.job = job
+        self.jobs, self.parts = list(jobs), list(parts_)
+        self.job = self.jobs[0]  # views and max side are every job's
         self.extraction = extraction
         self.cache: Optional[FeatureCache] = None
         self.head = get_head(cfg["head"]["name"])
@@ -150,9 +113,11 @@ class Predictor:
         self.trainer = TRAINERS.get(self.head.trainer)
         self.model = self.trainer.load(run)
         self.dist = self.head.target == "dist"
-        kind_record = (extraction.get("kinds") or {}).get(self.kind)
-        self.notes = stale_pooling_lines({"kinds": {self.kind: kind_record}} if kind_record else {},
-                                         f"run {run.path.name}")
+        self.notes = []
+        for name, record in part_records(self.kind, extraction):
+            kind_record = (record.get("kinds") or {}).get(base_kind(name))
+            self.notes += stale_pooling_lines({"kinds": {base_kind(name): kind_record}} if kind_record else {},
+                                              f"run {run.path.name}")
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, weights: Optional[str] = None, all_kinds: bool = False,
@@ -172,9 +137,17 @@ class Predictor:
         if "kind" not in run.config or "head" not in run.config:
             raise RunDirError(f"{run.path}/config.json has no head or feature kind: the run is incomplete; retrain it")
         record = extraction_record(run)
-        kinds = list((record.get("settings") or {}).get("features") or []) if all_kinds else []
-        kinds = kinds if run.config["kind"] in kinds else kinds + [run.config["kind"]]
-        return cls(run, _job_from_record(record, kinds, weights, memory_gb), record)
+        extra = list((record.get("settings") or {}).get("features") or []) if all_kinds else []
+        jobs, parts_ = build_jobs(run.config["kind"], record, weights=weights, memory_gb=memory_gb, extra_kinds=extra)
+        return cls(run, jobs, parts_, record)
+
+    def single_source(self, use: str, hint: str = "score it with iaa score, best-shot, video or serve") -> tuple:
+        """(extraction job, pooling kind) of a run whose kind is one backbone's one kind; else refused, naming
+        `use` (something built on one backbone's graph: export, gradient maps) and what to do instead."""
+        if len(self.parts) > 1:
+            raise PredictorError(f"{use} needs one backbone's graph with one feature kind; run {self.run.path.name} "
+                                 f"joins {' + '.join(p.name for p in self.parts)}: {hint}")
+        return self.jobs[0], self.parts[0].kind
 
     def predict_features(self, feats: np.ndarray) -> np.ndarray:
         """(n, V, *kind shape) features → (n, V, out) head outputs."""
@@ -185,8 +158,10 @@ class Predictor:
         return out.reshape(n, n_views, -1)
 
     def features(self, paths: Sequence, on_done: Callable[[int], None] = lambda n: None):
-        """The extraction of these photos (paths, or decoded RGB arrays; `extract_worker.TaskFeatures`)."""
-        return compute_features(self.job, [p if isinstance(p, np.ndarray) else str(p) for p in paths], on_done)
+        """The extraction of these photos (paths, or decoded RGB arrays; `extract_worker.TaskFeatures`), the run's
+        kind under its name."""
+        return compute_parts(self.jobs, self.parts, self.kind,
+                             [p if isinstance(p, np.ndarray) else str(p) for p in paths], on_done)
 
     def score_features(self, paths: Sequence[str], feats: dict, ok: np.ndarray, reasons: List[str]) -> PhotoScores:
         """Scores photos whose features are known (`ok` marks those that have them)."""
@@ -222,7 +197,7 @@ class Predictor:
             buf = self.features(paths, on_done)
             return self.score_features(paths, buf.feats, buf.status == st.DONE, buf.reasons)
         keys = [file_key(p) for p in paths]
-        cached = [self.cache.get(k, self.kind) for k in keys]
+        cached = [self.cache.get(k, cache_name(self.kind)) for k in keys]
         missing = [i for i, c in enumerate(cached) if c is None]
         buf = self.features([paths[i] for i in missing], on_done)
         on_done(len(paths) - len(missing))
@@ -236,12 +211,12 @@ class Predictor:
             ok[i], reasons[i] = buf.status[j] == st.DONE, buf.reasons[j]
             if ok[i]:
                 feats[i] = buf.feats[self.kind][j]
-                self.cache.put(keys[i], {k: v[j] for k, v in buf.feats.items()})
+                self.cache.put(keys[i], {cache_name(k): v[j] for k, v in buf.feats.items()})
         return self.score_features(paths, {self.kind: feats}, ok, reasons)
 
     @property
     def job_shape(self) -> tuple:
-        return tuple(self.job.describe()["kinds"][self.kind]["shape"])
+        return kind_shape(self.jobs, self.parts)
 
     def iter_scores(self, paths: Sequence[str], chunk: int = 16,
                     on_done: Callable[[int], None] = lambda n: None) -> Iterator[PhotoScores]:

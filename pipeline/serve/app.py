@@ -72,7 +72,8 @@ def model_card(predictor, limits: Limits) -> dict:
     cfg, metrics = predictor.run.config, predictor.run.read_metrics() or {}
     store, test = cfg.get("store") or {}, metrics.get("test") or {}
     return {"run": predictor.run.path.name, "head": cfg["head"]["name"], "kind": cfg["kind"],
-            "backbone": store.get("backbone"), "weights": (store.get("weights") or {}).get("spec"),
+            "backbone": " + ".join(j.backbone.name for j in predictor.jobs),
+            "weights": " + ".join(j.weights.text for j in predictor.jobs),
             "views": store.get("view_set"), "dataset": store.get("dataset"),
             "train_images": (cfg.get("splits") or {}).get("train"), "test_srcc": test.get("srcc"),
             "test_plcc": test.get("plcc"), "distribution": predictor.dist, "max_side": predictor.job.max_side,
