@@ -24,7 +24,8 @@ from features.quiet import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 
 BIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "biq2021-dev"
-HEADS = {"mlsp_narrow": ["single1fc", "single3fc", "multi3fc", "reg_rank", "triplet", "ridge", "svr", "svm", "rf"],
+HEADS = {"mlsp_narrow": ["single1fc", "single3fc", "multi3fc", "reg_rank", "triplet", "ridge", "svr",
+                         "svm_photo_critic", "rf"],
          "mlsp_wide": ["pool3fc", "reg_rank_wide"], "spp": ["mean_huber"], "gmp": ["mean_huber"]}
 STORE_KINDS = {"": "mlsp_narrow,mlsp_wide", "_apm": "spp,gmp"}  # store name suffix → kinds it holds
 FUSED = (("spp", "mean_huber"), ("gmp", "mean_huber"))  # APM's two branches, fused late

@@ -43,6 +43,7 @@ class Registry(Generic[T]):
     def __init__(self, what: str):
         self.what = what
         self._items: Dict[str, T] = {}
+        self._aliases: Dict[str, str] = {}
 
     def register(self, spec: T) -> T:
         """Adds `spec` under `spec.name`; a name registered twice is a programming error."""
@@ -54,8 +55,19 @@ class Registry(Generic[T]):
         self._items[name] = spec
         return spec
 
+    def alias(self, old: str, name: str) -> None:
+        """Makes `old` (a name users typed before a rename) find the spec registered as `name`; aliases are
+        accepted everywhere a name is, and listed in `help()`, not in `names()`."""
+        if name not in self._items:
+            raise ValueError(f"{self.what} alias {old!r} points to {name!r}, which is not registered")
+        if old in self._items or old in self._aliases:
+            raise ValueError(f"{self.what} {old!r} is registered twice")
+        self._aliases[old] = name
+
     def get(self, name: str) -> T:
-        """The spec registered as `name`; unknown names raise `UnknownNameError` with a suggestion."""
+        """The spec registered as `name` (or aliased to it); unknown names raise `UnknownNameError` with a
+        suggestion."""
+        name = self._aliases.get(name, name)
         if name in self._items:
             return self._items[name]
         raise UnknownNameError(
@@ -67,14 +79,14 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def help(self) -> str:
-        """'a, b, c': the choices for a command-line help text."""
-        return ", ".join(self.names())
+        """'a, b, c': the choices for a command-line help text (an alias as 'old (= new)')."""
+        return ", ".join(self.names() + [f"{old} (= {new})" for old, new in sorted(self._aliases.items())])
 
     def __iter__(self) -> Iterator[T]:
         return iter(self._items[n] for n in self.names())
 
     def __contains__(self, name: str) -> bool:
-        return name in self._items
+        return name in self._items or name in self._aliases
 
     def __len__(self) -> int:
         return len(self._items)

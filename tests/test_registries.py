@@ -91,3 +91,17 @@ def test_row_limit_comes_from_the_spec():
     assert len(pos) == 1000  # one random view per image beyond the all-views budget
     with pytest.raises(TrainError, match="svm_linear"):
         training_rows(1000, 8, max_train_rows=100, max_rows=500, name="svm", seed=0)
+
+
+def test_a_renamed_head_is_found_by_its_old_name():
+    """photo-critic's fixed SVR is `svm_photo_critic`; `svm` (its earlier name) finds it, so old commands and run
+    directories still work, and listings show the name once."""
+    assert get_head("svm") is get_head("svm_photo_critic")
+    assert "svm" in HEADS and "svm" not in HEADS.names()
+    assert "svm (= svm_photo_critic)" in HEADS.help()
+    with pytest.raises(ValueError, match="points to 'nope', which is not registered"):
+        HEADS.alias("old", "nope")
+    with pytest.raises(ValueError, match="'svm' is registered twice"):
+        HEADS.alias("svm", "rf")
+    with pytest.raises(UnknownNameError, match="Did you mean 'svm_photo_critic'"):
+        get_head("svm_photo_critc")

@@ -81,8 +81,9 @@ def test_distribution_head_saves_distributions_and_mos(tmp_path):
 
 def test_svm_baseline_and_hash_checked_loading(tmp_path):
     store = linear_store(tmp_path / "s.zarr", n=200, views=2, dim=12)
-    res = run_train(_cfg(store, "svm", tmp_path / "r"), **QUIET)
+    res = run_train(_cfg(store, "svm", tmp_path / "r"), **QUIET)  # the old name of svm_photo_critic
     assert res.metrics["test"]["n"] == 40
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["head"]["name"] == "svm_photo_critic"
     model = RunDir.open(tmp_path / "r").load_sklearn()
     assert hasattr(model, "predict")
     with open(tmp_path / "r" / "model.joblib", "ab") as f:
