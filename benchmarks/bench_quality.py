@@ -97,6 +97,25 @@ def _table(rows: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _wanted(text):
+    """The heads `--heads` names (earlier names resolved through the registry), or None for all; names this
+    benchmark does not run are refused."""
+    if not text:
+        return None
+    from features.registry import UnknownNameError
+    from heads import get_head
+
+    try:
+        names = {get_head(name.strip()).name for name in text.split(",")}
+    except UnknownNameError as exc:
+        raise SystemExit(f"--heads: {exc}") from None
+    known = set(sum(HEADS.values(), []))
+    if names - known:
+        raise SystemExit(f"--heads: {', '.join(sorted(names - known))} not benchmarked here; choose from "
+                         f"{', '.join(sorted(known))}")
+    return names
+
+
 def main() -> None:
     args = _parse()
     if not BIQ.is_dir():
@@ -104,7 +123,7 @@ def main() -> None:
         return
     from pipeline.train import TrainConfig, run_heads
 
-    wanted = set(args.heads.split(",")) if args.heads else None
+    wanted = _wanted(args.heads)
     overrides = json.loads(args.train_args)
     rows = []
     for views in args.views.split(","):

@@ -71,7 +71,8 @@ class Registry(Generic[T]):
         if name in self._items:
             return self._items[name]
         raise UnknownNameError(
-            f"unknown {self.what} {name!r}.{did_you_mean(name, self._items)} Choices: {', '.join(sorted(self._items))}."
+            f"unknown {self.what} {name!r}.{did_you_mean(name, [*self._items, *self._aliases])} "
+            f"Choices: {', '.join(sorted(self._items))}."
         )
 
     def names(self) -> List[str]:
