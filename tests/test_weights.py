@@ -40,7 +40,7 @@ def test_imagenet_offline_fails_with_a_helpful_message(tmp_path, monkeypatch):
     with pytest.raises(WeightsError) as info:
         build_model(spec, parse_weights("imagenet", spec))
     msg = str(info.value)
-    assert "vgg16_hed" in msg and "--weights PATH" in msg and "random:SEED" in msg
+    assert "efficientnet_lite0" in msg and "--weights PATH" in msg and "random:SEED" in msg
 
 
 def test_hed_weights_identity_records_the_bundled_file_hash():

@@ -3,8 +3,9 @@ from features.backbones.base import (  # noqa: F401
     BACKBONES,
     PREPROCESSING,
     BackboneSpec,
+    PackagedWeights,
     get_backbone,
     list_backbones,
     register_backbone,
 )
-from features.backbones import inception, resnet, vgg  # noqa: F401  (registration)
+from features.backbones import efficientnet_lite, inception, resnet, vgg  # noqa: F401  (registration)

