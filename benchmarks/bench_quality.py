@@ -1,13 +1,13 @@
-"""Real human judgement: BIQ2021 (../shared/data/biq2021-dev, 2,000 photos) with the offline backbone.
+"""Real human judgement: BIQ2021 (../shared/data/biq2021-dev, 2,000 photos) with an offline backbone.
 
-Extracts vgg16_hed MLSP features (narrow + wide) and, for APM's branches, SPP + GMP at full resolution
+Extracts the backbone's (default: the project's default, `efficientnet_lite0`) MLSP features (narrow + wide) and, for APM's branches, SPP + GMP at full resolution
 with views `none` and `crop_flip` (resumable stores under stores/, reused between runs; a store is made
 only when a chosen head needs it), trains every head on the official 1,600 / 400 split (the training part
 split again 90/10 for validation, seeded), fuses APM's two branches (`iaa fuse`), and prints test
 SRCC/PLCC as mean ± std over seeds per head, feature kind and view set. Every head trains with its own recipe
 (`iaa describe-head NAME`) unless `--train-args` overrides it. Skips cleanly when the folder is absent.
 
-    python benchmarks/bench_quality.py [--views none,crop_flip] [--seeds 3] [--heads single1fc,ridge]
+    python benchmarks/bench_quality.py [--backbone vgg16_hed] [--views none,crop_flip] [--seeds 3] [--heads single1fc,ridge]
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from features.quiet import quiet_tensorflow  # noqa: E402
+from features.backbones import DEFAULT_BACKBONE  # noqa: E402
 
 quiet_tensorflow()
 
@@ -33,6 +34,7 @@ FUSED = (("spp", "mean_huber"), ("gmp", "mean_huber"))  # APM's two branches, fu
 
 def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", default=DEFAULT_BACKBONE, help="offline backbone (default: %(default)s)")
     ap.add_argument("--views", default="none,crop_flip")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--heads", help="comma-separated subset of " + ", ".join(sum(HEADS.values(), [])))
@@ -43,12 +45,12 @@ def _parse() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def _store(views: str, max_side, kind: str) -> str:
+def _store(backbone: str, views: str, max_side, kind: str) -> str:
     from pipeline.extract import ExtractConfig, run_extract
 
     suffix, features = next((s, k) for s, k in STORE_KINDS.items() if kind in k.split(","))
-    store = f"stores/biq2021_vgg16_hed_{views}{'_' + str(max_side) if max_side else ''}{suffix}.zarr"
-    res = run_extract(ExtractConfig(dataset="folder", data_dir=str(BIQ), store=store, backbone="vgg16_hed",
+    store = f"stores/biq2021_{backbone}_{views}{'_' + str(max_side) if max_side else ''}{suffix}.zarr"
+    res = run_extract(ExtractConfig(dataset="folder", data_dir=str(BIQ), store=store, backbone=backbone,
                                     views=views, features=features, max_side=max_side))
     print(f"{store}: {res.counts} ({res.images_per_second:.2f} images/s this run)", flush=True)
     return store
@@ -131,7 +133,7 @@ def main() -> None:
             heads = [h for h in heads if wanted is None or h in wanted]
             if not heads:
                 continue
-            store = _store(views, args.max_side, kind)
+            store = _store(args.backbone, views, args.max_side, kind)
             per_seed = []
             for seed in range(args.seeds):
                 cfg = TrainConfig(store=store, head=heads[0], kind=kind, batch_size=args.batch_size, seed=seed,

@@ -45,6 +45,8 @@ def preprocess(x, mode: str):
 
     if mode == "tf":
         return x / 127.5 - 1.0
+    if mode == "raw":
+        return x
     if mode == "tflite":
         return (x - 127.0) / 128.0
     mean = {"caffe": CAFFE_MEAN_BGR, "hed": HED_MEAN_BGR}[mode]

@@ -138,6 +138,11 @@ def make_dataset(reader: FeatureReader, positions: np.ndarray, views: np.ndarray
     return ds.prefetch(prefetch)
 
 
+def signed_log1p(x):
+    """sign(x) · log(1 + |x|): log1p for ReLU features, odd and monotonic for signed ones (linear bottlenecks)."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
 def feature_moments(reader: FeatureReader, positions: np.ndarray, views: np.ndarray, log1p: bool = False,
                     block: int = 1024) -> dict:
     """Per-channel mean, variance and overall minimum of samples, streamed in blocks (float64 sums).
@@ -145,7 +150,7 @@ def feature_moments(reader: FeatureReader, positions: np.ndarray, views: np.ndar
     Args:
         reader: a reader of one kind; channels are the last axis (a wide kind's 5x5 cells are samples).
         positions, views: the samples (one pass over them).
-        log1p: the moments of log(1 + max(x, 0)) instead of x.
+        log1p: the moments of `signed_log1p(x)` (log(1 + x) for non-negative x) instead of x.
         block: samples per read.
     Returns:
         {"mean": (C,) float32, "variance": (C,) float32, "min": float} (before log1p).
@@ -155,7 +160,7 @@ def feature_moments(reader: FeatureReader, positions: np.ndarray, views: np.ndar
         x = reader.read(positions[start:start + block], views[start:start + block]).astype(np.float64)
         low = min(low, float(x.min())) if x.size else low
         if log1p:
-            x = np.log1p(np.maximum(x, 0.0))
+            x = signed_log1p(x)
         flat = x.reshape(-1, x.shape[-1])
         n += flat.shape[0]
         total = total + flat.sum(axis=0)

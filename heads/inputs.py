@@ -3,7 +3,8 @@
 Stored MLSP features are unnormalised ReLU activations whose scales differ by orders of magnitude
 between channels and blocks; a head fed them raw is badly conditioned (a linear head lost 0.3 SRCC to a
 ridge regression on the same BIQ2021 store). `standard` standardises every channel with the training
-split's mean and variance (a Keras `Normalization` layer); `log-standard` takes `log1p` first. The
+split's mean and variance (a Keras `Normalization` layer); `log-standard` takes a signed `log1p` first
+(sign(x)·log(1 + |x|): log1p on ReLU features, defined on the signed ones of linear bottlenecks). The
 statistics are computed by streaming the training rows of the store once (`features.loader.
 feature_moments`), and the layers are saved inside `model.keras`, so scoring goes through them too.
 """
@@ -14,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from features.errors import UsageError
+from features.loader import signed_log1p
 from features.registry import Registry
 
 INPUT_LAYER_NAMES = ("input_log1p", "input_standardise")
@@ -28,7 +29,7 @@ class InputNorm:
 
     Attributes:
         name: the `--input-norm` value.
-        log1p: take log(1 + x) first (non-negative features only).
+        log1p: take sign(x)·log(1 + |x|) first (log1p on non-negative features).
         standardise: subtract the training mean and divide by the training standard deviation, per channel.
         description: one line for the help and the run config.
     """
@@ -58,12 +59,10 @@ def with_input_norm(model, norm: InputNorm, moments: Optional[dict] = None):
     Args:
         model: the head.
         norm: the normalisation.
-        moments: {"mean", "variance", "min"} per channel of the (log1p-transformed, when `norm.log1p`)
+        moments: {"mean", "variance", "min"} per channel of the (signed-log-transformed, when `norm.log1p`)
             training features, from `features.loader.feature_moments`.
     Returns:
         `model` itself for `none`, else the wrapped model.
-    Raises:
-        UsageError: `log1p` asked for features with negative values.
     """
     import keras
 
@@ -73,9 +72,6 @@ def with_input_norm(model, norm: InputNorm, moments: Optional[dict] = None):
         return model
     if moments is None:
         raise ValueError(f"input normalisation {norm.name!r} needs the training split's moments")
-    if norm.log1p and moments["min"] < 0:
-        raise UsageError(f"--input-norm {norm.name} takes log1p of non-negative features; these go down to "
-                         f"{moments['min']:g}. Use --input-norm standard")
     inp = keras.Input(model.input_shape[1:], name="features")
     x = Log1p(name=INPUT_LAYER_NAMES[0], dtype="float32")(inp) if norm.log1p else inp
     if norm.standardise:
@@ -129,12 +125,8 @@ def find_layer(model, name: str):
 
 register_input_norm(InputNorm("none", False, False, "raw stored features (the MLSP reference)"))
 register_input_norm(InputNorm("standard", False, True, "per-channel standardisation (training mean and std)"))
-register_input_norm(InputNorm("log-standard", True, True, "log1p, then per-channel standardisation"))
-
-
-def log1p_nonneg(x):
-    """log(1 + max(x, 0)) in numpy (the scikit-learn side of `Log1p`)."""
-    return np.log1p(np.maximum(x, 0.0))
+register_input_norm(InputNorm("log-standard", True, True,
+                              "sign(x)·log(1 + |x|) (log1p of ReLU features), then per-channel standardisation"))
 
 
 def sklearn_normaliser(norm: InputNorm):
@@ -142,5 +134,5 @@ def sklearn_normaliser(norm: InputNorm):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    steps = ([FunctionTransformer(log1p_nonneg)] if norm.log1p else []) + ([StandardScaler()] if norm.standardise else [])
+    steps = ([FunctionTransformer(signed_log1p)] if norm.log1p else []) + ([StandardScaler()] if norm.standardise else [])
     return make_pipeline(*steps) if steps else None

@@ -62,10 +62,14 @@ class EarthMoversDistance(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="iaa")
 class Log1p(keras.layers.Layer):
-    """log(1 + max(x, 0)): ReLU features spread over orders of magnitude, compressed before standardising."""
+    """sign(x) · log(1 + |x|): features spread over orders of magnitude, compressed before standardising.
+
+    log1p itself on ReLU features (all the runs saved before signed features existed); odd and monotonic on
+    the signed outputs of linear bottlenecks (EfficientNet-Lite's blocks), where log1p alone is undefined.
+    """
 
     def call(self, x):
-        return keras.ops.log1p(keras.ops.maximum(x, 0.0))
+        return keras.ops.sign(x) * keras.ops.log1p(keras.ops.abs(x))
 
     def compute_output_shape(self, input_shape):
         return input_shape

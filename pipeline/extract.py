@@ -22,6 +22,7 @@ from features.extractor import check_precision
 from features.groups import base_kind
 from features.backbones import BackboneSpec, get_backbone
 from features.pooling import get_kind, parse_kinds
+from features.backbones import DEFAULT_BACKBONE
 from features.weights import WeightsSpec, parse_weights, weights_identity
 from pipeline.cluster import run_tasks
 from pipeline.datasets import Manifest, load_dataset
@@ -38,7 +39,7 @@ class ExtractConfig:
 
     dataset: str
     store: str
-    backbone: str = "vgg16_hed"
+    backbone: str = DEFAULT_BACKBONE
     weights: Optional[str] = None
     features: str = "mlsp_narrow,mlsp_wide"
     views: str = "crop_flip"

@@ -57,9 +57,6 @@ def _normalised(spec, group: FitGroup, x: np.ndarray):
     normaliser = sklearn_normaliser(norm)
     if normaliser is None:
         return None, x
-    if norm.log1p and x.size and x.min() < 0:
-        raise TrainError(f"--input-norm {norm.name} takes log1p of non-negative features; these go down to "
-                         f"{x.min():g}. Use --input-norm standard")
     return normaliser, normaliser.fit_transform(x)
 
 

@@ -34,7 +34,7 @@ def test_iv3_blocks_and_total():
     assert spec.total_channels == 10048
 
 
-@pytest.mark.parametrize("name", ["irnv2", "iv3", "resnet50", "vgg16", "vgg16_hed", "efficientnet_lite0",
+@pytest.mark.parametrize("name", ["irnv2", "iv3", "resnet50", "vgg16", "vgg16_hed", "efficientnet_lite0", "convnext_tiny",
                                   "efficientnet_lite2"])
 def test_built_model_has_the_declared_blocks(name):
     """The spec's block names and channels match the real keras graph (random weights)."""
@@ -72,3 +72,19 @@ def test_describe_unknown_backbone_is_a_clear_error(capsys):
 
     assert main(["describe", "vgg61"]) == 2
     assert "Did you mean 'vgg16'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, n_taps, total", [("efficientnetv2_s", 41, 7824), ("convnext_tiny", 18, 6624)])
+def test_modern_keras_backbones_extract_every_block(name, n_taps, total):
+    """EfficientNetV2-S and ConvNeXt-Tiny (ImageNet weights where the network allows): one forward pass over
+    random weights gives every block's tap, in order, with the declared widths."""
+    from features.extractor import Extractor
+
+    spec = get_backbone(name)
+    assert len(spec.blocks) == n_taps and spec.total_channels == total
+    ex = Extractor.from_names(name, "random:0", "mlsp_narrow,gmp")
+    model, layers = ex.block_model
+    assert [int(o.shape[-1]) for o in model.outputs][:n_taps] == list(spec.channels)
+    out = ex(np.random.default_rng(0).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8))
+    assert out["mlsp_narrow"].shape == (1, total) and out["gmp"].shape == (1, spec.last_channels)
+    assert np.all(np.isfinite(out["mlsp_narrow"].astype(np.float32)))

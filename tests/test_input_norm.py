@@ -65,17 +65,25 @@ def test_a_linear_head_matches_least_squares_on_badly_scaled_features(tmp_path):
     np.testing.assert_allclose(pred, run.read_predictions("test")["pred"], rtol=1e-4, atol=1e-4)
 
 
-def test_log_standard_refuses_negative_features(tmp_path):
-    from features.errors import IAAError
+def test_log_standard_takes_a_signed_log_of_signed_features(tmp_path):
+    """Linear-bottleneck features (EfficientNet-Lite) are signed: sign(x)·log1p(|x|), in Keras and sklearn alike."""
+    from heads.inputs import normalise_input
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(60, 1, 4)).astype(np.float32)
+    x = (rng.normal(size=(60, 1, 4)) * [1, 10, 100, 1000]).astype(np.float32)
     split = ["train"] * 40 + ["val"] * 10 + ["test"] * 10
     make_store(tmp_path / "s.zarr", {"mlsp_narrow": x}, rng.random(60) * 9 + 1, split)
-    cfg = TrainConfig(store=str(tmp_path / "s.zarr"), head="single1fc", run_dir=str(tmp_path / "r"),
-                      input_norm="log-standard")
-    with pytest.raises(IAAError, match="non-negative"):
+    for head in ("single1fc", "ridge"):
+        cfg = TrainConfig(store=str(tmp_path / "s.zarr"), head=head, run_dir=str(tmp_path / head),
+                          input_norm="log-standard")
         run_train(cfg, **QUIET)
+    train = x[:40, 0].astype(np.float64)
+    logged = np.sign(train) * np.log1p(np.abs(train))
+    expected = (logged - logged.mean(0)) / logged.std(0)
+    model = RunDir.open(tmp_path / "single1fc").load_keras()
+    np.testing.assert_allclose(normalise_input(model, x[:40, 0]), expected, rtol=1e-3, atol=1e-3)
+    sk = RunDir.open(tmp_path / "ridge").load_sklearn()
+    np.testing.assert_allclose(sk[:-1].transform(x[:40, 0]), expected, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("head", ["ridge", "svr"])

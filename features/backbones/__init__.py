@@ -8,4 +8,8 @@ from features.backbones.base import (  # noqa: F401
     list_backbones,
     register_backbone,
 )
-from features.backbones import efficientnet_lite, inception, resnet, vgg  # noqa: F401  (registration)
+from features.backbones import (  # noqa: F401  (registration)
+    convnext, efficientnet_lite, efficientnet_v2, inception, resnet, vgg)
+
+# The backbone a user gets when naming none: ImageNet weights that install offline (README: why Lite0).
+DEFAULT_BACKBONE = "efficientnet_lite0"

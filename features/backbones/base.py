@@ -13,6 +13,7 @@ HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 PREPROCESSING = {
     "tf": "RGB float, x / 127.5 - 1",
     "tflite": "RGB float, (x - 127) / 128",
+    "raw": "RGB float in [0, 255] (the model normalises its input itself)",
     "caffe": f"RGB -> BGR, minus ImageNet mean {CAFFE_MEAN_BGR}",
     "hed": f"RGB -> BGR, minus HED mean {HED_MEAN_BGR}",
 }

@@ -143,7 +143,7 @@ def keras_model(predictor: Predictor):
 
 
 def _log1p_as_log(ctx, node, name, args):
-    """tf2onnx handler: ONNX has no Log1p; log(1 + x) is the same to float32 rounding (inputs >= 0 here)."""
+    """tf2onnx handler: ONNX has no Log1p; log(1 + x) is the same to float32 rounding (its input is |x| here)."""
     from tf2onnx import utils
 
     one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1.0, np.float32)).output[0]
