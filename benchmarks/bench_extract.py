@@ -6,7 +6,7 @@ task (thread-pool decoding ahead of the model, views of one image, or several sa
 one batch, one `tf.function` for every size, pooling in the graph). Both are timed after the model is
 built; the full `iaa extract` command (cluster start and model build included) is timed too.
 
-    python benchmarks/bench_extract.py --backbone vgg16_hed --images 24
+    python benchmarks/bench_extract.py [--backbone vgg16_hed] --images 24
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from features import store_writer as sw  # noqa: E402
 from features.augment import get_views, make_views  # noqa: E402
-from features.backbones import get_backbone  # noqa: E402
+from features.backbones import DEFAULT_BACKBONE, get_backbone  # noqa: E402
 from features.extractor import preprocess  # noqa: E402
 from features.images import decode_image  # noqa: E402
 from features.pooling import WIDE_SIZE, area_average_numpy  # noqa: E402
@@ -117,7 +117,7 @@ def full_command(backbone: str, weights: str, views_name: str, tmp: Path) -> dic
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backbone", default="vgg16_hed")
+    ap.add_argument("--backbone", default=DEFAULT_BACKBONE)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--views", default="crop_flip")
     ap.add_argument("--features", default="mlsp_narrow,mlsp_wide", help="(the comparison uses narrow+wide)")

@@ -6,7 +6,7 @@ should be within about 10 % of extraction's. Photos: the first N of BIQ2021 (../
 present, else the demo set. The run: a run directory or an ablation directory (its best run); the
 default is the demo's (`make demo` first).
 
-    python benchmarks/bench_score.py --run runs/demo_vgg16_hed --images 50
+    python benchmarks/bench_score.py --run runs/demo_efficientnet_lite0 --images 50
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def time_extract(run_dir: str, folder: Path, tmp: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", default="runs/demo_vgg16_hed", help="run or ablation directory")
+    ap.add_argument("--run", default="runs/demo_efficientnet_lite0", help="run or ablation directory")
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()

@@ -4,7 +4,7 @@ Starts `iaa serve RUN` in a subprocess on a free loopback port, waits for /healt
 (httpx, a thread per client), and reports errors, p50/p95 latency, images/s, and the server's resident
 memory before and after. Bounded in count and time; stops the server itself.
 
-    python benchmarks/bench_serve.py --run runs/demo_vgg16_hed --requests 300 --clients 8
+    python benchmarks/bench_serve.py --run runs/demo_efficientnet_lite0 --requests 300 --clients 8
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def main() -> None:
     import httpx
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", default="runs/demo_vgg16_hed")
+    ap.add_argument("--run", default="runs/demo_efficientnet_lite0")
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--side", type=int, default=160, help="longest side of the photos sent (px)")

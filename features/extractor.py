@@ -69,8 +69,8 @@ class Extractor:
             before pooling, whose sums would overflow float16).
 
     Example:
-        ex = Extractor.from_names("vgg16_hed", None, "mlsp_narrow,mlsp_wide")
-        feats = ex(views)          # {"mlsp_narrow": (B, 1472), "mlsp_wide": (B, 5, 5, 1472)} float16
+        ex = Extractor.from_names("efficientnet_lite0", None, "mlsp_narrow,mlsp_wide")
+        feats = ex(views)          # {"mlsp_narrow": (B, 3088), "mlsp_wide": (B, 5, 5, 3088)} float16
     """
 
     @classmethod

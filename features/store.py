@@ -94,7 +94,7 @@ class FeatureStore:
         StoreError: no store there, an unfinished HDF5 store, or one that cannot be read.
 
     Example:
-        with FeatureStore("stores/demo_vgg16_hed.zarr") as fs:
+        with FeatureStore("stores/demo_efficientnet_lite0.zarr") as fs:
             x = fs.features("mlsp_narrow")[10, 3]   # image 10, view 3, read alone
             y = fs.mos[fs.split == "train"]
     """

@@ -120,3 +120,24 @@ def test_reader_refuses_other_files_and_truncation(tmp_path):
     cut.write_bytes(real[:-1000])
     with pytest.raises(TorchFileError, match="truncated"):
         read_state_dict(str(cut))
+
+
+def test_the_default_backbone_needs_no_network(tmp_path):
+    """`iaa extract` without --backbone: EfficientNet-Lite0 with the packaged ImageNet file, recorded by sha256."""
+    from conftest import random_photo, write_image
+    from features.backbones import DEFAULT_BACKBONE
+    from features.store import FeatureStore
+    from pipeline.cli import main
+
+    assert DEFAULT_BACKBONE == "efficientnet_lite0"
+    folder = tmp_path / "photos"
+    for i in range(2):
+        write_image(folder / "images" / f"p{i}.jpg", random_photo(48, 64, seed=i))
+    (folder / "labels.csv").write_text("file,mos,split\np0.jpg,3,train\np1.jpg,4,test\n")
+    store = tmp_path / "s.zarr"
+    assert main(["extract", "--dataset", "folder", "--data-dir", str(folder), "--store", str(store),
+                 "--views", "none", "--features", "mlsp_narrow", "--scheduler", "inprocess"]) == 0
+    with FeatureStore(store) as fs:
+        assert fs.settings["backbone"] == "efficientnet_lite0" and fs.kind_shape("mlsp_narrow") == (3088,)
+        assert fs.identity()["weights"]["sha256"] == weights_identity(
+            get_backbone("efficientnet_lite0"), parse_weights(None, get_backbone("efficientnet_lite0")))["sha256"]

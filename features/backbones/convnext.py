@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from features.backbones.base import BackboneSpec, keras_application_builder, register_backbone
 
+BPP = 1300  # bench-memory: 811-989 bytes per pixel measured at 1-4 MP (random weights)
 STAGES = ((96, 3), (192, 3), (384, 9), (768, 3))
 _PREFIX = "convnext_tiny"
 _TAPS = tuple((f"stage{s}_block{b}_out", f"{_PREFIX}_stage_{s}_block_{b}_identity", width)
@@ -47,6 +48,6 @@ register_backbone(BackboneSpec(
     default_weights="imagenet",
     build=_build,
     imagenet_files=("convnext_tiny_notop.h5",),
-    bytes_per_pixel=600,
+    bytes_per_pixel=BPP,
     reference="Liu et al. 2022, ConvNeXt (keras.applications; blocks = each block's residual output)",
 ))

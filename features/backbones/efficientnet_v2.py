@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from features.backbones.base import BackboneSpec, keras_application_builder, register_backbone
 
+BPP = 240  # bench-memory: 155-165 bytes per pixel measured at 1-4 MP (random weights)
 STAGES = ((24, 2), (48, 4), (64, 4), (128, 6), (160, 9), (256, 15))  # (width, blocks) per stage
 
 
@@ -45,6 +46,6 @@ register_backbone(BackboneSpec(
     default_weights="imagenet",
     build=keras_application_builder("EfficientNetV2S"),
     imagenet_files=("efficientnetv2-s_notop.h5",),
-    bytes_per_pixel=600,
+    bytes_per_pixel=BPP,
     reference="Tan & Le 2021, EfficientNetV2 (keras.applications; blocks = each block's output)",
 ))

@@ -95,7 +95,7 @@ class Predictor:
         extraction: the run's extraction record.
 
     Example:
-        predictor = Predictor.from_run("runs/demo_vgg16_hed/single3fc_seed0")
+        predictor = Predictor.from_run("runs/demo_efficientnet_lite0/single3fc_seed0")
         predictor.notes   # what differs from training and may move scores (shown by the commands)
         result = predictor.score_paths(["a.jpg", "b.jpg"])
         result.score, result.dist
