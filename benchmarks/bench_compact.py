@@ -11,6 +11,10 @@ narrow vectors derived from the decoded wide features (the 5x5 mean) against the
 and prints the test SRCC change.
 
     python benchmarks/bench_compact.py [--store stores/biq2021_vgg16_hed_none.zarr] [--seeds 3]
+
+The lossy codes take non-negative (ReLU) features, so the default stays a `vgg16_hed` store (`make
+bench-quality BENCH_QUALITY_ARGS="--backbone vgg16_hed --views none"` makes it); EfficientNet-Lite's block
+outputs are signed.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The `ridge` head (`heads.validated_estimators.ValidatedRidge`: penalty chosen on
 training rows of a store's `mlsp_narrow`, against the same ridge on richer inputs built from the same store:
 per-channel hinges at the training quartiles, squares, rank-Gauss inputs, each channel's std or max over the
 5 x 5 cells of `mlsp_wide`, and the whole wide map. Every input is standardised with the training rows'
-statistics (after log1p, the `log-standard` norm, except rank-Gauss); a photo's score is the mean over its
+statistics (after the signed log1p of the `log-standard` norm, except rank-Gauss); a photo's score is the mean over its
 views. Prints test and validation SRCC per read-out. Reads the store into RAM (BIQ2021 dev, views none:
 about 150 MB of wide features).
 
@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_common import save_json  # noqa: E402
 from features import store as st  # noqa: E402
+from features.loader import signed_log1p  # noqa: E402
 from heads.validated_estimators import ValidatedRidge, _srcc  # noqa: E402
 
 SPLITS = ("train", "val", "test")
@@ -62,9 +63,9 @@ def ridge_srcc(features: np.ndarray, y: np.ndarray, rows: dict) -> dict:
 
 def readouts(narrow: np.ndarray, wide: np.ndarray, train: np.ndarray) -> dict:
     """Name → (N, V, D) inputs, all from the same store."""
-    z = standardise(np.log1p(np.maximum(narrow, 0)), train)
+    z = standardise(signed_log1p(narrow), train)
     quartiles = np.quantile(z[train].reshape(-1, z.shape[-1]), [0.25, 0.5, 0.75], axis=0)
-    log_wide = np.log1p(np.maximum(wide, 0))
+    log_wide = signed_log1p(wide)
     cell_std = standardise(log_wide.std(axis=(2, 3)), train)
     cell_max = standardise(log_wide.max(axis=(2, 3)), train)
     return {
@@ -80,7 +81,7 @@ def readouts(narrow: np.ndarray, wide: np.ndarray, train: np.ndarray) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", default="stores/biq2021_vgg16_hed_none.zarr")
+    ap.add_argument("--store", default="stores/biq2021_efficientnet_lite0_none.zarr")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     if not Path(args.store).exists():

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import List, Tuple
 
-from features.backbones.base import BackboneSpec, PackagedWeights, register_backbone
+from features.backbones.base import BackboneSpec, PackagedWeights, package_file, register_backbone
 
 # EfficientNet-B0 stages: (expand ratio, kernel, stride, output width, repeats).
 B0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
@@ -153,8 +153,6 @@ def torch_layout(variant: Variant, include_top: bool) -> List[Tuple[str, str, st
 
 def packaged_file(variant: Variant) -> str:
     """Path of the variant's weights file inside its installed package."""
-    from features.backbones.base import package_file
-
     return package_file(variant.package, f"models/{variant.file}")
 
 
