@@ -4,7 +4,8 @@ Extracts the backbone's (default: the project's default, `efficientnet_lite0`) M
 with views `none` and `crop_flip` (resumable stores under stores/, reused between runs; a store is made
 only when a chosen head needs it), trains every head on the official 1,600 / 400 split (the training part
 split again 90/10 for validation, seeded), fuses APM's two branches (`iaa fuse`), and prints test
-SRCC/PLCC as mean ± std over seeds per head, feature kind and view set. Every head trains with its own recipe
+SRCC/PLCC as mean ± std over seeds per head, feature kind and view set, beside the mean test SRCC within
+each of BIQ2021's three sources (file prefixes ss01-ss03, whose mean ratings differ). Every head trains with its own recipe
 (`iaa describe-head NAME`) unless `--train-args` overrides it. Skips cleanly when the folder is absent.
 
     python benchmarks/bench_quality.py [--backbone vgg16_hed] [--views none,crop_flip] [--seeds 3] [--heads single1fc,ridge]
@@ -56,13 +57,31 @@ def _store(backbone: str, views: str, max_side, kind: str) -> str:
     return store
 
 
+def source_of(photo_id: str) -> str:
+    """BIQ2021's source from a file name: `ss02_1968.jpg` → `ss02`."""
+    return str(photo_id).split("_", 1)[0]
+
+
+def _within_source(run_dir: str) -> float:
+    """Mean over BIQ2021's sources of the test SRCC inside each (nan when the run wrote no predictions)."""
+    from evaluation.metrics import within_group_srcc
+    from evaluation.rundir import RunDir
+
+    pred = RunDir.open(run_dir).read_predictions("test")
+    if pred is None:
+        return float("nan")
+    return within_group_srcc(pred["true"], pred["pred"], [source_of(i) for i in pred["id"]])["mean"]
+
+
 def _row(views: str, kind: str, head: str, results: list) -> dict:
     test = [r.metrics.get("test", {}) for r in results]
     srcc, plcc = [t.get("srcc") for t in test], [t.get("plcc") for t in test]
+    within = [_within_source(r.run_dir) for r in results]
     config = json.loads((Path(results[0].run_dir) / "config.json").read_text())
     return {"views": views, "kind": kind, "head": head, "recipe": config.get("recipe"), "seeds": len(results),
             "test_srcc": srcc, "test_plcc": plcc, "srcc_mean": float(np.mean(srcc)), "srcc_std": float(np.std(srcc)),
             "plcc_mean": float(np.mean(plcc)), "plcc_std": float(np.std(plcc)),
+            "within_source_srcc": within, "within_mean": float(np.mean(within)), "within_std": float(np.std(within)),
             "val_srcc_mean": float(np.mean([r.metrics.get("val", {}).get("srcc") for r in results])),
             "seconds": float(np.mean([r.seconds for r in results]))}
 
@@ -88,13 +107,14 @@ def _fused_row(out: str, views: str, seeds: int) -> dict:
 
 
 def _table(rows: list) -> str:
-    lines = ["| views | kind | head | recipe | test SRCC | test PLCC | val SRCC | s/seed |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| views | kind | head | recipe | test SRCC | within-source SRCC | test PLCC | val SRCC | s/seed |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rec = r["recipe"] or {}
         recipe = f"{rec.get('input_norm')}, l2 {rec.get('l2'):g}, stop {rec.get('early_stop')}" if rec else "-"
         lines.append(f"| {r['views']} | {r['kind']} | {r['head']} | {recipe} | {r['srcc_mean']:.3f} ± "
-                     f"{r['srcc_std']:.3f} | {r['plcc_mean']:.3f} ± {r['plcc_std']:.3f} | {r['val_srcc_mean']:.3f} "
+                     f"{r['srcc_std']:.3f} | {r['within_mean']:.3f} ± {r['within_std']:.3f} | "
+                     f"{r['plcc_mean']:.3f} ± {r['plcc_std']:.3f} | {r['val_srcc_mean']:.3f} "
                      f"| {r['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 

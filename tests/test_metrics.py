@@ -62,3 +62,14 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_estimate():
     p = t + rng.normal(size=300)
     a, b = m.bootstrap_ci(t, p, m.srcc), m.bootstrap_ci(t, p, m.srcc)
     assert a == b and a[0] < m.srcc(t, p) < a[1] and a[1] - a[0] < 0.2
+
+
+def test_within_group_srcc_ignores_what_separates_the_groups():
+    from evaluation.metrics import within_group_srcc
+
+    y = np.array([1, 2, 3, 4, 11, 12, 13, 14], float)
+    groups = ["a"] * 4 + ["b"] * 4
+    pred = np.array([4, 3, 2, 1, 14, 13, 12, 11], float)  # groups apart, every group ranked backwards
+    out = within_group_srcc(y, pred, groups)
+    assert out["a"] == pytest.approx(-1) and out["b"] == pytest.approx(-1) and out["mean"] == pytest.approx(-1)
+    assert within_group_srcc(y, y, groups)["mean"] == pytest.approx(1)
