@@ -5,7 +5,8 @@ with views `none` and `crop_flip` (resumable stores under stores/, reused betwee
 only when a chosen head needs it), trains every head on the official 1,600 / 400 split (the training part
 split again 90/10 for validation, seeded), fuses APM's two branches (`iaa fuse`), and prints test
 SRCC/PLCC as mean ± std over seeds per head, feature kind and view set, beside the mean test SRCC within
-each of BIQ2021's three sources (file prefixes ss01-ss03, whose mean ratings differ). Every head trains with its own recipe
+each of BIQ2021's three sources (file prefixes ss01-ss03, whose mean ratings differ) and the difference to
+`ridge` on the same test photos with a paired bootstrap 95 % interval (`evaluation.compare`). Every head trains with its own recipe
 (`iaa describe-head NAME`) unless `--train-args` overrides it. Skips cleanly when the folder is absent.
 
     python benchmarks/bench_quality.py [--backbone vgg16_hed] [--views none,crop_flip] [--seeds 3] [--heads single1fc,ridge]
@@ -83,6 +84,7 @@ def _row(views: str, kind: str, head: str, results: list) -> dict:
             "plcc_mean": float(np.mean(plcc)), "plcc_std": float(np.std(plcc)),
             "within_source_srcc": within, "within_mean": float(np.mean(within)), "within_std": float(np.std(within)),
             "val_srcc_mean": float(np.mean([r.metrics.get("val", {}).get("srcc") for r in results])),
+            "run_dirs": [str(r.run_dir) for r in results],
             "seconds": float(np.mean([r.seconds for r in results]))}
 
 
@@ -106,14 +108,25 @@ def _fused_row(out: str, views: str, seeds: int) -> dict:
     return _row(views, f"{kind_a}+{kind_b}", f"fuse({head_a}, {head_b})", results)
 
 
+def _add_deltas(rows: list) -> None:
+    """Each row's test SRCC minus ridge's (same views) on the same photos, paired bootstrap 95 % interval."""
+    from evaluation.compare import compare_heads, delta_text
+
+    for row in rows:
+        ridge = next((r for r in rows if r["head"] == "ridge" and r["views"] == row["views"]), None)
+        row["vs_ridge"] = ("-" if ridge is None else "0 (reference)" if ridge is row
+                           else delta_text(compare_heads(row["run_dirs"], ridge["run_dirs"])))
+
+
 def _table(rows: list) -> str:
-    lines = ["| views | kind | head | recipe | test SRCC | within-source SRCC | test PLCC | val SRCC | s/seed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| views | kind | head | recipe | test SRCC | Δ vs ridge [95 %] | within-source SRCC | test PLCC | "
+             "val SRCC | s/seed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rec = r["recipe"] or {}
         recipe = f"{rec.get('input_norm')}, l2 {rec.get('l2'):g}, stop {rec.get('early_stop')}" if rec else "-"
         lines.append(f"| {r['views']} | {r['kind']} | {r['head']} | {recipe} | {r['srcc_mean']:.3f} ± "
-                     f"{r['srcc_std']:.3f} | {r['within_mean']:.3f} ± {r['within_std']:.3f} | "
+                     f"{r['srcc_std']:.3f} | {r['vs_ridge']} | {r['within_mean']:.3f} ± {r['within_std']:.3f} | "
                      f"{r['plcc_mean']:.3f} ± {r['plcc_std']:.3f} | {r['val_srcc_mean']:.3f} "
                      f"| {r['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
@@ -163,6 +176,7 @@ def main() -> None:
             rows += [_row(views, kind, h, [s[i] for s in per_seed]) for i, h in enumerate(heads)]
         if wanted is None or "mean_huber" in wanted:
             rows.append(_fused_row(args.out, views, args.seeds))
+    _add_deltas(rows)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "table.md").write_text(_table(rows))
     (Path(args.out) / "table.json").write_text(json.dumps(rows, indent=2))

@@ -65,25 +65,46 @@ def run_ablation(base: TrainConfig, heads: Sequence[str], seeds: Sequence[int], 
             row[f"{col}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else np.nan
         rows.append(row)
     rows.sort(key=lambda r: -np.nan_to_num(r["val_srcc_mean"], nan=-np.inf))
+    _add_paired_deltas(rows, {h: [r["run_dir"] for r in runs] for h, runs in per_head.items()})
     write_leaderboard(rows, out_dir, time.perf_counter() - t_all, joint)
     return rows
 
 
+def _add_paired_deltas(rows: List[dict], run_dirs: Dict[str, List[str]]) -> None:
+    """Each row's test SRCC minus the reference's on the same photos, with a paired bootstrap 95 % interval:
+    against `ridge` when the grid has it (the linear yardstick), and against the best head by validation."""
+    from evaluation.compare import deltas_against
+
+    for column, reference in (("vs_ridge", "ridge" if "ridge" in run_dirs else None), ("vs_best", rows[0]["head"])):
+        deltas = deltas_against(reference, run_dirs) if reference and len(run_dirs) > 1 else {}
+        for row in rows:
+            row[f"test_srcc_{column}"] = deltas.get(row["head"], "")
+
+
 def write_leaderboard(rows: List[dict], out_dir: Path, seconds: float, joint: bool) -> None:
-    keys = ["head", "kind", "seeds", "seconds_per_run"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")]
+    keys = (["head", "kind", "seeds", "seconds_per_run"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")]
+            + ["test_srcc_vs_ridge", "test_srcc_vs_best"])
     with open(out_dir / "leaderboard.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in rows:
             w.writerow({k: r[k] for k in keys})
     pm = lambda r, c: "n/a" if not np.isfinite(r[f"{c}_mean"]) else f"{r[f'{c}_mean']:.3f} ± {r[f'{c}_std']:.3f}"  # noqa: E731
-    lines = ["| rank | head | kind | val SRCC | test SRCC | test PLCC | test acc. | test bal. acc. | s / run |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    titles = {"vs_ridge": "Δ test SRCC vs ridge [95 %]", "vs_best": "Δ test SRCC vs best [95 %]"}
+    paired = [c for c in titles if any(r[f"test_srcc_{c}"] for r in rows)]
+    lines = ["| rank | head | kind | val SRCC | test SRCC | " + "".join(f"{titles[c]} | " for c in paired)
+             + "test PLCC | test acc. | test bal. acc. | s / run |",
+             "|---|---|---|---|---|" + "---|" * len(paired) + "---|---|---|---|"]
     for i, r in enumerate(rows, start=1):
         lines.append(f"| {i} | {r['head']} | {r['kind']} | {pm(r, 'val_srcc')} | {pm(r, 'test_srcc')} | "
-                     f"{pm(r, 'test_plcc')} | {pm(r, 'test_accuracy')} | {pm(r, 'test_balanced_accuracy')} | "
+                     + "".join(f"{r[f'test_srcc_{c}']} | " for c in paired)
+                     + f"{pm(r, 'test_plcc')} | {pm(r, 'test_accuracy')} | {pm(r, 'test_balanced_accuracy')} | "
                      f"{r['seconds_per_run']:.1f} |")
-    lines += ["", f"Ranked by validation SRCC (mean ± std over seeds; test metrics alongside). "
-                  f"{'Keras heads of one feature kind trained together; s / run is their shared time.' if joint else 'Heads trained one after another.'} "
+    together = ("Keras heads of one feature kind trained together; s / run is their shared time." if joint
+                else "Heads trained one after another.")
+    delta = ("Δ: the head's test SRCC (mean over seeds) minus the reference's on the same test photos, with a paired "
+             "bootstrap 95 % interval (1,000 resamples of the photos); a difference is real only when the interval "
+             "excludes 0. " if paired else "")
+    lines += ["", f"Ranked by validation SRCC (mean ± std over seeds; test metrics alongside). {delta}{together} "
                   f"Total {seconds:.0f} s."]
     (out_dir / "leaderboard.md").write_text("\n".join(lines) + "\n")

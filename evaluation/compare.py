@@ -1,0 +1,93 @@
+"""Paired comparison of two heads on the same test photos: the SRCC difference with a bootstrap interval.
+
+400 test photos cannot resolve 0.02 SRCC between two heads judged apart; judged on the same photos they
+often can, because both heads find the same photos hard. `paired_srcc_delta` resamples the photos (with
+replacement, the same resample for both heads) and reports the percentile interval of the difference of
+the heads' SRCC, each head's SRCC averaged over its seeds. A head is "better" only when the interval
+excludes 0.
+
+Reference: Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13 (percentile intervals).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+from evaluation.rundir import RunDir
+
+
+def _srcc_columns(truth: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """SRCC of each (row-resampled) column of `preds` (n, k) against `truth` (n,)."""
+    t = rankdata(truth)
+    p = rankdata(preds, axis=0)
+    t, p = t - t.mean(), p - p.mean(axis=0)
+    denom = np.sqrt((t ** 2).sum() * (p ** 2).sum(axis=0))
+    return np.where(denom > 0, (t[:, None] * p).sum(axis=0) / np.where(denom > 0, denom, 1), np.nan)
+
+
+def paired_srcc_delta(truth: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray, n_boot: int = 1000,
+                      seed: int = 0, level: float = 0.95) -> Dict[str, float]:
+    """mean-over-seeds SRCC of A minus that of B, on the same photos, with a paired bootstrap interval.
+
+    Args:
+        truth: (n,) true scores.
+        preds_a, preds_b: (n, seeds) predictions of each head (one column per seed; seeds may differ in number).
+        n_boot: bootstrap resamples of the photos.
+        level: the interval's coverage.
+    Returns:
+        {"delta", "low", "high", "n"}.
+    """
+    truth = np.asarray(truth, np.float64)
+    a, b = np.asarray(preds_a, np.float64), np.asarray(preds_b, np.float64)
+    delta = float(np.nanmean(_srcc_columns(truth, a)) - np.nanmean(_srcc_columns(truth, b)))
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, truth.size, truth.size)
+        draws.append(np.nanmean(_srcc_columns(truth[idx], a[idx])) - np.nanmean(_srcc_columns(truth[idx], b[idx])))
+    low, high = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)])
+    return {"delta": delta, "low": float(low), "high": float(high), "n": int(truth.size)}
+
+
+def test_predictions(run_dirs: Sequence[str]) -> Optional[Dict[str, object]]:
+    """{"id": [...], "true": (n,), "pred": (n, seeds)} of runs of one head (seeds), on their common test photos;
+    None when a run wrote no test predictions."""
+    runs = [RunDir.open(d).read_predictions("test") for d in run_dirs]
+    if any(r is None for r in runs):
+        return None
+    common = sorted(set.intersection(*(set(r["id"]) for r in runs)))
+    index = [{i: k for k, i in enumerate(r["id"])} for r in runs]
+    pred = np.stack([r["pred"][[ix[i] for i in common]] for r, ix in zip(runs, index)], axis=1)
+    return {"id": common, "true": runs[0]["true"][[index[0][i] for i in common]], "pred": pred}
+
+
+def compare_heads(runs_a: Sequence[str], runs_b: Sequence[str], n_boot: int = 1000) -> Optional[Dict[str, float]]:
+    """`paired_srcc_delta` of two heads' runs (each a list of run directories, one per seed) on the test
+    photos they share; None when either has no test predictions."""
+    a, b = test_predictions(runs_a), test_predictions(runs_b)
+    if a is None or b is None:
+        return None
+    common = sorted(set(a["id"]) & set(b["id"]))
+    if len(common) < 3:
+        return None
+    ia, ib = ({i: k for k, i in enumerate(p["id"])} for p in (a, b))
+    rows_a, rows_b = [ia[i] for i in common], [ib[i] for i in common]
+    return paired_srcc_delta(a["true"][rows_a], a["pred"][rows_a], b["pred"][rows_b], n_boot=n_boot)
+
+
+def delta_text(result: Optional[Dict[str, float]]) -> str:
+    """'+0.014 [+0.003, +0.026]' (or 'n/a'); the interval excluding 0 is what makes a difference real."""
+    if result is None:
+        return "n/a"
+    return f"{result['delta']:+.3f} [{result['low']:+.3f}, {result['high']:+.3f}]"
+
+
+def deltas_against(reference: str, runs: Dict[str, List[str]], n_boot: int = 1000) -> Dict[str, str]:
+    """Every head's `delta_text` against the head `reference` (its own row: '0 (reference)')."""
+    out = {}
+    for head, dirs in runs.items():
+        out[head] = "0 (reference)" if head == reference else delta_text(
+            compare_heads(dirs, runs[reference], n_boot=n_boot))
+    return out
