@@ -16,6 +16,7 @@ OVERWRITE  ?=
 HEAD       ?= single3fc
 HEADS      ?= single1fc,single3fc,multi3fc,pool3fc,svm_photo_critic,rf
 SEEDS      ?= 1
+FOLDS      ?=
 ABLATE_DIR ?= runs/ablate_$(DATASET)_$(BACKBONE)
 DEMO_HEADS ?= single3fc,pool3fc,svm_photo_critic
 DEMO_SEEDS ?= 3
@@ -77,7 +78,7 @@ demo: $(STAMP)
 	$(IAA) score runs/demo_$(BACKBONE) $(DEMO_PHOTOS) --out runs/demo_$(BACKBONE)/scores
 
 ablate: $(STAMP)
-	$(IAA) ablate --store $(STORE) --heads $(HEADS) --seeds $(SEEDS) --out $(ABLATE_DIR) $(TRAIN_ARGS)
+	$(IAA) ablate --store $(STORE) --heads $(HEADS) --seeds $(SEEDS) $(if $(FOLDS),--folds $(FOLDS)) --out $(ABLATE_DIR) $(TRAIN_ARGS)
 
 bench-ablate: $(STAMP)
 	$(BIN)/python benchmarks/bench_ablate.py $(BENCH_ABLATE_ARGS)

@@ -10,6 +10,7 @@ Reference: Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -51,10 +52,26 @@ def paired_srcc_delta(truth: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarra
     return {"delta": delta, "low": float(low), "high": float(high), "n": int(truth.size)}
 
 
-def test_predictions(run_dirs: Sequence[str]) -> Optional[Dict[str, object]]:
-    """{"id": [...], "true": (n,), "pred": (n, seeds)} of runs of one head (seeds), on their common test photos;
-    None when a run wrote no test predictions."""
-    runs = [RunDir.open(d).read_predictions("test") for d in run_dirs]
+def _seed_predictions(dirs) -> Optional[dict]:
+    """One seed's test predictions: one run directory, or its folds' (concatenated: out-of-fold)."""
+    dirs = [dirs] if isinstance(dirs, (str, Path)) else list(dirs)
+    parts = [RunDir.open(d).read_predictions("test") for d in dirs]
+    if any(p is None for p in parts):
+        return None
+    return {"id": [i for p in parts for i in p["id"]], "true": np.concatenate([p["true"] for p in parts]),
+            "pred": np.concatenate([p["pred"] for p in parts])}
+
+
+def test_predictions(seeds: Sequence) -> Optional[Dict[str, object]]:
+    """{"id": [...], "true": (n,), "pred": (n, seeds)} of one head's runs on the test photos every seed has.
+
+    Args:
+        seeds: per seed, its run directory, or the run directories of its cross-validation folds (their test
+            parts are concatenated into out-of-fold predictions of every photo).
+    Returns:
+        None when a run wrote no test predictions.
+    """
+    runs = [_seed_predictions(d) for d in seeds]
     if any(r is None for r in runs):
         return None
     common = sorted(set.intersection(*(set(r["id"]) for r in runs)))
@@ -63,9 +80,24 @@ def test_predictions(run_dirs: Sequence[str]) -> Optional[Dict[str, object]]:
     return {"id": common, "true": runs[0]["true"][[index[0][i] for i in common]], "pred": pred}
 
 
-def compare_heads(runs_a: Sequence[str], runs_b: Sequence[str], n_boot: int = 1000) -> Optional[Dict[str, float]]:
-    """`paired_srcc_delta` of two heads' runs (each a list of run directories, one per seed) on the test
-    photos they share; None when either has no test predictions."""
+def out_of_fold_summary(seeds: Sequence[Sequence[str]]) -> Dict[str, float]:
+    """SRCC and PLCC of the pooled out-of-fold predictions (mean ± std over seeds) and the SRCC of each fold
+    (seeds averaged; mean ± std over folds). `seeds`: per seed, the run directories of its folds in order."""
+    from evaluation.metrics import plcc
+
+    pooled = test_predictions(seeds)
+    srccs = _srcc_columns(pooled["true"], pooled["pred"])
+    plccs = [plcc(pooled["true"], pooled["pred"][:, s]) for s in range(pooled["pred"].shape[1])]
+    per_fold = [np.mean([RunDir.open(dirs[f]).read_metrics()["test"]["srcc"] for dirs in seeds])
+                for f in range(len(seeds[0]))]
+    return {"srcc_mean": float(np.mean(srccs)), "srcc_std": float(np.std(srccs)), "plcc_mean": float(np.mean(plccs)),
+            "plcc_std": float(np.std(plccs)), "fold_srcc_mean": float(np.mean(per_fold)),
+            "fold_srcc_std": float(np.std(per_fold)), "n": int(pooled["true"].size)}
+
+
+def compare_heads(runs_a: Sequence, runs_b: Sequence, n_boot: int = 1000) -> Optional[Dict[str, float]]:
+    """`paired_srcc_delta` of two heads' runs (per seed a run directory, or its folds' run directories) on
+    the test photos they share; None when either has no test predictions."""
     a, b = test_predictions(runs_a), test_predictions(runs_b)
     if a is None or b is None:
         return None

@@ -25,16 +25,18 @@ def _value(metrics: dict, split: str, key: str):
 
 
 def run_ablation(base: TrainConfig, heads: Sequence[str], seeds: Sequence[int], out_dir: str | Path,
-                 joint: bool = True, log: Callable[[str], None] = print) -> List[dict]:
+                 joint: bool = True, log: Callable[[str], None] = print, folds: int = 0) -> List[dict]:
     """Trains every head with every seed on one store and writes leaderboard.csv / leaderboard.md.
 
     Args:
         base: shared run settings (its `seed` and `run_dir` are set per run).
         heads: head names.
         seeds: seeds to run; the leaderboard gives mean ± std over them.
-        out_dir: where the runs (`<head>_seed<N>/`) and the leaderboard go.
+        out_dir: where the runs (`<head>_seed<N>/`, with folds `<head>_fold<K>_seed<N>/`) and the leaderboard go.
         joint: Keras heads of one feature kind share each batch read (`--sequential` turns it off).
         log: where progress lines go.
+        folds: 0 uses the store's split; K >= 2 runs a K-fold cross-validation (`pipeline.folds`) and ranks
+            on the out-of-fold predictions of every photo.
     Returns:
         Leaderboard rows, ranked by validation SRCC.
     """
@@ -43,31 +45,59 @@ def run_ablation(base: TrainConfig, heads: Sequence[str], seeds: Sequence[int], 
     per_head: Dict[str, List[dict]] = {h: [] for h in heads}
     t_all = time.perf_counter()
     for seed in seeds:
-        cfg = replace(base, seed=seed, run_dir=None)
-        t0 = time.perf_counter()
-        results = run_heads(cfg, list(heads), [out_dir / f"{h}_seed{seed}" for h in heads], log, joint=joint)
-        wall = time.perf_counter() - t0
-        for h, res in zip(heads, results):
-            m = res.metrics
-            per_head[h].append({
-                "seed": seed, "run_dir": res.run_dir, "seconds": res.seconds, "wall": wall,
-                "val_srcc": _value(m, "val", "srcc"), "test_srcc": _value(m, "test", "srcc"),
-                "test_plcc": _value(m, "test", "plcc"), "test_accuracy": _value(m, "test", "accuracy"),
-                "test_balanced_accuracy": _value(m, "test", "balanced_accuracy"),
-                "test_rmse": _value(m, "test", "rmse"), "kind": m.get("kind")})
-    rows = []
-    for h, runs in per_head.items():
-        row = {"head": h, "kind": runs[0]["kind"], "seeds": len(runs),
-               "seconds_per_run": float(np.mean([r["seconds"] for r in runs]))}
-        for col in COLUMNS:
-            vals = np.array([r[col] for r in runs], dtype=np.float64)
-            row[f"{col}_mean"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
-            row[f"{col}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else np.nan
-        rows.append(row)
+        for fold in range(folds) if folds else [None]:
+            cfg = replace(base, seed=seed, run_dir=None, folds=folds, fold=fold or 0)
+            part = "" if fold is None else f"_fold{fold}"
+            if fold is not None:
+                log(f"fold {fold + 1} of {folds}, seed {seed}")
+            t0 = time.perf_counter()
+            results = run_heads(cfg, list(heads), [out_dir / f"{h}{part}_seed{seed}" for h in heads], log,
+                                joint=joint)
+            wall = time.perf_counter() - t0
+            for h, res in zip(heads, results):
+                per_head[h].append(_run_row(res, seed, fold, wall))
+    rows = [_leaderboard_row(h, runs, folds) for h, runs in per_head.items()]
     rows.sort(key=lambda r: -np.nan_to_num(r["val_srcc_mean"], nan=-np.inf))
-    _add_paired_deltas(rows, {h: [r["run_dir"] for r in runs] for h, runs in per_head.items()})
-    write_leaderboard(rows, out_dir, time.perf_counter() - t_all, joint)
+    _add_paired_deltas(rows, {h: _seed_dirs(runs, folds) for h, runs in per_head.items()})
+    write_leaderboard(rows, out_dir, time.perf_counter() - t_all, joint, folds)
     return rows
+
+
+def _run_row(res, seed: int, fold, wall: float) -> dict:
+    m = res.metrics
+    return {"seed": seed, "fold": fold, "run_dir": res.run_dir, "seconds": res.seconds, "wall": wall,
+            "val_srcc": _value(m, "val", "srcc"), "test_srcc": _value(m, "test", "srcc"),
+            "test_plcc": _value(m, "test", "plcc"), "test_accuracy": _value(m, "test", "accuracy"),
+            "test_balanced_accuracy": _value(m, "test", "balanced_accuracy"),
+            "test_rmse": _value(m, "test", "rmse"), "kind": m.get("kind")}
+
+
+def _seed_dirs(runs: List[dict], folds: int) -> list:
+    """Per seed its run directory, or (cross-validation) its folds' directories in fold order."""
+    if not folds:
+        return [r["run_dir"] for r in runs]
+    seeds = sorted({r["seed"] for r in runs})
+    return [[r["run_dir"] for r in sorted(runs, key=lambda r: r["fold"]) if r["seed"] == s] for s in seeds]
+
+
+def _leaderboard_row(head: str, runs: List[dict], folds: int) -> dict:
+    """Mean ± std over seeds of each column; with folds, test SRCC / PLCC of the pooled out-of-fold
+    predictions (and the per-fold SRCC beside them), the other test columns averaged over folds."""
+    row = {"head": head, "kind": runs[0]["kind"], "seeds": len({r["seed"] for r in runs}),
+           "seconds_per_run": float(np.mean([r["seconds"] for r in runs])), "fold_srcc_mean": np.nan,
+           "fold_srcc_std": np.nan}
+    for col in COLUMNS:
+        vals = np.array([r[col] for r in runs], dtype=np.float64)
+        row[f"{col}_mean"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
+        row[f"{col}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else np.nan
+    if folds:
+        from evaluation.compare import out_of_fold_summary
+
+        oof = out_of_fold_summary(_seed_dirs(runs, folds))
+        row.update({"test_srcc_mean": oof["srcc_mean"], "test_srcc_std": oof["srcc_std"],
+                    "test_plcc_mean": oof["plcc_mean"], "test_plcc_std": oof["plcc_std"],
+                    "fold_srcc_mean": oof["fold_srcc_mean"], "fold_srcc_std": oof["fold_srcc_std"]})
+    return row
 
 
 def _add_paired_deltas(rows: List[dict], run_dirs: Dict[str, List[str]]) -> None:
@@ -81,9 +111,9 @@ def _add_paired_deltas(rows: List[dict], run_dirs: Dict[str, List[str]]) -> None
             row[f"test_srcc_{column}"] = deltas.get(row["head"], "")
 
 
-def write_leaderboard(rows: List[dict], out_dir: Path, seconds: float, joint: bool) -> None:
+def write_leaderboard(rows: List[dict], out_dir: Path, seconds: float, joint: bool, folds: int = 0) -> None:
     keys = (["head", "kind", "seeds", "seconds_per_run"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")]
-            + ["test_srcc_vs_ridge", "test_srcc_vs_best"])
+            + ["fold_srcc_mean", "fold_srcc_std", "test_srcc_vs_ridge", "test_srcc_vs_best"])
     with open(out_dir / "leaderboard.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
@@ -92,12 +122,15 @@ def write_leaderboard(rows: List[dict], out_dir: Path, seconds: float, joint: bo
     pm = lambda r, c: "n/a" if not np.isfinite(r[f"{c}_mean"]) else f"{r[f'{c}_mean']:.3f} ± {r[f'{c}_std']:.3f}"  # noqa: E731
     titles = {"vs_ridge": "Δ test SRCC vs ridge [95 %]", "vs_best": "Δ test SRCC vs best [95 %]"}
     paired = [c for c in titles if any(r[f"test_srcc_{c}"] for r in rows)]
-    lines = ["| rank | head | kind | val SRCC | test SRCC | " + "".join(f"{titles[c]} | " for c in paired)
-             + "test PLCC | test acc. | test bal. acc. | s / run |",
-             "|---|---|---|---|---|" + "---|" * len(paired) + "---|---|---|---|"]
+    test = "out-of-fold test SRCC" if folds else "test SRCC"
+    per_fold = ["fold_srcc"] if folds else []
+    lines = [f"| rank | head | kind | val SRCC | {test} | " + "".join(f"{titles[c]} | " for c in paired)
+             + ("SRCC per fold | " if folds else "") + "test PLCC | test acc. | test bal. acc. | s / run |",
+             "|---|---|---|---|---|" + "---|" * (len(paired) + len(per_fold)) + "---|---|---|---|"]
     for i, r in enumerate(rows, start=1):
         lines.append(f"| {i} | {r['head']} | {r['kind']} | {pm(r, 'val_srcc')} | {pm(r, 'test_srcc')} | "
                      + "".join(f"{r[f'test_srcc_{c}']} | " for c in paired)
+                     + "".join(f"{pm(r, c)} | " for c in per_fold)
                      + f"{pm(r, 'test_plcc')} | {pm(r, 'test_accuracy')} | {pm(r, 'test_balanced_accuracy')} | "
                      f"{r['seconds_per_run']:.1f} |")
     together = ("Keras heads of one feature kind trained together; s / run is their shared time." if joint
@@ -105,6 +138,9 @@ def write_leaderboard(rows: List[dict], out_dir: Path, seconds: float, joint: bo
     delta = ("Δ: the head's test SRCC (mean over seeds) minus the reference's on the same test photos, with a paired "
              "bootstrap 95 % interval (1,000 resamples of the photos); a difference is real only when the interval "
              "excludes 0. " if paired else "")
-    lines += ["", f"Ranked by validation SRCC (mean ± std over seeds; test metrics alongside). {delta}{together} "
+    cv = (f"{folds}-fold cross-validation: every photo tested once; test SRCC and PLCC are those of the pooled "
+          f"out-of-fold predictions (mean ± std over seeds), SRCC per fold beside them (mean ± std over folds), "
+          f"the other test columns averaged over folds. " if folds else "")
+    lines += ["", f"Ranked by validation SRCC (mean ± std over seeds; test metrics alongside). {cv}{delta}{together} "
                   f"Total {seconds:.0f} s."]
     (out_dir / "leaderboard.md").write_text("\n".join(lines) + "\n")

@@ -125,6 +125,9 @@ def _add_train_and_ablate(sub) -> None:
     tr.add_argument("--run-dir", help="output directory (default runs/<store>_<head>_seed<N>)")
     tr.add_argument("--kind", help="feature kind to train on (default: the head's first kind in the store)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--folds", type=int, default=0, help="train on one fold of a K-fold cross-validation over "
+                    "every photo instead of the store's split (K >= 2; with --fold)")
+    tr.add_argument("--fold", type=int, default=0, help="which fold tests (0 .. K-1)")
     _add_training_options(tr)
     ab = sub.add_parser("ablate", help="train a grid of heads x seeds and write a leaderboard")
     ab.add_argument("--store", required=True)
@@ -132,6 +135,8 @@ def _add_train_and_ablate(sub) -> None:
     ab.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds (0, 1, ...)")
     ab.add_argument("--out", help="output directory (default runs/ablate_<store>)")
     ab.add_argument("--sequential", action="store_true", help="train Keras heads one after another")
+    ab.add_argument("--folds", type=int, default=0, help="K-fold cross-validation over every photo (K >= 2): "
+                    "rank on the pooled out-of-fold predictions instead of the store's test split")
     ab.add_argument("--kind", help="one feature kind for every head (e.g. a concatenation a+b; default: each "
                                    "head's first kind in the store)")
     _add_training_options(ab)
@@ -278,7 +283,8 @@ def _train_config(args, **fields):
 def cmd_train(args) -> int:
     from pipeline.train import run_train
 
-    cfg = _train_config(args, head=args.head, run_dir=args.run_dir, kind=args.kind, seed=args.seed)
+    cfg = _train_config(args, head=args.head, run_dir=args.run_dir, kind=args.kind, seed=args.seed,
+                        folds=args.folds, fold=args.fold)
     result = run_train(cfg, log=lambda m: print(m, flush=True))
     test = result.metrics.get("test")
     print(f"\nrun directory: {result.run_dir} ({result.seconds:.1f} s of training; report.md and figures there)")
@@ -306,10 +312,10 @@ def cmd_ablate(args) -> int:
     from pipeline.ablate import run_ablation
 
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
-    base = _train_config(args, head=heads[0], kind=args.kind)
+    base = _train_config(args, head=heads[0], kind=args.kind, folds=args.folds)
     out = args.out or f"runs/ablate_{Path(args.store).stem}"
     run_ablation(base, heads, list(range(args.seeds)), out, joint=not args.sequential,
-                 log=lambda m: print(m, flush=True))
+                 log=lambda m: print(m, flush=True), folds=args.folds)
     print()
     print(Path(out, "leaderboard.md").read_text())
     print(f"leaderboard: {Path(out, 'leaderboard.md')} (and .csv); runs and reports under {out}/")

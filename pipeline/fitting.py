@@ -18,6 +18,7 @@ from features.registry import Registry
 from features.store import FeatureStore
 from heads.baselines import MAX_RBF_ROWS
 from heads.losses import LossContext
+from pipeline.folds import Fold
 
 
 EARLY_STOP = ("loss", "srcc")
@@ -55,6 +56,9 @@ class TrainConfig:
         triplet_margin, direction_margin: m and m̃ of the directional triplet loss (None: 0.2 and 1.0).
         label: the score heads learn: "mos" (`labels/mos`) or the name of a stored attribute (a Flickr
             store's `popularity`, an AADB attribute), with that attribute's scale.
+        folds, fold: 0 trains on the store's split column; K >= 2 trains on fold `fold` of a K-fold
+            cross-validation over every usable photo (`pipeline.folds`: fold `fold` tests, a tenth of the
+            rest validates).
     """
 
     store: str
@@ -82,8 +86,15 @@ class TrainConfig:
     embedding_dim: Optional[int] = None
     triplet_margin: Optional[float] = None
     direction_margin: Optional[float] = None
+    folds: int = 0
+    fold: int = 0
 
     def __post_init__(self):
+        if self.folds:
+            try:
+                Fold(self.folds, self.fold)
+            except ValueError as exc:
+                raise TrainError(f"--folds {self.folds} --fold {self.fold}: {exc}") from None
         if not self.weight_decay >= 0:
             raise TrainError(f"weight_decay must be >= 0; received {self.weight_decay}")
         if self.embedding_dim is not None and self.embedding_dim < 2:

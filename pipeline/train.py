@@ -20,6 +20,7 @@ from heads import HeadMismatchError, get_head
 from heads.losses import LOSSES, get_loss, loss_settings
 from heads.targets import get_target
 from pipeline import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
+from pipeline.folds import Fold
 from pipeline.fitting import (
     TRAINERS,
     FitGroup,
@@ -58,9 +59,11 @@ def extreme_cuts(fs: st.FeatureStore, kind: str, fraction: float) -> dict:
     return {"fraction": fraction, "low": low, "high": high}
 
 
-def split_rows(fs: st.FeatureStore, kind: str, labels: set, extremes: Optional[dict] = None) -> Dict[str, np.ndarray]:
+def split_rows(fs: st.FeatureStore, kind: str, labels: set, extremes: Optional[dict] = None,
+               fold: Optional[Fold] = None) -> Dict[str, np.ndarray]:
     """Rows per split whose `kind` features are done and that carry every label ("mos", "hist") in `labels`
-    (only the top and bottom photos when `extremes`, from `extreme_cuts`, is given)."""
+    (only the top and bottom photos when `extremes`, from `extreme_cuts`, is given); the store's split
+    column decides the split, or `fold` of a cross-validation does."""
     usable = fs.status_of(kind) == st.DONE
     if extremes:
         with np.errstate(invalid="ignore"):
@@ -74,7 +77,7 @@ def split_rows(fs: st.FeatureStore, kind: str, labels: set, extremes: Optional[d
         hist = fs.hist
         usable &= np.isfinite(hist).all(axis=1) & (hist.sum(axis=1) > 0)
     split = fs.split
-    rows = {s: np.flatnonzero(usable & (split == s)) for s in ("train", "val", "test")}
+    rows = fold.rows(usable) if fold else {s: np.flatnonzero(usable & (split == s)) for s in ("train", "val", "test")}
     for s in ("train", "val"):
         if not len(rows[s]):
             raise TrainError(
@@ -217,7 +220,7 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
             labels = {get_target(t).label for t, _ in targets} | {e for t, _ in targets for e in get_target(t).extra}
             extremes = extreme_cuts(fs, kind, fraction) if fraction else None
             threshold = (extremes["low"] + extremes["high"]) / 2 if extremes else threshold_for_scale(fs.scale)
-            rows = split_rows(fs, kind, labels, extremes)
+            rows = split_rows(fs, kind, labels, extremes, Fold(cfg.folds, cfg.fold) if cfg.folds else None)
             matrices, columns = target_matrix(fs, rows, targets, threshold)
             raters = {i: _rater_columns(fs, rows, keys[i], columns, log, cfg.batch_size) for i in members}
             runs = [RunDir.create(run_dirs[i], _config(cfg, specs[i], fs, kind, rows, threshold, recipe, raters[i],
