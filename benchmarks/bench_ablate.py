@@ -81,7 +81,8 @@ def main() -> None:
         # one recipe for every head (the reference's), so that the grid trains as one group: heads whose
         # recipes differ (single1fc's own normalises its input) train in groups of their own
         cfg = TrainConfig(store=str(store), head="single1fc", lr_stages=[1e-4], max_epochs=args.epochs,
-                          patience=args.epochs, cache="none", input_norm="none", l2=0.0, early_stop="loss")
+                          patience=args.epochs, cache="none", input_norm="none", l2=0.0, early_stop="loss",
+                          batch_size=128, weight_decay=0.0)
         out = {"store": f"{args.n} x 8 views x {C} float16 ({args.n * 8 * C * 2 / 1e9:.1f} GB), streamed",
                "epochs": args.epochs}
         out["read_only_epoch_s"] = _read_only_epoch(cfg)

@@ -27,7 +27,7 @@ from features.backbones import DEFAULT_BACKBONE  # noqa: E402
 quiet_tensorflow()
 
 BIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "biq2021-dev"
-HEADS = {"mlsp_narrow": ["single1fc", "single3fc", "multi3fc", "reg_rank", "triplet", "ridge", "svr",
+HEADS = {"mlsp_narrow": ["mlp", "single1fc", "single3fc", "multi3fc", "reg_rank", "triplet", "ridge", "svr",
                          "svm_photo_critic", "rf"],
          "mlsp_wide": ["pool3fc", "reg_rank_wide"], "spp": ["mean_huber"], "gmp": ["mean_huber"]}
 STORE_KINDS = {"": "mlsp_narrow,mlsp_wide", "_apm": "spp,gmp"}  # store name suffix → kinds it holds
@@ -43,7 +43,7 @@ def _parse() -> argparse.Namespace:
                     "instead of the official split: pooled out-of-fold SRCC, SRCC per fold")
     ap.add_argument("--heads", help="comma-separated subset of " + ", ".join(sum(HEADS.values(), [])))
     ap.add_argument("--max-side", type=int, default=None)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, help="training batch of every head (default: each head's recipe)")
     ap.add_argument("--train-args", default="{}", help='TrainConfig overrides as JSON, e.g. {"l2": 0}')
     ap.add_argument("--out", default="runs/bench_quality")
     return ap.parse_args()

@@ -156,6 +156,16 @@ def _per_split(metrics: dict, row) -> list:
     return [row(split, metrics[split]) for split in ("val", "test") if metrics.get(split)]
 
 
+def _recipe_text(config: dict) -> str:
+    """How the run was trained, from its recorded recipe (scikit-learn runs: input normalisation only)."""
+    r = config.get("recipe") or {}
+    if config["head"].get("trainer") == "sklearn":
+        return f"input {r.get('input_norm')}"
+    return (f"batch {r.get('batch_size')}, lr stages {config.get('lr_stages')}, up to {r.get('max_epochs')} epochs "
+            f"per stage, patience {r.get('patience')} on validation {r.get('early_stop')}, input "
+            f"{r.get('input_norm')}, l2 {r.get('l2')}, weight decay {r.get('weight_decay')}")
+
+
 def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
     store = config.get("store", {})
     lines = [f"# {config['head']['name']} on {config['kind']}", "",
@@ -165,9 +175,8 @@ def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
              f"accuracy threshold {metrics['threshold']:g} (low = at or below)",
              f"- head: {config['head']['description']} ({config['head'].get('reference') or 'this project'}); "
              f"loss {config['head']['loss']}; parameters {config.get('params')}",
-             f"- training: seed {config['train']['seed']}, batch {config['train']['batch_size']}, lr stages "
-             f"{config['lr_stages']}, up to {config['train']['max_epochs']} epochs per stage, patience "
-             f"{config['train']['patience']}; {config.get('train_seconds', 0) or 0:.1f} s", ""]
+             f"- training: seed {config['train']['seed']}, {_recipe_text(config)}; "
+             f"{config.get('train_seconds', 0) or 0:.1f} s", ""]
     if "f1" in (metrics.get("test") or metrics.get("val") or {}):
         return "\n".join(lines + _binary_table(config, metrics)) + "\n"
     lines += ["| split | n | SRCC [95% CI] | PLCC [95% CI] | pairs ordered | accuracy | balanced acc. | high | RMSE |",

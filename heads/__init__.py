@@ -8,4 +8,4 @@ from heads.registry import (  # noqa: F401
     list_heads,
     register_head,
 )
-from heads import adaptive, baselines, distribution, mlsp_fc, pool3fc, rank, triplet, validated  # noqa: F401  (registration)
+from heads import adaptive, baselines, distribution, mlp, mlsp_fc, pool3fc, rank, triplet, validated  # noqa: F401  (registration)

@@ -19,7 +19,7 @@ NARROW_STAGES = (1e-3, 1e-4, 1e-5)
 WIDE_STAGES = (1e-4, 1e-5, 1e-6)
 POOLED_KINDS = ("mlsp_narrow", "fc7", "gmp", "spp")
 TRAINERS = ("keras", "sklearn")
-RECIPE_KEYS = ("input_norm", "l2", "early_stop", "max_epochs", "patience")
+RECIPE_KEYS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay")
 
 Block = Tuple[str, int, int]  # (name, first channel, stop channel) inside the concatenated vector
 
@@ -55,7 +55,7 @@ class HeadSpec:
         input_norm: a normalisation the head always uses (a published setting, e.g. "none"); None: the
             run's `--input-norm`.
         recipe: the head's own defaults for the training choices a run can override (`input_norm`,
-            `l2`, `early_stop`, `max_epochs`, `patience`; see `pipeline.fitting.Recipe`), set where
+            `l2`, `early_stop`, `max_epochs`, `patience`, `batch_size`, `weight_decay`; see `pipeline.fitting.Recipe`), set where
             measurements showed them.
         description: one line for `describe-head`, the help and the run config.
         reference: paper the head follows.
@@ -154,7 +154,8 @@ def create_head(name: str, *, input_shape: Sequence[int], n_bins: int = 0, block
         input_shape: per-sample feature shape, e.g. `(16928,)` or `(5, 5, 16928)`.
         n_bins: histogram bins K (distribution heads; ignored by the others).
         blocks: `(name, start, stop)` channel ranges of the MLSP blocks (heads with `needs_blocks`).
-        seed: seed of scikit-learn estimators (Keras heads take the global seed).
+        seed: seed of scikit-learn estimators; a Keras head's initial weights and dropout seeds are drawn
+            from it and each layer's name (`heads.seeding`), whatever was built before or in which order.
         n_attributes: attribute outputs (heads with `needs_attributes`; ignored by the others).
         embedding_dim: d of embedding heads (`has_embedding`; None: the head's default; ignored by the others).
     Returns:
@@ -177,4 +178,9 @@ def create_head(name: str, *, input_shape: Sequence[int], n_bins: int = 0, block
         extra["n_attributes"] = int(n_attributes)
     if spec.has_embedding and embedding_dim is not None:
         extra["embedding_dim"] = int(embedding_dim)
-    return spec.builder(tuple(int(d) for d in input_shape), n_bins=n_bins, blocks=tuple(blocks), seed=seed, **extra)
+    head = spec.builder(tuple(int(d) for d in input_shape), n_bins=n_bins, blocks=tuple(blocks), seed=seed, **extra)
+    if spec.trainer == "keras":
+        from heads.seeding import reseed_by_name
+
+        reseed_by_name(head, seed)
+    return head

@@ -25,7 +25,8 @@ def _value(metrics: dict, split: str, key: str):
 
 
 def run_ablation(base: TrainConfig, heads: Sequence[str], seeds: Sequence[int], out_dir: str | Path,
-                 joint: bool = True, log: Callable[[str], None] = print, folds: int = 0) -> List[dict]:
+                 joint: bool = True, log: Callable[[str], None] = print, folds: int = 0,
+                 ensemble: bool = False) -> List[dict]:
     """Trains every head with every seed on one store and writes leaderboard.csv / leaderboard.md.
 
     Args:
@@ -37,10 +38,14 @@ def run_ablation(base: TrainConfig, heads: Sequence[str], seeds: Sequence[int], 
         log: where progress lines go.
         folds: 0 uses the store's split; K >= 2 runs a K-fold cross-validation (`pipeline.folds`) and ranks
             on the out-of-fold predictions of every photo.
+        ensemble: also average each head's seeds into `<head>[_fold<K>]_ensemble/` (`pipeline.ensemble`), ranked
+            as a head of its own, `<head> ensemble`.
     Returns:
         Leaderboard rows, ranked by validation SRCC.
     """
     out_dir = Path(out_dir)
+    if ensemble:
+        _check_ensemble(heads, seeds)
     out_dir.mkdir(parents=True, exist_ok=True)
     per_head: Dict[str, List[dict]] = {h: [] for h in heads}
     t_all = time.perf_counter()
@@ -56,11 +61,42 @@ def run_ablation(base: TrainConfig, heads: Sequence[str], seeds: Sequence[int], 
             wall = time.perf_counter() - t0
             for h, res in zip(heads, results):
                 per_head[h].append(_run_row(res, seed, fold, wall))
+    if ensemble:
+        per_head.update(_ensembles(per_head, out_dir, folds, log))
     rows = [_leaderboard_row(h, runs, folds) for h, runs in per_head.items()]
     rows.sort(key=lambda r: -np.nan_to_num(r["val_srcc_mean"], nan=-np.inf))
     _add_paired_deltas(rows, {h: _seed_dirs(runs, folds) for h, runs in per_head.items()})
     write_leaderboard(rows, out_dir, time.perf_counter() - t_all, joint, folds)
     return rows
+
+
+def _check_ensemble(heads: Sequence[str], seeds: Sequence[int]) -> None:
+    from heads import get_head
+    from pipeline.fitting import TrainError
+
+    if len(seeds) < 2:
+        raise TrainError(f"an ensemble averages seeds: give 2 or more (received {len(seeds)})")
+    embedding = [h for h in heads if get_head(h).has_embedding]
+    if embedding:
+        raise TrainError(f"{', '.join(embedding)} learn embeddings whose axes differ between seeds; leave "
+                         f"{'it' if len(embedding) == 1 else 'them'} out of an --ensemble grid")
+
+
+def _ensembles(per_head: Dict[str, List[dict]], out_dir: Path, folds: int, log) -> Dict[str, List[dict]]:
+    """Per head, its seeds averaged (per fold with cross-validation) into `<head>[_fold<K>]_ensemble/`."""
+    from pipeline.ensemble import write_ensemble
+
+    found = {}
+    for head, runs in per_head.items():
+        rows = []
+        for fold in sorted({r["fold"] for r in runs}, key=lambda f: -1 if f is None else f):
+            members = [r for r in runs if r["fold"] == fold]
+            part = "" if fold is None else f"_fold{fold}"
+            t0 = time.perf_counter()
+            res = write_ensemble(out_dir / f"{head}{part}_ensemble", [r["run_dir"] for r in members], log)
+            rows.append(_run_row(res, "ensemble", fold, time.perf_counter() - t0 + sum(r["wall"] for r in members)))
+        found[f"{head} ensemble"] = rows
+    return found
 
 
 def _run_row(res, seed: int, fold, wall: float) -> dict:

@@ -75,7 +75,8 @@ def _add_training_options(p) -> None:
     from heads.inputs import INPUT_NORMS
     from pipeline.fitting import EARLY_STOP, RANK_PAIRS, REFERENCE_RECIPE, TrainConfig
 
-    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--batch-size", type=_positive_int,
+                   help=f"training batch (default: the head's recipe, else {REFERENCE_RECIPE.batch_size})")
     p.add_argument("--label", default=TrainConfig.label,
                    help="the score to learn: mos, or a stored attribute (`iaa store-info` lists them; a flickr "
                         "store has aesthetic_s and popularity)")
@@ -94,8 +95,8 @@ def _add_training_options(p) -> None:
     p.add_argument("--input-norm",
                    help="heads' input: " + "; ".join(f"{n.name}: {n.description}" for n in INPUT_NORMS)
                    + f" (default: the head's recipe, else {REFERENCE_RECIPE.input_norm})")
-    p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay,
-                   help="decoupled weight decay of Keras heads' Adam")
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay of Keras heads' Adam (default: "
+                   f"the head's recipe, else {REFERENCE_RECIPE.weight_decay:g})")
     p.add_argument("--l2", type=float,
                    help="L2 penalty on Keras heads' kernels in standard units; for single1fc, ridge with "
                         f"alpha = l2 x training images (default: the head's recipe, else {REFERENCE_RECIPE.l2:g})")
@@ -125,6 +126,8 @@ def _add_train_and_ablate(sub) -> None:
     tr.add_argument("--run-dir", help="output directory (default runs/<store>_<head>_seed<N>)")
     tr.add_argument("--kind", help="feature kind to train on (default: the head's first kind in the store)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seeds", type=_positive_int, default=1, help="train seeds --seed .. --seed+N-1 and average "
+                    "them into one run (a seed ensemble; members under <run-dir>/members/)")
     tr.add_argument("--folds", type=int, default=0, help="train on one fold of a K-fold cross-validation over "
                     "every photo instead of the store's split (K >= 2; with --fold)")
     tr.add_argument("--fold", type=int, default=0, help="which fold tests (0 .. K-1)")
@@ -135,6 +138,8 @@ def _add_train_and_ablate(sub) -> None:
     ab.add_argument("--seeds", type=_positive_int, default=1, help="number of seeds (0, 1, ...)")
     ab.add_argument("--out", help="output directory (default runs/ablate_<store>)")
     ab.add_argument("--sequential", action="store_true", help="train Keras heads one after another")
+    ab.add_argument("--ensemble", action="store_true", help="also average each head's seeds into one run "
+                    "(<head>[_fold<K>]_ensemble/, a leaderboard row of its own; needs --seeds 2 or more)")
     ab.add_argument("--folds", type=int, default=0, help="K-fold cross-validation over every photo (K >= 2): "
                     "rank on the pooled out-of-fold predictions instead of the store's test split")
     ab.add_argument("--kind", help="one feature kind for every head (e.g. a concatenation a+b; default: each "
@@ -281,11 +286,16 @@ def _train_config(args, **fields):
 
 
 def cmd_train(args) -> int:
+    from pipeline.ensemble import train_seeds
     from pipeline.train import run_train
 
     cfg = _train_config(args, head=args.head, run_dir=args.run_dir, kind=args.kind, seed=args.seed,
                         folds=args.folds, fold=args.fold)
-    result = run_train(cfg, log=lambda m: print(m, flush=True))
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if args.seeds > 1:
+        result = train_seeds(cfg, list(range(args.seed, args.seed + args.seeds)), log)
+    else:
+        result = run_train(cfg, log=log)
     test = result.metrics.get("test")
     print(f"\nrun directory: {result.run_dir} ({result.seconds:.1f} s of training; report.md and figures there)")
     if test:
@@ -314,8 +324,10 @@ def cmd_ablate(args) -> int:
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
     base = _train_config(args, head=heads[0], kind=args.kind, folds=args.folds)
     out = args.out or f"runs/ablate_{Path(args.store).stem}"
+    if args.ensemble and args.seeds < 2:
+        raise UsageError(f"--ensemble averages seeds: give --seeds 2 or more (received --seeds {args.seeds})")
     run_ablation(base, heads, list(range(args.seeds)), out, joint=not args.sequential,
-                 log=lambda m: print(m, flush=True), folds=args.folds)
+                 log=lambda m: print(m, flush=True), folds=args.folds, ensemble=args.ensemble)
     print()
     print(Path(out, "leaderboard.md").read_text())
     print(f"leaderboard: {Path(out, 'leaderboard.md')} (and .csv); runs and reports under {out}/")

@@ -113,7 +113,7 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments, reade
                        tf.summary.create_file_writer(str(run.tensorboard_dir)),
                        loss_context=loss_context(cfg, group.store, raters))
     state.best_weights = model.get_weights()
-    state.compile(state.lr, cfg.weight_decay)
+    state.compile(state.lr, group.recipe.weight_decay)
     return state
 
 
@@ -219,7 +219,7 @@ def _end_epoch(h: _HeadState, epoch: int, loss: float, val: tuple, dt: float, n_
     if h.stage == len(h.stages):
         h.active = False
     else:
-        h.compile(h.lr, cfg.weight_decay)
+        h.compile(h.lr, recipe.weight_decay)
         h.epochs_in_stage = h.since_best = 0
     return note, True
 
@@ -260,9 +260,9 @@ def fit_keras_heads(group: FitGroup) -> List[FitResult]:
     moments = _input_moments(group, train_reader)
     heads = [_new_head(group, j, shape, mixed, moments, train_reader) for j in range(len(group.specs))]
     val_ds = make_dataset(val_reader, np.arange(n_val), fixed_views(n_val, n_views, cfg.seed), group.targets["val"],
-                          cfg.batch_size, cfg.parallel_reads)
+                          group.recipe.batch_size, cfg.parallel_reads)
     log(f"training {', '.join(h.spec.name for h in heads)} on {kind} {shape}: {n_train} train / {n_val} val "
-        f"images x {n_views} views, reader {train_reader.mode}, batch {cfg.batch_size}, "
+        f"images x {n_views} views, reader {train_reader.mode}, batch {group.recipe.batch_size}, "
         + "; ".join(f"{h.spec.name} {h.model.count_params():,} parameters, lr {h.stages}" for h in heads))
     epoch, step, t_start = 0, None, time.perf_counter()
     while any(h.active for h in heads):
@@ -273,7 +273,7 @@ def fit_keras_heads(group: FitGroup) -> List[FitResult]:
         for h in active:
             h.model.reset_metrics()  # the loss tracker then holds this epoch's sample-weighted mean
         t0 = time.perf_counter()
-        for x, y in make_dataset(train_reader, order, views, group.targets["train"][order], cfg.batch_size,
+        for x, y in make_dataset(train_reader, order, views, group.targets["train"][order], group.recipe.batch_size,
                                  cfg.parallel_reads):
             step(x, y)
         dt = time.perf_counter() - t0
@@ -296,11 +296,11 @@ def fit_keras_heads(group: FitGroup) -> List[FitResult]:
 def _finish(group: FitGroup, heads: List[_HeadState], val_reader, reader_mode: str, seconds: float):
     cfg = group.cfg
     models = [h.model for h in heads]
-    val_pred = predict_views(models, val_reader, cfg.batch_size, cfg.parallel_reads)
+    val_pred = predict_views(models, val_reader, group.recipe.batch_size, cfg.parallel_reads)
     test_pred = [None] * len(models)
     if len(group.rows["test"]):
         test_reader = FeatureReader(group.store, group.kind, group.rows["test"], cfg.cache)
-        test_pred = predict_views(models, test_reader, cfg.batch_size, cfg.parallel_reads)
+        test_pred = predict_views(models, test_reader, group.recipe.batch_size, cfg.parallel_reads)
     results = []
     for j, h in enumerate(heads):
         h.run.save_keras(h.model)
@@ -312,4 +312,16 @@ def _finish(group: FitGroup, heads: List[_HeadState], val_reader, reader_mode: s
     return results
 
 
-register_trainer(TrainerSpec("keras", fit_keras_heads, RunDir.load_keras, predict_keras, shares_batches=True))
+def average_keras(models: list):
+    """One functional model: every member on the same input, their outputs averaged (members nested under
+    `seed_member<i>`, so gradients, export and the server see one ordinary Keras model)."""
+    import keras
+
+    inp = keras.Input(tuple(models[0].input_shape[1:]), name="features")
+    outs = [keras.Model(m.input, m.output, name=f"seed_member{i}")(inp) for i, m in enumerate(models)]
+    mean = keras.layers.Average(name="seed_mean", dtype="float32")(outs) if len(outs) > 1 else outs[0]
+    return keras.Model(inp, mean, name=models[0].name)
+
+
+register_trainer(TrainerSpec("keras", fit_keras_heads, RunDir.load_keras, predict_keras, average_keras,
+                             shares_batches=True))

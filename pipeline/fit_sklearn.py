@@ -108,4 +108,15 @@ def fit_sklearn_heads(group: FitGroup) -> List[FitResult]:
     return results
 
 
-register_trainer(TrainerSpec("sklearn", fit_sklearn_heads, RunDir.load_sklearn, predict_sklearn, shares_batches=False))
+class SeedMean:
+    """Fitted estimators whose `predict` is the mean of theirs (a seed ensemble; built when loaded, never saved)."""
+
+    def __init__(self, members: list):
+        self.members = list(members)
+
+    def predict(self, x):
+        return np.mean([np.asarray(m.predict(x), np.float64) for m in self.members], axis=0)
+
+
+register_trainer(TrainerSpec("sklearn", fit_sklearn_heads, RunDir.load_sklearn, predict_sklearn, SeedMean,
+                             shares_batches=False))

@@ -39,13 +39,12 @@ class TrainConfig:
         run_dir: output directory (default `runs/<store>_<head>_seed<N>`).
         kind: feature kind to train on (default: the head's first kind in the store).
         seed: seeds weights, view draws, shuffling and dropout; runs reproduce on CPU.
-        batch_size, lr_stages: the reference protocol (design.md section 8).
+        lr_stages: learning-rate stages (None: the head's, `HeadSpec.lr_stages`).
         cache: "auto", "ram" or "none" (see `features.loader.FeatureReader`).
         parallel_reads: concurrent batch reads of the loader.
         max_train_rows: scikit-learn heads use every view of every training image up to this many rows.
-        weight_decay: decoupled weight decay of Keras heads' Adam (0: the reference's plain Adam).
-        input_norm, l2, early_stop, max_epochs, patience: the `Recipe` choices; None leaves each to the
-            head's own default (`HeadSpec.recipe`), else the reference's.
+        input_norm, l2, early_stop, max_epochs, patience, batch_size, weight_decay: the `Recipe` choices;
+            None leaves each to the head's own default (`HeadSpec.recipe`), else the reference's.
         rank_margin, rank_weight: α and ω_r of rank-loss heads (None: Kong et al.'s for the dataset).
         rank_min_gap: rank-loss pairs closer than this (scores rescaled to [0, 1]) are left out.
         attribute_weight: ω_a of attribute heads (None: Kong et al.'s 0.1).
@@ -66,14 +65,14 @@ class TrainConfig:
     run_dir: Optional[str] = None
     kind: Optional[str] = None
     seed: int = 0
-    batch_size: int = 128
+    batch_size: Optional[int] = None
     lr_stages: Optional[List[float]] = None
     max_epochs: Optional[int] = None
     patience: Optional[int] = None
     cache: str = "auto"
     parallel_reads: int = 4
     max_train_rows: int = MAX_RBF_ROWS
-    weight_decay: float = 0.0
+    weight_decay: Optional[float] = None
     input_norm: Optional[str] = None
     l2: Optional[float] = None
     early_stop: Optional[str] = None
@@ -95,8 +94,6 @@ class TrainConfig:
                 Fold(self.folds, self.fold)
             except ValueError as exc:
                 raise TrainError(f"--folds {self.folds} --fold {self.fold}: {exc}") from None
-        if not self.weight_decay >= 0:
-            raise TrainError(f"weight_decay must be >= 0; received {self.weight_decay}")
         if self.embedding_dim is not None and self.embedding_dim < 2:
             raise TrainError(f"embedding_dim must be at least 2; received {self.embedding_dim}")
         for name in ("rank_margin", "rank_weight", "attribute_weight", "triplet_margin", "direction_margin"):
@@ -127,6 +124,8 @@ class Recipe:
             "srcc" (validation SRCC, the metric heads are judged by).
         max_epochs: most epochs per learning-rate stage (reference 20).
         patience: epochs without improvement before a stage ends (reference 5).
+        batch_size: training batch (reference 128).
+        weight_decay: decoupled weight decay of the Keras head's Adam (reference 0: plain Adam).
     """
 
     input_norm: str = "none"
@@ -134,6 +133,8 @@ class Recipe:
     early_stop: str = "loss"
     max_epochs: int = 20
     patience: int = 5
+    batch_size: int = 128
+    weight_decay: float = 0.0
 
     def __post_init__(self):
         from heads.inputs import get_input_norm
@@ -143,13 +144,15 @@ class Recipe:
             raise TrainError(f"early stopping is on one of {', '.join(EARLY_STOP)}; received {self.early_stop!r}")
         if not self.l2 >= 0:
             raise TrainError(f"l2 must be >= 0; received {self.l2}")
-        for name in ("max_epochs", "patience"):
+        if not self.weight_decay >= 0:
+            raise TrainError(f"weight_decay must be >= 0; received {self.weight_decay}")
+        for name in ("max_epochs", "patience", "batch_size"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise TrainError(f"{name} must be a whole number >= 1; received {getattr(self, name)!r}")
 
 
 REFERENCE_RECIPE = Recipe()
-RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience")
+RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay")
 
 
 def loss_context(cfg: TrainConfig, store: FeatureStore, rater_columns: int = 0) -> LossContext:
@@ -244,6 +247,8 @@ class TrainerSpec:
         load: `load(run: RunDir)` → the trained model saved in a run directory.
         predict: `predict(model, x)` → (m, out) float32 outputs for (m, *kind shape) float32 features;
             training's predictions and scoring new photos both go through it.
+        average: `average(models)` → one model whose `predict` is the mean of the models' outputs (a seed
+            ensemble, `pipeline.ensemble`).
         shares_batches: heads of one feature kind can be fitted in one group (one read per batch).
     """
 
@@ -251,10 +256,26 @@ class TrainerSpec:
     fit: Callable = field(repr=False, compare=False)
     load: Callable = field(repr=False, compare=False)
     predict: Callable = field(repr=False, compare=False)
+    average: Callable = field(repr=False, compare=False)
     shares_batches: bool = False
 
 
 TRAINERS: Registry[TrainerSpec] = Registry("trainer")
+PREDICT_CHUNK = 512  # photos per read when predicting a store's rows
+
+
+def predict_store_rows(trainer: TrainerSpec, model, fs: FeatureStore, kind: str, rows: np.ndarray) -> np.ndarray:
+    """(n, V, out) outputs of a trained model for every stored view of the store's `rows`, read in chunks."""
+    from features.loader import FeatureReader
+
+    reader = FeatureReader(fs, kind, rows, cache="none")
+    n, n_views = len(rows), reader.n_views
+    out = []
+    for start in range(0, n, PREDICT_CHUNK):
+        pos = np.repeat(np.arange(start, min(start + PREDICT_CHUNK, n)), n_views)
+        x = reader.read(pos, np.tile(np.arange(n_views), len(pos) // n_views)).astype(np.float32)
+        out.append(trainer.predict(model, x).reshape(len(pos) // n_views, n_views, -1))
+    return np.concatenate(out) if out else np.zeros((0, n_views, 1), np.float32)
 
 
 def register_trainer(spec: TrainerSpec) -> TrainerSpec:

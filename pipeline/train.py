@@ -162,7 +162,7 @@ def _groups(specs, kinds, recipes, joint: bool) -> Dict[tuple, List[int]]:
     return groups
 
 
-def _record(run: RunDir, spec, fs: st.FeatureStore, rows: dict, out: FitResult, log) -> TrainResult:
+def record_run(run: RunDir, spec, fs: st.FeatureStore, rows: dict, out: FitResult, log) -> TrainResult:
     from evaluation.report import evaluate_run
 
     fields = {"params": out.params, "reader_mode": out.reader_mode, "train_seconds": out.seconds,
@@ -222,7 +222,7 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
             threshold = (extremes["low"] + extremes["high"]) / 2 if extremes else threshold_for_scale(fs.scale)
             rows = split_rows(fs, kind, labels, extremes, Fold(cfg.folds, cfg.fold) if cfg.folds else None)
             matrices, columns = target_matrix(fs, rows, targets, threshold)
-            raters = {i: _rater_columns(fs, rows, keys[i], columns, log, cfg.batch_size) for i in members}
+            raters = {i: _rater_columns(fs, rows, keys[i], columns, log, recipe.batch_size) for i in members}
             runs = [RunDir.create(run_dirs[i], _config(cfg, specs[i], fs, kind, rows, threshold, recipe, raters[i],
                                                        extremes)) for i in members]
             group = FitGroup(cfg, [specs[i] for i in members], fs, kind, rows, matrices,
@@ -230,7 +230,7 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
                              [raters[i] for i in members])
             outs = TRAINERS.get(trainer).fit(group)
             for i, run, out in zip(members, runs, outs):
-                results[i] = _record(run, specs[i], fs, rows, out, log)
+                results[i] = record_run(run, specs[i], fs, rows, out, log)
     return results
 
 

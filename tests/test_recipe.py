@@ -99,6 +99,6 @@ def test_heads_with_different_recipes_train_in_one_call(tmp_path):
     finally:
         HEADS._items.pop("recipe_l2_probe")
     recipes = [RunDir.open(r.run_dir).config["recipe"] for r in out]
-    run_settings = {"max_epochs": 2, "patience": REFERENCE_RECIPE.patience}  # the run's max_epochs applies to both
+    run_settings = {"max_epochs": 2, "batch_size": 32}  # the run's choices apply to both
     assert recipes == [{**vars(REFERENCE_RECIPE), **run_settings},
-                       {"input_norm": "standard", "l2": 0.3, "early_stop": "loss", **run_settings}]
+                       {**vars(REFERENCE_RECIPE), "input_norm": "standard", "l2": 0.3, **run_settings}]

@@ -55,7 +55,7 @@ def test_heads_learn_scores_on_a_unit_scale(tmp_path):
     import keras
 
     store = linear_store(tmp_path / "s.zarr", n=400, views=2, dim=8, wide=True, unit_scale=True)
-    res = run_train(_cfg(store, "pool3fc", tmp_path / "r", max_epochs=8, lr_stages=[1e-4]), **QUIET)
+    res = run_train(_cfg(store, "pool3fc", tmp_path / "r", max_epochs=8, lr_stages=[3e-4]), **QUIET)
     assert res.metrics["test"]["srcc"] > 0.6, res.metrics["test"]
     assert res.metrics["threshold"] == 0.5
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())

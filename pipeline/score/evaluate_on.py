@@ -23,12 +23,12 @@ from evaluation.rundir import RunDir, summarise_views
 from features import store as st
 from features.errors import UsageError
 from features.groups import CONCAT, base_kind, is_plain
-from features.loader import FeatureReader
 from features.weights import identity_differences
 from heads import get_head
 from pipeline import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
-from pipeline.fitting import TRAINERS
-from pipeline.score.predictor import PREDICT_ROWS, PredictorError, extraction_record
+from pipeline.ensemble import load_run_model
+from pipeline.fitting import TRAINERS, predict_store_rows
+from pipeline.score.predictor import PredictorError, extraction_record
 from pipeline.score.sources import part_records
 
 SPLITS = ("test", "val", "train", "all")
@@ -100,16 +100,8 @@ def _rows(fs: st.FeatureStore, split: str, kind: str) -> np.ndarray:
 
 def _predict(run: RunDir, fs: st.FeatureStore, kind: str, rows: np.ndarray) -> np.ndarray:
     spec = get_head(run.config["head"]["name"])
-    trainer = TRAINERS.get(spec.trainer)
-    model = trainer.load(run)
-    reader = FeatureReader(fs, kind, rows, cache="none")
-    n, n_views = len(rows), reader.n_views
-    out = []
-    for start in range(0, n, PREDICT_ROWS):
-        pos = np.repeat(np.arange(start, min(start + PREDICT_ROWS, n)), n_views)
-        x = reader.read(pos, np.tile(np.arange(n_views), len(pos) // n_views)).astype(np.float32)
-        out.append(trainer.predict(model, x).reshape(len(pos) // n_views, n_views, -1))
-    return summarise_views(np.concatenate(out), spec.target == "dist")[0]
+    views = predict_store_rows(TRAINERS.get(spec.trainer), load_run_model(run), fs, kind, rows)
+    return summarise_views(views, spec.target == "dist")[0]
 
 
 def evaluate_on(run_dir: str | Path, store: str | Path, *, split: str = "test", out: Optional[str | Path] = None,

@@ -23,6 +23,7 @@ from features.groups import base_kind, parts
 from features.pooling import stale_pooling_lines
 from heads import get_head
 from pipeline import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
+from pipeline.ensemble import load_run_model
 from pipeline.fitting import TRAINERS
 from pipeline.score.sources import Part, PredictorError, build_jobs, compute_parts, kind_shape, part_records
 
@@ -111,7 +112,7 @@ class Predictor:
         self.head = get_head(cfg["head"]["name"])
         self.kind = cfg["kind"]
         self.trainer = TRAINERS.get(self.head.trainer)
-        self.model = self.trainer.load(run)
+        self.model = load_run_model(run)
         self.dist = self.head.target == "dist"
         self.notes = []
         for name, record in part_records(self.kind, extraction):
