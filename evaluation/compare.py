@@ -58,12 +58,14 @@ def _seed_predictions(dirs) -> Optional[dict]:
     parts = [RunDir.open(d).read_predictions("test") for d in dirs]
     if any(p is None for p in parts):
         return None
+    groups = None if any(p["group"] is None for p in parts) else [g for p in parts for g in p["group"]]
     return {"id": [i for p in parts for i in p["id"]], "true": np.concatenate([p["true"] for p in parts]),
-            "pred": np.concatenate([p["pred"] for p in parts])}
+            "pred": np.concatenate([p["pred"] for p in parts]), "group": groups}
 
 
 def test_predictions(seeds: Sequence) -> Optional[Dict[str, object]]:
-    """{"id": [...], "true": (n,), "pred": (n, seeds)} of one head's runs on the test photos every seed has.
+    """{"id": [...], "true": (n,), "pred": (n, seeds), "group": [...] or None} of one head's runs on the test
+    photos every seed has.
 
     Args:
         seeds: per seed, its run directory, or the run directories of its cross-validation folds (their test
@@ -77,7 +79,9 @@ def test_predictions(seeds: Sequence) -> Optional[Dict[str, object]]:
     common = sorted(set.intersection(*(set(r["id"]) for r in runs)))
     index = [{i: k for k, i in enumerate(r["id"])} for r in runs]
     pred = np.stack([r["pred"][[ix[i] for i in common]] for r, ix in zip(runs, index)], axis=1)
-    return {"id": common, "true": runs[0]["true"][[index[0][i] for i in common]], "pred": pred}
+    groups = runs[0]["group"]
+    return {"id": common, "true": runs[0]["true"][[index[0][i] for i in common]], "pred": pred,
+            "group": None if groups is None else [groups[index[0][i]] for i in common]}
 
 
 def out_of_fold_summary(seeds: Sequence[Sequence[str]]) -> Dict[str, float]:
@@ -90,9 +94,22 @@ def out_of_fold_summary(seeds: Sequence[Sequence[str]]) -> Dict[str, float]:
     plccs = [plcc(pooled["true"], pooled["pred"][:, s]) for s in range(pooled["pred"].shape[1])]
     per_fold = [np.mean([RunDir.open(dirs[f]).read_metrics()["test"]["srcc"] for dirs in seeds])
                 for f in range(len(seeds[0]))]
+    within = within_group_columns(pooled)
     return {"srcc_mean": float(np.mean(srccs)), "srcc_std": float(np.std(srccs)), "plcc_mean": float(np.mean(plccs)),
+            "within_mean": float(np.mean(within)) if within else float("nan"),
+            "within_std": float(np.std(within)) if within else float("nan"),
             "plcc_std": float(np.std(plccs)), "fold_srcc_mean": float(np.mean(per_fold)),
             "fold_srcc_std": float(np.std(per_fold)), "n": int(pooled["true"].size)}
+
+
+def within_group_columns(pooled: dict) -> List[float]:
+    """Per seed, the mean within-group SRCC of `test_predictions`' output (empty without groups)."""
+    from evaluation.metrics import within_group_srcc
+
+    if pooled["group"] is None:
+        return []
+    return [within_group_srcc(pooled["true"], pooled["pred"][:, s], pooled["group"])["mean"]
+            for s in range(pooled["pred"].shape[1])]
 
 
 def compare_heads(runs_a: Sequence, runs_b: Sequence, n_boot: int = 1000) -> Optional[Dict[str, float]]:

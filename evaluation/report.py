@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation import plots
-from evaluation.metrics import binary_metrics, distribution_metrics, score_metrics
+from evaluation.metrics import binary_metrics, distribution_metrics, score_metrics, within_group_srcc
 from evaluation.rundir import RunDir
 
 
@@ -64,6 +64,8 @@ def evaluate_run(run_dir: str | Path, log=print) -> dict:
     test = run.read_predictions("test")
     if test is not None:
         metrics["test"] = _split_metrics(test, threshold, binary, scale_free)
+        if test["group"] is not None and not binary:
+            metrics["test"]["within_group_srcc"] = within_group_srcc(test["true"], test["pred"], test["group"])
         _attribute_metrics(run, "test", metrics["test"])
         if not binary:
             metrics.update(_per_view_metrics(run, test, threshold, scale_free))

@@ -158,7 +158,8 @@ class RunDir:
 
     # predictions -----------------------------------------------------------------------------
     def write_predictions(self, split: str, ids: Sequence[str], paths: Sequence[str], truth: np.ndarray,
-                          views: np.ndarray, true_hist: Optional[np.ndarray] = None) -> None:
+                          views: np.ndarray, true_hist: Optional[np.ndarray] = None,
+                          groups: Optional[Sequence[str]] = None) -> None:
         """Writes a split's mean-over-views predictions (and, for test, every view's).
 
         Args:
@@ -166,11 +167,12 @@ class RunDir:
             ids, paths, truth: per image.
             views: (n, V, out) predictions per view; out = K for distribution heads, else 1.
             true_hist: (n, K) true histograms of distribution heads (None for score heads).
+            groups: per image its group, when the store names groups (a `group` column).
         """
         dist = true_hist is not None
         k = views.shape[-1]
         mos, _, pred_dist = summarise_views(views, dist)
-        header = ["id", "path", "true", "pred"]
+        header = ["id", "path", "true", "pred"] + (["group"] if groups is not None else [])
         header += [f"p{i + 1}" for i in range(k)] + [f"t{i + 1}" for i in range(k)] if dist else []
         with open(self.path / PREDICTION_FILES[split], "w", newline="") as f:
             w = csv.writer(f)
@@ -180,7 +182,8 @@ class RunDir:
                 if dist:
                     extra = [f"{x:.6g}" for x in pred_dist[i]]
                     extra += [f"{x:.6g}" for x in true_hist[i] / max(true_hist[i].sum(), 1e-12)]
-                w.writerow([ids[i], paths[i], f"{truth[i]:.6g}", f"{mos[i]:.6g}"] + extra)
+                group = [groups[i]] if groups is not None else []
+                w.writerow([ids[i], paths[i], f"{truth[i]:.6g}", f"{mos[i]:.6g}"] + group + extra)
         if split == "test":
             self._write_per_view(ids, views, dist)
 
@@ -222,7 +225,8 @@ class RunDir:
                     np.array([float(r[f"pred_{a}"]) for r in rows])) for a in names}
 
     def read_predictions(self, split: str) -> Optional[dict]:
-        """A split's predictions: {"id", "path", "true", "pred", "dist" (or None), "true_dist" (or None)}."""
+        """A split's predictions: {"id", "path", "true", "pred", "group", "dist", "true_dist"} (the last three
+        None when the run has no groups or is not a distribution head)."""
         rows = _csv_rows(self.path / PREDICTION_FILES[split])
         if not rows:
             return None
@@ -232,6 +236,7 @@ class RunDir:
         return {"id": [r["id"] for r in rows], "path": [r.get("path", "") for r in rows],
                 "true": np.array([float(r["true"]) for r in rows]),
                 "pred": np.array([float(r["pred"]) for r in rows]),
+                "group": [r["group"] for r in rows] if "group" in cols else None,
                 "dist": np.array([[float(r[c]) for c in pcols] for r in rows]) if pcols else None,
                 "true_dist": np.array([[float(r[c]) for c in tcols] for r in rows]) if tcols else None}
 

@@ -8,6 +8,7 @@ Layout (design.md section 6)::
     labels/mos (N,)  labels/hist (N, K) when the dataset has vote histograms
     labels/attributes (N, A) attribute scores, names in attrs dataset.labels (schema 2, when the dataset has them)
     labels/rating_image, rating_rater, rating_score (R,): individual ratings with rater ids (schema 2)
+    labels/group (N,) string: the group of each image, when the dataset names groups (a folder's `group` column)
     status (N,)      0 pending, 1 done, 2 failed;  reason (N,) why an image failed
     features/<kind>  (N, V, ...) float16, one chunk per view of one image
 
@@ -218,6 +219,12 @@ class FeatureStore:
                 "score": self._numbers("labels/rating_score")}
 
     @property
+    def photo_groups(self) -> Optional[np.ndarray]:
+        """(N,) group of each photo (`labels/group`: a source, photographer or shoot; strings), or None when
+        the dataset names none (not to be confused with `groups`, the backbones' feature groups)."""
+        return self._strings("labels/group") if "group" in self._root["labels"] else None
+
+    @property
     def status(self) -> np.ndarray:
         return self._numbers("status")
 
@@ -410,7 +417,7 @@ class FeatureStore:
                             "chunks": list(chunks) if chunks else None}
 
         names = ["ids", "split", "path", "width", "height", "status", "reason", "labels/mos"]
-        names += [f"labels/{k}" for k in ("hist", "attributes", "rating_image", "rating_rater", "rating_score")
+        names += [f"labels/{k}" for k in ("hist", "attributes", "rating_image", "rating_rater", "rating_score", "group")
                   if k in self._root["labels"]]
         names += [f"features/{k}" for k in self.kinds] + [f"{KIND_STATUS}/{k}" for k in self.grown_kinds]
         names += [f"{KIND_STATUS}/{k}" for k in self.kinds if "/" in k]

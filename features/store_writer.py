@@ -53,6 +53,8 @@ class StoreLayout:
         return [(s, min(s + self.task_size, self.n)) for s in range(0, self.n, self.task_size)]
 
 
+PER_IMAGE_LABELS = ("attributes", "group")  # extra labels with one row per image (the others are long format)
+
 def manifest_fingerprint(ids: Sequence[str], split: Sequence[str], mos: np.ndarray,
                          hist: Optional[np.ndarray], extra: Optional[Dict[str, np.ndarray]] = None) -> str:
     """sha256 of what a store's labels are made of (extra label arrays only when present, so stores
@@ -171,7 +173,7 @@ def append_rows(zarr_path: loc.Location, n_before: int, ids, split, paths, mos, 
     long_format = {}
     for name, values in (extra_labels or {}).items():
         values = np.asarray(values)
-        (per_image if name == "attributes" else long_format)[f"labels/{name}"] = values
+        (per_image if name in PER_IMAGE_LABELS else long_format)[f"labels/{name}"] = values
     for name, values in per_image.items():
         arr = root[name]
         arr.resize((n,) + tuple(arr.shape[1:]))

@@ -16,7 +16,8 @@ import numpy as np
 
 from pipeline.train import TrainConfig, run_heads
 
-COLUMNS = ("val_srcc", "test_srcc", "test_plcc", "test_accuracy", "test_balanced_accuracy", "test_rmse")
+COLUMNS = ("val_srcc", "test_srcc", "within_srcc", "test_plcc", "test_accuracy", "test_balanced_accuracy",
+           "test_rmse")
 
 
 def _value(metrics: dict, split: str, key: str):
@@ -103,6 +104,7 @@ def _run_row(res, seed: int, fold, wall: float) -> dict:
     m = res.metrics
     return {"seed": seed, "fold": fold, "run_dir": res.run_dir, "seconds": res.seconds, "wall": wall,
             "val_srcc": _value(m, "val", "srcc"), "test_srcc": _value(m, "test", "srcc"),
+            "within_srcc": float(((m.get("test") or {}).get("within_group_srcc") or {}).get("mean", np.nan)),
             "test_plcc": _value(m, "test", "plcc"), "test_accuracy": _value(m, "test", "accuracy"),
             "test_balanced_accuracy": _value(m, "test", "balanced_accuracy"),
             "test_rmse": _value(m, "test", "rmse"), "kind": m.get("kind")}
@@ -132,7 +134,8 @@ def _leaderboard_row(head: str, runs: List[dict], folds: int) -> dict:
         oof = out_of_fold_summary(_seed_dirs(runs, folds))
         row.update({"test_srcc_mean": oof["srcc_mean"], "test_srcc_std": oof["srcc_std"],
                     "test_plcc_mean": oof["plcc_mean"], "test_plcc_std": oof["plcc_std"],
-                    "fold_srcc_mean": oof["fold_srcc_mean"], "fold_srcc_std": oof["fold_srcc_std"]})
+                    "fold_srcc_mean": oof["fold_srcc_mean"], "fold_srcc_std": oof["fold_srcc_std"],
+                    "within_srcc_mean": oof["within_mean"], "within_srcc_std": oof["within_std"]})
     return row
 
 
@@ -160,12 +163,15 @@ def write_leaderboard(rows: List[dict], out_dir: Path, seconds: float, joint: bo
     paired = [c for c in titles if any(r[f"test_srcc_{c}"] for r in rows)]
     test = "out-of-fold test SRCC" if folds else "test SRCC"
     per_fold = ["fold_srcc"] if folds else []
+    within = ["within_srcc"] if any(np.isfinite(r["within_srcc_mean"]) for r in rows) else []
     lines = [f"| rank | head | kind | val SRCC | {test} | " + "".join(f"{titles[c]} | " for c in paired)
+             + ("within-group SRCC | " if within else "")
              + ("SRCC per fold | " if folds else "") + "test PLCC | test acc. | test bal. acc. | s / run |",
-             "|---|---|---|---|---|" + "---|" * (len(paired) + len(per_fold)) + "---|---|---|---|"]
+             "|---|---|---|---|---|" + "---|" * (len(paired) + len(per_fold) + len(within)) + "---|---|---|---|"]
     for i, r in enumerate(rows, start=1):
         lines.append(f"| {i} | {r['head']} | {r['kind']} | {pm(r, 'val_srcc')} | {pm(r, 'test_srcc')} | "
                      + "".join(f"{r[f'test_srcc_{c}']} | " for c in paired)
+                     + "".join(f"{pm(r, c)} | " for c in within)
                      + "".join(f"{pm(r, c)} | " for c in per_fold)
                      + f"{pm(r, 'test_plcc')} | {pm(r, 'test_accuracy')} | {pm(r, 'test_balanced_accuracy')} | "
                      f"{r['seconds_per_run']:.1f} |")
@@ -174,9 +180,11 @@ def write_leaderboard(rows: List[dict], out_dir: Path, seconds: float, joint: bo
     delta = ("Δ: the head's test SRCC (mean over seeds) minus the reference's on the same test photos, with a paired "
              "bootstrap 95 % interval (1,000 resamples of the photos); a difference is real only when the interval "
              "excludes 0. " if paired else "")
+    groups = ("Within-group SRCC: the test SRCC inside each group of the store's `group` column, averaged over "
+              "groups (pooled SRCC also rewards telling the groups' mean scores apart). " if within else "")
     cv = (f"{folds}-fold cross-validation: every photo tested once; test SRCC and PLCC are those of the pooled "
           f"out-of-fold predictions (mean ± std over seeds), SRCC per fold beside them (mean ± std over folds), "
           f"the other test columns averaged over folds. " if folds else "")
-    lines += ["", f"Ranked by validation SRCC (mean ± std over seeds; test metrics alongside). {cv}{delta}{together} "
+    lines += ["", f"Ranked by validation SRCC (mean ± std over seeds; test metrics alongside). {cv}{delta}{groups}{together} "
                   f"Total {seconds:.0f} s."]
     (out_dir / "leaderboard.md").write_text("\n".join(lines) + "\n")

@@ -179,7 +179,8 @@ def record_run(run: RunDir, spec, fs: st.FeatureStore, rows: dict, out: FitResul
             if attributes:  # column 0 is the score, the others the attributes
                 run.write_attributes(split, fs.ids[r], fs.attribute_names, fs.attributes[r], views[..., 1:])
                 views = views[..., :1]
-            run.write_predictions(split, fs.ids[r], fs.paths[r], fs.mos[r], views, true_hist)
+            groups = None if fs.photo_groups is None else fs.photo_groups[r]
+            run.write_predictions(split, fs.ids[r], fs.paths[r], fs.mos[r], views, true_hist, groups)
     metrics = evaluate_run(run.path, log)
     return TrainResult(str(run.path), metrics, out.seconds, out.history)
 

@@ -86,7 +86,7 @@ def done_count(zarr_path: Path) -> int:
 
 
 def make_store(path: Path, features: dict, mos, split, hist=None, blocks=None, scale=(1.0, 10.0),
-               engine: str = "zarr", status=None) -> Path:
+               engine: str = "zarr", status=None, extra_labels=None) -> Path:
     """A small synthetic feature store: features = {kind: (N, V, ...) array}."""
     from features import store as st
     from features import store_writer as sw
@@ -103,7 +103,8 @@ def make_store(path: Path, features: dict, mos, split, hist=None, blocks=None, s
              "backbone": "synthetic", "view_set": "synthetic"}
     zpath = path if engine == "zarr" else st.staging_path(path)
     ids = [f"s{i:05d}" for i in range(n)]
-    sw.create_zarr(zpath, layout, attrs, ids, list(split), ids, np.asarray(mos, np.float32), hist)
+    sw.create_zarr(zpath, layout, attrs, ids, list(split), ids, np.asarray(mos, np.float32), hist,
+                   extra_labels=extra_labels)
     status = np.full(n, st.DONE, np.int8) if status is None else np.asarray(status, np.int8)
     for start, stop in layout.tasks():
         sw.write_task(str(zpath), start, stop, {k: v[start:stop].astype(np.float16) for k, v in features.items()},

@@ -65,6 +65,8 @@ class Manifest:
         ratings: individual ratings with rater ids, when the dataset has them.
         attribute_scales: (low, high) of each attribute, when they can serve as a training label
             (`iaa train --label NAME`); recorded in the store.
+        groups: per image the group it belongs to (a source, a photographer, a shoot), when the dataset names
+            them; benchmarks then report SRCC within each group beside the pooled figure.
     """
 
     name: str
@@ -81,10 +83,12 @@ class Manifest:
     attribute_names: List[str] = field(default_factory=list)
     ratings: Optional[Ratings] = None
     attribute_scales: Optional[List[Tuple[float, float]]] = None
+    groups: Optional[List[str]] = None
 
     def __post_init__(self):
         n = len(self.ids)
-        for name, seq in (("paths", self.paths), ("mos", self.mos), ("split", self.split)):
+        for name, seq in (("paths", self.paths), ("mos", self.mos), ("split", self.split),
+                          ("groups", self.groups if self.groups is not None else self.ids)):
             if len(seq) != n:
                 raise ValueError(f"manifest {self.name}: {len(seq)} {name} for {n} ids")
         if self.attributes is not None:
@@ -100,10 +104,12 @@ class Manifest:
 
     def extra_labels(self) -> dict:
         """Label arrays beside `labels/mos` and `labels/hist` in a store: `attributes` (N, A), and the
-        individual ratings in long format `rating_image`, `rating_rater`, `rating_score`."""
+        individual ratings in long format `rating_image`, `rating_rater`, `rating_score`, and `group` (N,)."""
         out = {}
         if self.attributes is not None:
             out["attributes"] = self.attributes
+        if self.groups is not None:
+            out["group"] = np.asarray(self.groups, dtype=str)
         if self.ratings is not None:
             out.update(rating_image=self.ratings.image, rating_rater=np.asarray(self.ratings.rater, dtype=str),
                        rating_score=self.ratings.score)
@@ -120,6 +126,8 @@ class Manifest:
         if self.ratings is not None:
             out["ratings"] = {"n": len(self.ratings), "raters": len(set(self.ratings.rater)),
                               "scale": list(self.ratings.scale)}
+        if self.groups is not None:
+            out["groups"] = {"n": len(set(self.groups))}
         return out
 
     def take(self, order: Sequence[int]) -> "Manifest":
@@ -136,7 +144,8 @@ class Manifest:
         return replace(self, ids=[self.ids[i] for i in order], paths=[self.paths[i] for i in order],
                        mos=np.asarray(self.mos)[order], split=[self.split[i] for i in order],
                        hist=None if self.hist is None else np.asarray(self.hist)[order],
-                       attributes=None if self.attributes is None else self.attributes[order], ratings=ratings)
+                       attributes=None if self.attributes is None else self.attributes[order], ratings=ratings,
+                       groups=None if self.groups is None else [self.groups[i] for i in order])
 
     def split_counts(self) -> dict:
         values, counts = np.unique(np.asarray(self.split, dtype=str), return_counts=True)

@@ -4,7 +4,9 @@ CSV columns: `file` (path relative to the folder, or to its `images/` subfolder)
 `split` (`train`/`val`/`test`), optional vote columns `votes_1` .. `votes_K` (counts or fractions),
 optional attribute columns `attr_<name>` (empty: not annotated), and an optional `rater` column: then every
 row is one rating (long format: `file`, `rater`, that rater's score in `mos`), a photo's MOS is the mean of
-its ratings, and its split, votes and attributes come from its first row. Other columns are ignored.
+its ratings, and its split, votes and attributes come from its first row. An optional `group` column names
+each photo's group (its source, photographer or shoot): benchmarks and `iaa ablate` then report the SRCC
+within each group beside the pooled one. Other columns are ignored.
 Without `split`: a seeded 80/10/10 split; with a split that has no `val`,
 10 % of `train` (seeded) becomes validation. Without a CSV every image is listed, unlabelled.
 """
@@ -75,7 +77,7 @@ def read_labels_csv(root: Path, csv_path: Path) -> Manifest:
         if vote_cols and [k for k, _ in vote_cols] != list(range(1, len(vote_cols) + 1)):
             raise DatasetError(f"{csv_path}:1: vote columns must be votes_1..votes_K without gaps")
         attr_cols = [c for c in columns if c.startswith(ATTR_PREFIX) and len(c) > len(ATTR_PREFIX)]
-        ids, paths, mos, split, hist, attrs, raters = [], [], [], [], [], [], []
+        ids, paths, mos, split, hist, attrs, raters, groups = [], [], [], [], [], [], [], []
         for lineno, row in enumerate(reader, start=2):
             where = f"{csv_path}:{lineno}"
             rel = (row.get("file") or "").strip()
@@ -92,6 +94,11 @@ def read_labels_csv(root: Path, csv_path: Path) -> Manifest:
                 hist.append([_parse_float((row.get(c) or "").strip(), where, c) for _, c in vote_cols])
             attrs.append([_parse_float(v, where, c) if (v := (row.get(c) or "").strip()) else np.nan
                           for c in attr_cols])
+            if "group" in columns:
+                groups.append((row.get("group") or "").strip())
+                if not groups[-1]:
+                    raise DatasetError(f"{where}: the `group` column is empty; name every photo's group (or drop "
+                                       f"the column)")
             if "rater" in columns:
                 raters.append((row.get("rater") or "").strip())
                 if not raters[-1] or np.isnan(mos[-1]):
@@ -102,8 +109,8 @@ def read_labels_csv(root: Path, csv_path: Path) -> Manifest:
     notes = {"labels": str(csv_path)}
     ratings = None
     if raters:
-        ids, paths, mos, split, hist, attrs, ratings = _one_row_per_photo(ids, paths, mos, split, hist, attrs,
-                                                                          raters)
+        ids, paths, mos, split, hist, attrs, groups, ratings = _one_row_per_photo(ids, paths, mos, split, hist,
+                                                                                  attrs, groups, raters)
         notes["ratings"] = f"{len(ratings)} individual ratings (long format); MOS = mean of a photo's ratings"
     if not split:
         split = seeded_split(len(ids), (0.8, 0.1, 0.1), SPLITS, SPLIT_SEED)
@@ -122,14 +129,14 @@ def read_labels_csv(root: Path, csv_path: Path) -> Manifest:
     return Manifest(
         name="folder", root=root, ids=ids, paths=paths, mos=mos_arr, split=split,
         hist=np.asarray(hist, dtype=np.float32) if hist else None, scale=scale,
-        label_source=[csv_path], notes=notes,
+        label_source=[csv_path], notes=notes, groups=groups or None,
         attributes=np.asarray(attrs, np.float32) if attr_cols else None,
         attribute_names=[c[len(ATTR_PREFIX):] for c in attr_cols],
         ratings=None if ratings is None else Ratings(ratings[0], ratings[1], ratings[2], scale),
     )
 
 
-def _one_row_per_photo(ids, paths, mos, split, hist, attrs, raters):
+def _one_row_per_photo(ids, paths, mos, split, hist, attrs, groups, raters):
     """Long-format rating rows → one row per photo (first appearance order) and the ratings."""
     first = {}
     for i, name in enumerate(ids):
@@ -143,7 +150,7 @@ def _one_row_per_photo(ids, paths, mos, split, hist, attrs, raters):
     def pick(seq):
         return [seq[i] for i in keep] if seq else seq
 
-    return ([ids[i] for i in keep], pick(paths), list(means), pick(split), pick(hist), pick(attrs),
+    return ([ids[i] for i in keep], pick(paths), list(means), pick(split), pick(hist), pick(attrs), pick(groups),
             (image, list(raters), scores.astype(np.float32)))
 
 
