@@ -18,7 +18,7 @@ HEADS      ?= single1fc,single3fc,multi3fc,pool3fc,svm_photo_critic,rf
 SEEDS      ?= 1
 FOLDS      ?=
 ABLATE_DIR ?= runs/ablate_$(DATASET)_$(BACKBONE)
-DEMO_HEADS ?= single3fc,pool3fc,svm_photo_critic
+DEMO_HEADS ?= mlp,single3fc,pool3fc,svm_photo_critic
 DEMO_SEEDS ?= 3
 SEED       ?= 0
 RUN_DIR    ?= runs/$(DATASET)_$(BACKBONE)_$(HEAD)_seed$(SEED)
@@ -74,7 +74,7 @@ extract: $(STAMP)
 # three seeds give a mean ± std (one seed's test SRCC on 66 images moves by up to ±0.1).
 demo: $(STAMP)
 	$(IAA) extract $(EXTRACT_ARGS)
-	$(IAA) ablate --store $(STORE) --heads $(DEMO_HEADS) --seeds $(DEMO_SEEDS) --batch-size 32 --out runs/demo_$(BACKBONE)
+	$(IAA) ablate --store $(STORE) --heads $(DEMO_HEADS) --seeds $(DEMO_SEEDS) --out runs/demo_$(BACKBONE)
 	$(IAA) score runs/demo_$(BACKBONE) $(DEMO_PHOTOS) --out runs/demo_$(BACKBONE)/scores
 
 ablate: $(STAMP)

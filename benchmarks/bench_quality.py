@@ -41,6 +41,8 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--folds", type=int, default=0, help="K-fold cross-validation over all 2,000 photos (K >= 2) "
                     "instead of the official split: pooled out-of-fold SRCC, SRCC per fold")
+    ap.add_argument("--ensemble", action="store_true", help="also average each Keras head's seeds (per fold) into "
+                    "a seed ensemble (`pipeline.ensemble`) and report it as a row of its own")
     ap.add_argument("--heads", help="comma-separated subset of " + ", ".join(sum(HEADS.values(), [])))
     ap.add_argument("--max-side", type=int, default=None)
     ap.add_argument("--batch-size", type=int, help="training batch of every head (default: each head's recipe)")
@@ -115,6 +117,26 @@ def _cv_row(views: str, kind: str, head: str, seed_dirs: list) -> dict:
             "val_srcc_mean": float(np.mean([r.read_metrics()["val"]["srcc"] for r in runs])),
             "run_dirs": [[str(d) for d in dirs] for dirs in seed_dirs],
             "seconds": float(np.mean([r.read_metrics().get("train_seconds") or 0.0 for r in runs]))}
+
+
+def _seeded(head: str) -> bool:
+    """Whether seeds change the head (Keras heads; not ridge/SVR, whose fit is deterministic)."""
+    from heads import get_head
+
+    spec = get_head(head)
+    return spec.trainer == "keras" and not spec.has_embedding
+
+
+def _ensemble_row(args, views: str, kind: str, head: str) -> dict:
+    """The head's seeds averaged per fold (`pipeline.ensemble.write_ensemble`), as a row of out-of-fold figures."""
+    from pipeline.ensemble import write_ensemble
+
+    dirs = []
+    for fold in range(args.folds):
+        members = [_run_dir(args.out, views, kind, head, s, fold) for s in range(args.seeds)]
+        out = Path(args.out) / f"{views}_{head}_fold{fold}_ensemble{args.seeds}"
+        dirs.append(write_ensemble(out, members, log=lambda m: print(m, flush=True)).run_dir)
+    return _cv_row(views, kind, f"{head} ensemble of {args.seeds}", [dirs])
 
 
 def _fused_row(out: str, views: str, seeds: int) -> dict:
@@ -208,6 +230,8 @@ def main() -> None:
                 rows += [_cv_row(views, kind, h, [[str(_run_dir(args.out, views, kind, h, s, f))
                                                    for f in range(args.folds)] for s in range(args.seeds)])
                          for h in heads]
+                if args.ensemble and args.seeds > 1:
+                    rows += [_ensemble_row(args, views, kind, h) for h in heads if _seeded(h)]
             else:
                 rows += [_row(views, kind, h, [s[i] for s in per_seed]) for i, h in enumerate(heads)]
         if (wanted is None or "mean_huber" in wanted) and not args.folds:  # fusion per fold: not wired

@@ -44,7 +44,7 @@ def MLP(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Block] 
 
 
 MLP_RECIPE = {"input_norm": "log-standard", "early_stop": "srcc", "batch_size": 32, "weight_decay": 1e-2,
-              "max_epochs": 40, "patience": 10}
+              "max_epochs": 80, "patience": 15}
 
 register_head(HeadSpec("mlp", MLP, kinds=POOLED_KINDS, target="mos", trainer="keras", lr_stages=MLP_STAGES,
                        loss="mse", recipe=MLP_RECIPE,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from heads.mlsp_fc import SMALL_SET_BATCH, fc3
 from heads.registry import WIDE_STAGES, Block, HeadMismatchError, HeadSpec, register_head
-from heads.mlsp_fc import fc3
 
 COLUMN_UNITS = 1024
 
@@ -61,6 +61,6 @@ def Pool3FC(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[Blo
 
 
 register_head(HeadSpec("pool3fc", Pool3FC, kinds=("mlsp_wide",), target="mos", trainer="keras",
-                       lr_stages=WIDE_STAGES, loss="mse",
+                       lr_stages=WIDE_STAGES, loss="mse", recipe=SMALL_SET_BATCH,
                        description="modified Inception module + GAP + 3FC on wide MLSP features",
                        reference="Hosu et al. 2019, section 3.2.2"))

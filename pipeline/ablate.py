@@ -16,6 +16,17 @@ import numpy as np
 
 from pipeline.train import TrainConfig, run_heads
 
+ENSEMBLE = " ensemble"  # a leaderboard row's suffix for a head's seeds averaged (`--ensemble`)
+
+
+def row_run_name(row_head: str, seed: int = 0, fold=None) -> str:
+    """The run directory (inside the ablation's) of a leaderboard row: the seed's run, or the ensemble's."""
+    part = "" if fold is None else f"_fold{fold}"
+    if row_head.endswith(ENSEMBLE):
+        return f"{row_head[:-len(ENSEMBLE)]}{part}_ensemble"
+    return f"{row_head}{part}_seed{seed}"
+
+
 COLUMNS = ("val_srcc", "test_srcc", "within_srcc", "test_plcc", "test_accuracy", "test_balanced_accuracy",
            "test_rmse")
 
@@ -53,11 +64,10 @@ def run_ablation(base: TrainConfig, heads: Sequence[str], seeds: Sequence[int], 
     for seed in seeds:
         for fold in range(folds) if folds else [None]:
             cfg = replace(base, seed=seed, run_dir=None, folds=folds, fold=fold or 0)
-            part = "" if fold is None else f"_fold{fold}"
             if fold is not None:
                 log(f"fold {fold + 1} of {folds}, seed {seed}")
             t0 = time.perf_counter()
-            results = run_heads(cfg, list(heads), [out_dir / f"{h}{part}_seed{seed}" for h in heads], log,
+            results = run_heads(cfg, list(heads), [out_dir / row_run_name(h, seed, fold) for h in heads], log,
                                 joint=joint)
             wall = time.perf_counter() - t0
             for h, res in zip(heads, results):
@@ -92,11 +102,11 @@ def _ensembles(per_head: Dict[str, List[dict]], out_dir: Path, folds: int, log) 
         rows = []
         for fold in sorted({r["fold"] for r in runs}, key=lambda f: -1 if f is None else f):
             members = [r for r in runs if r["fold"] == fold]
-            part = "" if fold is None else f"_fold{fold}"
             t0 = time.perf_counter()
-            res = write_ensemble(out_dir / f"{head}{part}_ensemble", [r["run_dir"] for r in members], log)
+            res = write_ensemble(out_dir / row_run_name(head + ENSEMBLE, fold=fold), [r["run_dir"] for r in members],
+                                 log)
             rows.append(_run_row(res, "ensemble", fold, time.perf_counter() - t0 + sum(r["wall"] for r in members)))
-        found[f"{head} ensemble"] = rows
+        found[head + ENSEMBLE] = rows
     return found
 
 

@@ -82,6 +82,9 @@ def _add_training_options(p) -> None:
                         "store has aesthetic_s and popularity)")
     p.add_argument("--lr-stages", help="comma-separated learning rates, one stage each "
                    "(default narrow 1e-3,1e-4,1e-5; wide 1e-4,1e-5,1e-6)")
+    p.add_argument("--reference-protocol", action="store_true",
+                   help="train by the MLSP paper's protocol (raw input, batch 128, stages of up to 20 epochs, patience "
+                        "5 on the validation loss, no penalty) instead of each head's recipe; options given still apply")
     p.add_argument("--max-epochs", type=_positive_int,
                    help=f"most epochs per stage (default: the head's recipe, else {REFERENCE_RECIPE.max_epochs})")
     p.add_argument("--patience", type=_positive_int, help="epochs without improvement before a stage ends "
@@ -282,7 +285,8 @@ def _train_config(args, **fields):
                        rank_margin=args.rank_margin, rank_weight=args.rank_weight,
                        rank_min_gap=args.rank_min_gap, attribute_weight=args.attribute_weight,
                        rank_pairs=args.rank_pairs, label=args.label, embedding_dim=args.embedding_dim,
-                       triplet_margin=args.triplet_margin, direction_margin=args.direction_margin, **fields)
+                       triplet_margin=args.triplet_margin, direction_margin=args.direction_margin,
+                       reference_protocol=args.reference_protocol, **fields)
 
 
 def cmd_train(args) -> int:

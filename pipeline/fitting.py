@@ -55,6 +55,9 @@ class TrainConfig:
         triplet_margin, direction_margin: m and m̃ of the directional triplet loss (None: 0.2 and 1.0).
         label: the score heads learn: "mos" (`labels/mos`) or the name of a stored attribute (a Flickr
             store's `popularity`, an AADB attribute), with that attribute's scale.
+        reference_protocol: train by the MLSP paper's protocol (`REFERENCE_RECIPE`: raw input, batch 128, stages
+            of 20 epochs, patience 5 on the validation loss, no penalty) instead of each head's own recipe;
+            choices the run sets explicitly still apply.
         folds, fold: 0 trains on the store's split column; K >= 2 trains on fold `fold` of a K-fold
             cross-validation over every usable photo (`pipeline.folds`: fold `fold` tests, a tenth of the
             rest validates).
@@ -85,6 +88,7 @@ class TrainConfig:
     embedding_dim: Optional[int] = None
     triplet_margin: Optional[float] = None
     direction_margin: Optional[float] = None
+    reference_protocol: bool = False
     folds: int = 0
     fold: int = 0
 
@@ -184,9 +188,10 @@ def uses_raters(spec, cfg: TrainConfig, store: FeatureStore) -> bool:
 
 
 def recipe_for(spec, cfg: TrainConfig) -> Recipe:
-    """The head's recipe in this run: the run's choices, else the head's defaults, else the reference's;
-    a head with a fixed published input (`HeadSpec.input_norm`) keeps it."""
-    fields = {**dict(spec.recipe), **cfg.recipe_overrides()}
+    """The head's recipe in this run: the run's choices, else the head's defaults (unless the run asks for the
+    reference protocol), else the reference's; a head with a fixed published input (`HeadSpec.input_norm`)
+    keeps it."""
+    fields = {**({} if cfg.reference_protocol else dict(spec.recipe)), **cfg.recipe_overrides()}
     if spec.input_norm:
         fields["input_norm"] = spec.input_norm
     return Recipe(**fields)

@@ -96,3 +96,14 @@ def test_ablate_ensemble_rows_per_fold(tmp_path):
     pooled = srcc(np.concatenate(truth), np.concatenate(preds))
     assert by_head["single1fc ensemble"]["test_srcc_mean"] == pytest.approx(pooled)
     assert "single1fc ensemble" in (tmp_path / "ab" / "leaderboard.md").read_text()
+
+
+def test_score_resolves_an_ablations_best_row_to_its_ensemble(ensemble_runs, tmp_path):
+    from pipeline.ablate import row_run_name
+    from pipeline.score.score import resolve_run_dir
+
+    assert row_run_name("mlp", 1, 2) == "mlp_fold2_seed1" and row_run_name("mlp ensemble", fold=2) == "mlp_fold2_ensemble"
+    shutil.copytree(ensemble_runs["rf"].run_dir, tmp_path / "ab" / "rf_ensemble")
+    (tmp_path / "ab" / "leaderboard.csv").write_text("head,val_srcc_mean\nrf ensemble,0.5\nrf,0.4\n")
+    run, note = resolve_run_dir(str(tmp_path / "ab"))
+    assert run == str(tmp_path / "ab" / "rf_ensemble") and "rf_ensemble" in note

@@ -102,3 +102,18 @@ def test_heads_with_different_recipes_train_in_one_call(tmp_path):
     run_settings = {"max_epochs": 2, "batch_size": 32}  # the run's choices apply to both
     assert recipes == [{**vars(REFERENCE_RECIPE), **run_settings},
                        {**vars(REFERENCE_RECIPE), "input_norm": "standard", "l2": 0.3, **run_settings}]
+
+
+def test_reference_protocol_is_one_flag_away():
+    from heads import get_head
+    from pipeline.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--store", "s", "--head", "mlp", "--reference-protocol"])
+    assert args.reference_protocol
+    spec = get_head("mlp")
+    assert recipe_for(spec, TrainConfig(store="s", head="mlp")).batch_size == 32  # the head's own recipe
+    assert recipe_for(spec, TrainConfig(store="s", head="mlp", reference_protocol=True)) == REFERENCE_RECIPE
+    mixed = recipe_for(spec, TrainConfig(store="s", head="mlp", reference_protocol=True, batch_size=16))
+    assert mixed == Recipe(batch_size=16)  # what the run sets still applies
+    assert recipe_for(get_head("svm_photo_critic"), TrainConfig(store="s", head="x",
+                                                                reference_protocol=True)).input_norm == "none"

@@ -46,15 +46,17 @@ def collect_photos(inputs: Sequence[str]) -> Tuple[List[str], List[str]]:
 
 def resolve_run_dir(path: str) -> Tuple[str, Optional[str]]:
     """A run directory, or an `iaa ablate` directory's best run (top of its leaderboard by validation
-    SRCC, seed 0). Returns (run directory, a note saying which run was picked, or None)."""
+    SRCC: seed 0, or the seed ensemble when that row is one). Returns (run directory, a note saying which run was picked, or None)."""
     root = Path(path)
     board = root / "leaderboard.csv"
     if (root / "config.json").is_file() or not board.is_file():
         return path, None
     with open(board, newline="") as f:
         rows = list(csv.DictReader(f))
+    from pipeline.ablate import row_run_name
+
     for row in rows:  # best first
-        run = root / f"{row['head']}_seed0"
+        run = root / row_run_name(row["head"])
         if (run / "config.json").is_file():
             return str(run), (f"{path} is an ablation: using its best head by validation SRCC, {run.name} "
                               f"(validation SRCC {float(row['val_srcc_mean']):.3f})")
