@@ -1,15 +1,18 @@
 """Real human judgement: BIQ2021 (../shared/data/biq2021-dev, 2,000 photos) with an offline backbone.
 
-Extracts the backbone's (default: the project's default, `efficientnet_lite0`) MLSP features (narrow + wide) and, for APM's branches, SPP + GMP at full resolution
-with views `none` and `crop_flip` (resumable stores under stores/, reused between runs; a store is made
-only when a chosen head needs it), trains every head on the official 1,600 / 400 split (the training part
-split again 90/10 for validation, seeded), fuses APM's two branches (`iaa fuse`), and prints test
-SRCC/PLCC as mean ± std over seeds per head, feature kind and view set, beside the mean test SRCC within
-each of BIQ2021's three sources (file prefixes ss01-ss03, whose mean ratings differ) and the difference to
-`ridge` on the same test photos with a paired bootstrap 95 % interval (`evaluation.compare`). Every head trains with its own recipe
-(`iaa describe-head NAME`) unless `--train-args` overrides it. Skips cleanly when the folder is absent.
+Extracts the backbone's (default: the project's default, `efficientnet_lite0`) MLSP features (narrow + wide)
+and, for APM's branches, SPP + GMP at full resolution (resumable stores under stores/, reused between runs; a
+store is made only when a chosen head needs it). By default it runs a 5-fold cross-validation over all
+2,000 photos (`pipeline.folds`; in each fold a tenth of the training part validates) with 3 seeds and each
+Keras head's 3-seed ensemble, and prints per head the SRCC/PLCC of the pooled out-of-fold predictions
+(mean ± std over seeds), the SRCC per fold, the mean SRCC within each of BIQ2021's three sources (file
+prefixes ss01-ss03, whose mean ratings differ) and the difference to `ridge` on the same photos with a
+paired bootstrap 95 % interval (`evaluation.compare`). `--folds 0` uses the official 1,600 / 400 split
+instead (and fuses APM's two branches, `iaa fuse`). Every head trains with its own recipe (`iaa
+describe-head NAME`) unless `--train-args` overrides it. Skips cleanly when the folder is absent.
 
-    python benchmarks/bench_quality.py [--backbone vgg16_hed] [--views none,crop_flip] [--seeds 3] [--heads single1fc,ridge]
+    python benchmarks/bench_quality.py [--backbone vgg16_hed] [--views none,crop_flip] [--seeds 3] [--folds 0]
+                                       [--heads mlp,ridge | all] [--no-ensemble]
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ BIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "biq2021-dev"
 HEADS = {"mlsp_narrow": ["mlp", "single1fc", "single3fc", "multi3fc", "reg_rank", "triplet", "ridge", "svr",
                          "svm_photo_critic", "rf"],
          "mlsp_wide": ["pool3fc", "reg_rank_wide"], "spp": ["mean_huber"], "gmp": ["mean_huber"]}
+DEFAULT_HEADS = ("mlp", "single1fc", "single3fc", "ridge")
 STORE_KINDS = {"": "mlsp_narrow,mlsp_wide", "_apm": "spp,gmp"}  # store name suffix → kinds it holds
 FUSED = (("spp", "mean_huber"), ("gmp", "mean_huber"))  # APM's two branches, fused late
 
@@ -37,13 +41,14 @@ FUSED = (("spp", "mean_huber"), ("gmp", "mean_huber"))  # APM's two branches, fu
 def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default=DEFAULT_BACKBONE, help="offline backbone (default: %(default)s)")
-    ap.add_argument("--views", default="none,crop_flip")
+    ap.add_argument("--views", default="none", help="view sets, comma-separated (none, crop_flip)")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--folds", type=int, default=0, help="K-fold cross-validation over all 2,000 photos (K >= 2) "
-                    "instead of the official split: pooled out-of-fold SRCC, SRCC per fold")
-    ap.add_argument("--ensemble", action="store_true", help="also average each Keras head's seeds (per fold) into "
-                    "a seed ensemble (`pipeline.ensemble`) and report it as a row of its own")
-    ap.add_argument("--heads", help="comma-separated subset of " + ", ".join(sum(HEADS.values(), [])))
+    ap.add_argument("--folds", type=int, default=5, help="K-fold cross-validation over all 2,000 photos (K >= 2; "
+                    "0: the official split): pooled out-of-fold SRCC, SRCC per fold")
+    ap.add_argument("--no-ensemble", dest="ensemble", action="store_false", help="leave out the rows averaging each "
+                    "Keras head's seeds (per fold) into a seed ensemble (`pipeline.ensemble`)")
+    ap.add_argument("--heads", default=",".join(DEFAULT_HEADS), help="comma-separated subset of "
+                    + ", ".join(sum(HEADS.values(), [])) + " or all (default: %(default)s)")
     ap.add_argument("--max-side", type=int, default=None)
     ap.add_argument("--batch-size", type=int, help="training batch of every head (default: each head's recipe)")
     ap.add_argument("--train-args", default="{}", help='TrainConfig overrides as JSON, e.g. {"l2": 0}')
@@ -171,7 +176,8 @@ def _table(rows: list) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rec = r["recipe"] or {}
-        recipe = f"{rec.get('input_norm')}, l2 {rec.get('l2'):g}, stop {rec.get('early_stop')}" if rec else "-"
+        recipe = (f"{rec.get('input_norm')}, l2 {rec.get('l2'):g}, wd {rec.get('weight_decay', 0):g}, batch "
+                  f"{rec.get('batch_size')}, stop {rec.get('early_stop')}" if rec else "-")
         lines.append(f"| {r['views']} | {r['kind']} | {r['head']} | {recipe} | {r['srcc_mean']:.3f} ± "
                      f"{r['srcc_std']:.3f} | {r['vs_ridge']} | {r['within_mean']:.3f} ± {r['within_std']:.3f} | "
                      f"{_per_fold(r)} | "
@@ -187,7 +193,7 @@ def _per_fold(row: dict) -> str:
 def _wanted(text):
     """The heads `--heads` names (earlier names resolved through the registry), or None for all; names this
     benchmark does not run are refused."""
-    if not text:
+    if not text or text == "all":
         return None
     from features.registry import UnknownNameError
     from heads import get_head

@@ -55,6 +55,8 @@ def test_every_command_answers_bad_input_with_one_line_and_exit_2(tmp_path, caps
     (["train", "--store", "{store}", "--head", "single3cf"], "Did you mean 'single3fc'"),
     (["extract", "--dataset", "avaa", "--store", "{tmp}/x.zarr"], "Did you mean 'ava'"),
     (["train", "--store", "{store}", "--head", "single1fc", "--lr-stages", "1e-3,fast"], "comma-separated numbers"),
+    (["train", "--store", "{store}", "--head", "triplet", "--seeds", "2"], "train it with one seed"),
+    (["ablate", "--store", "{store}", "--heads", "ridge", "--ensemble"], "give --seeds 2 or more"),
 ])
 def test_error_messages_say_what_to_do(tmp_path, capsys, argv, expected):
     store = linear_store(tmp_path / "s.zarr", n=40, views=1, dim=4)
@@ -105,3 +107,12 @@ def test_start_up_prints_no_tensorflow_noise():
     loud = _run("--verbose", "describe-head", "single1fc", "--input-shape", "16")
     assert loud.returncode == 0 and loud.stdout == quiet.stdout
     assert any(word in loud.stderr for word in NOISE), "--verbose should let TensorFlow's lines through"
+
+
+def test_train_seeds_writes_an_ensemble_run(tmp_path, capsys):
+    store = linear_store(tmp_path / "s.zarr", n=60, views=1, dim=4)
+    run = tmp_path / "ens"
+    assert main(["train", "--store", str(store), "--head", "ridge", "--seeds", "2", "--seed", "3",
+                 "--run-dir", str(run)]) == 0
+    assert sorted(p.name for p in (run / "members").iterdir()) == ["seed3", "seed4"]
+    assert (run / "metrics.json").is_file() and f"run directory: {run}" in capsys.readouterr().out
