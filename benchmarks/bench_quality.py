@@ -228,8 +228,8 @@ def main() -> None:
             per_seed = []
             for seed in range(args.seeds):
                 for fold in range(args.folds) if args.folds else [None]:
-                    cfg = TrainConfig(store=store, head=heads[0], kind=kind, batch_size=args.batch_size, seed=seed,
-                                      folds=args.folds, fold=fold or 0, **overrides)
+                    cfg = TrainConfig(**{"store": store, "head": heads[0], "kind": kind, "batch_size": args.batch_size,
+                                         "seed": seed, "folds": args.folds, "fold": fold or 0, **overrides})
                     dirs = [_run_dir(args.out, views, kind, h, seed, fold) for h in heads]
                     per_seed.append(run_heads(cfg, heads, dirs, log=lambda m: print(m, flush=True)))
             if args.folds:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from heads.mlsp_fc import SMALL_SET_BATCH, fc3
+from heads.mlsp_fc import BN_MOMENTUM, SMALL_SET_BATCH, fc3
 from heads.registry import WIDE_STAGES, Block, HeadMismatchError, HeadSpec, register_head
 
 COLUMN_UNITS = 1024
@@ -17,7 +17,7 @@ def conv_bn(x, filters: int, kernel, name: str):
     from keras import layers
 
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(scale=False, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(scale=False, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=name)(x)
 
 

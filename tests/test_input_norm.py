@@ -119,8 +119,8 @@ def test_a_channel_dead_in_training_is_ignored_not_exploded(tmp_path):
     x[split == "test", 0, 5] = 50.0
     make_store(tmp_path / "s.zarr", {"mlsp_narrow": x}, y, split)
     cfg = TrainConfig(store=str(tmp_path / "s.zarr"), head="single1fc", run_dir=str(tmp_path / "r"),
-                      input_norm="standard", batch_size=16)
+                      input_norm="standard", batch_size=16, l2=0.4, lr_stages=[1e-2, 1e-3])  # converges in 9 steps/epoch
     res = run_train(cfg, **QUIET)
     pred = RunDir.open(tmp_path / "r").read_predictions("test")["pred"]
     assert np.abs(pred - y[split == "test"]).max() < 5.0  # was 2e7 with the channel divided by ~0
-    assert res.metrics["test"]["plcc"] > 0.5, res.metrics["test"]["plcc"]
+    assert res.metrics["test"]["plcc"] > 0.95, res.metrics["test"]["plcc"]  # y is linear in the live channels
