@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_common import save_json, scratch_dir  # noqa: E402
-from features.quiet import quiet_tensorflow  # noqa: E402
+from features.core.quiet import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import C, build_store  # noqa: E402
 from features.loader import FeatureReader, make_dataset, train_plan  # noqa: E402
 from features.store import FeatureStore  # noqa: E402
-from pipeline.train import TrainConfig, run_heads  # noqa: E402
+from pipeline.training.train import TrainConfig, run_heads  # noqa: E402
 
 GRIDS = {"paper": ["single3fc", "single1fc", "multi3fc", "dist_emd"], "light": ["single1fc"] * 4}
 

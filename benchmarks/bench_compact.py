@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from features.quiet import quiet_tensorflow  # noqa: E402
+from features.core.quiet import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
@@ -80,7 +80,7 @@ def write_and_read(values: np.ndarray, compressors, task: int, scratch: Path) ->
 
 def head_srcc(narrow: np.ndarray, fs, head: str, seeds: int, scratch: Path) -> list:
     """Test SRCC of `head` trained on these narrow vectors (a synthetic store with the source's labels)."""
-    from pipeline.train import TrainConfig, run_heads
+    from pipeline.training.train import TrainConfig, run_heads
     from tests.conftest import make_store
 
     store = make_store(scratch / f"{head}.zarr", {"mlsp_narrow": narrow[:, None]}, fs.mos, fs.split,

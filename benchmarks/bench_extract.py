@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_common import GpuUtilisation, save_json, scratch_dir  # noqa: E402
-from features.quiet import quiet_tensorflow  # noqa: E402
+from features.core.quiet import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
@@ -80,7 +80,7 @@ def ours(paths, backbone: str, weights: str, views_name: str, tmp: Path, task_si
     tasks at once (one task's write and decoding overlap another's forward passes)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline.extract_worker import ExtractJob, extract_task, get_extractor
+    from pipeline.extraction.worker import ExtractJob, extract_task, get_extractor
 
     kinds = ("mlsp_narrow", "mlsp_wide")
     spec = get_backbone(backbone)
@@ -102,7 +102,7 @@ def ours(paths, backbone: str, weights: str, views_name: str, tmp: Path, task_si
 
 
 def full_command(backbone: str, weights: str, views_name: str, tmp: Path) -> dict:
-    from pipeline.extract import ExtractConfig, run_extract
+    from pipeline.extraction.extract import ExtractConfig, run_extract
 
     folder = tmp / "cmd"
     folder.mkdir()

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys
 import numpy as np
-from features.quiet import quiet_tensorflow
+from features.core.quiet import quiet_tensorflow
 quiet_tensorflow()
 from features.extractor import Extractor
 backbone, side = sys.argv[1], int(sys.argv[2])

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_common import save_json, scratch_dir  # noqa: E402
 from bench_extract import pick_images  # noqa: E402
-from features.quiet import quiet_tensorflow  # noqa: E402
+from features.core.quiet import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 

@@ -3,7 +3,7 @@
 Extracts the backbone's (default: the project's default, `efficientnet_lite0`) MLSP features (narrow + wide)
 and, for APM's branches, SPP + GMP at full resolution (resumable stores under stores/, reused between runs; a
 store is made only when a chosen head needs it). By default it runs a 5-fold cross-validation over all
-2,000 photos (`pipeline.folds`; in each fold a tenth of the training part validates) with 3 seeds and each
+2,000 photos (`pipeline.training.folds`; in each fold a tenth of the training part validates) with 3 seeds and each
 Keras head's 3-seed ensemble, and prints per head the SRCC/PLCC of the pooled out-of-fold predictions
 (mean ± std over seeds), the SRCC per fold, the mean SRCC within each of BIQ2021's three sources (file
 prefixes ss01-ss03, whose mean ratings differ) and the difference to `ridge` on the same photos with a
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from features.quiet import quiet_tensorflow  # noqa: E402
+from features.core.quiet import quiet_tensorflow  # noqa: E402
 from features.backbones import DEFAULT_BACKBONE  # noqa: E402
 
 quiet_tensorflow()
@@ -46,7 +46,7 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--folds", type=int, default=5, help="K-fold cross-validation over all 2,000 photos (K >= 2; "
                     "0: the official split): pooled out-of-fold SRCC, SRCC per fold")
     ap.add_argument("--no-ensemble", dest="ensemble", action="store_false", help="leave out the rows averaging each "
-                    "Keras head's seeds (per fold) into a seed ensemble (`pipeline.ensemble`)")
+                    "Keras head's seeds (per fold) into a seed ensemble (`pipeline.training.ensemble`)")
     ap.add_argument("--heads", default=",".join(DEFAULT_HEADS), help="comma-separated subset of "
                     + ", ".join(sum(HEADS.values(), [])) + " or all (default: %(default)s)")
     ap.add_argument("--max-side", type=int, default=None)
@@ -57,7 +57,7 @@ def _parse() -> argparse.Namespace:
 
 
 def _store(backbone: str, views: str, max_side, kind: str) -> str:
-    from pipeline.extract import ExtractConfig, run_extract
+    from pipeline.extraction.extract import ExtractConfig, run_extract
 
     suffix, features = next((s, k) for s, k in STORE_KINDS.items() if kind in k.split(","))
     store = f"stores/biq2021_{backbone}_{views}{'_' + str(max_side) if max_side else ''}{suffix}.zarr"
@@ -133,8 +133,8 @@ def _seeded(head: str) -> bool:
 
 
 def _ensemble_row(args, views: str, kind: str, head: str) -> dict:
-    """The head's seeds averaged per fold (`pipeline.ensemble.write_ensemble`), as a row of out-of-fold figures."""
-    from pipeline.ensemble import write_ensemble
+    """The head's seeds averaged per fold (`pipeline.training.ensemble.write_ensemble`), as a row of out-of-fold figures."""
+    from pipeline.training.ensemble import write_ensemble
 
     dirs = []
     for fold in range(args.folds):
@@ -148,7 +148,7 @@ def _fused_row(out: str, views: str, seeds: int) -> dict:
     """APM's late fusion of the two branches, per seed (`iaa fuse`)."""
     from types import SimpleNamespace
 
-    from pipeline.fuse import fuse_runs
+    from pipeline.training.fuse import fuse_runs
 
     (kind_a, head_a), (kind_b, head_b) = FUSED
     results = []
@@ -195,7 +195,7 @@ def _wanted(text):
     benchmark does not run are refused."""
     if not text or text == "all":
         return None
-    from features.registry import UnknownNameError
+    from features.core.registry import UnknownNameError
     from heads import get_head
 
     try:
@@ -214,7 +214,7 @@ def main() -> None:
     if not BIQ.is_dir():
         print(f"skipped: {BIQ} is not here (BIQ2021 is read from ../shared/data, never copied)")
         return
-    from pipeline.train import TrainConfig, run_heads
+    from pipeline.training.train import TrainConfig, run_heads
 
     wanted = _wanted(args.heads)
     overrides = json.loads(args.train_args)

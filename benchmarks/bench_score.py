@@ -18,16 +18,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_common import save_json, scratch_dir  # noqa: E402
-from features.quiet import quiet_tensorflow  # noqa: E402
+from features.core.quiet import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
 from bench_extract import pick_images  # noqa: E402
 
 from evaluation.rundir import RunDir  # noqa: E402
-from pipeline.extract import ExtractConfig, run_extract  # noqa: E402
-from pipeline.score.predictor import extraction_record  # noqa: E402
-from pipeline.score.score import resolve_run_dir, run_score  # noqa: E402
+from pipeline.extraction.extract import ExtractConfig, run_extract  # noqa: E402
+from pipeline.scoring.predictor import extraction_record  # noqa: E402
+from pipeline.scoring.score import resolve_run_dir, run_score  # noqa: E402
 
 
 def peak_rss_gb() -> float:

@@ -9,10 +9,12 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from features.core.errors import IAAError
+
 AVA_SCALE = (1.0, 10.0)
 
 
-class MetricError(ValueError):
+class MetricError(IAAError, ValueError):
     """Inputs for which a metric is undefined (e.g. constant predictions for a correlation)."""
 
 

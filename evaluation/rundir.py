@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from evaluation.metrics import mos_from_distribution
-from features.errors import IAAError
+from features.core.errors import IAAError
 
 PREDICTION_FILES = {"test": "predictions.csv", "val": "predictions_val.csv"}
 ATTRIBUTE_FILES = {"test": "attributes.csv", "val": "attributes_val.csv"}
@@ -263,10 +263,9 @@ class RunDir:
         model.save(self.path / self.KERAS_MODEL)
 
     def load_keras(self):
-        """The trained Keras head (safe mode: no Lambda layers are deserialised)."""
+        """The trained Keras head (safe mode: no Lambda layers are deserialised). The head's own layers must be
+        registered first (`heads.layers` is imported by every Keras head family)."""
         import keras
-
-        import heads.layers  # noqa: F401  (registers the package's serialisable layers)
 
         path = self.path / self.KERAS_MODEL
         if not path.is_file():

@@ -11,7 +11,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from features.registry import Registry
+from features.core.registry import Registry
 
 CROP_FRACTION = 0.875
 CROP_POSITIONS = ((1, 1), (1, 0), (0, 1), (0, 0))

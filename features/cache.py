@@ -20,7 +20,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from features.errors import UsageError
+from features.core.errors import UsageError
 
 CACHE_FORMAT = 1
 IDENTITY_KEYS = ("backbone", "blocks", "views", "preprocessing", "max_side")

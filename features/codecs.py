@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from features.registry import Registry
+from features.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 
 from features.backbones import get_backbone
 from features.backbones.base import CAFFE_MEAN_BGR, HED_MEAN_BGR, BackboneSpec
-from features.errors import UsageError
+from features.core.errors import UsageError
 from features.pooling import FC7_SIZE, get_kind, parse_kinds
 from features.weights import WeightsSpec, build_model, parse_weights
 

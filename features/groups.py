@@ -21,7 +21,7 @@ def parts(kind: str) -> List[str]:
     """The kinds a (possibly concatenated) kind name is made of."""
     names = [p.strip() for p in kind.split(CONCAT)]
     if not all(names):
-        from features.errors import UsageError
+        from features.core.errors import UsageError
 
         raise UsageError(f"feature kind {kind!r} has an empty part: join kinds with '+', e.g. "
                          f"irnv2/mlsp_narrow+vgg16_hed/mlsp_narrow")

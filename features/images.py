@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from features.errors import IAAError
+from features.core.errors import IAAError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from features.errors import UsageError
+from features.core.errors import UsageError
 from features.location import is_url
 from features.memory import available_ram
 from features.store import FeatureStore

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator, Union
 
-from features.errors import IAAError
+from features.core.errors import IAAError
 
 Location = Union[Path, str]
 CREDENTIAL_HINT = ("credentials and endpoint come from the filesystem library's usual configuration (for S3: "

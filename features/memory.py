@@ -14,7 +14,7 @@ import math
 import os
 from typing import Optional
 
-from features.errors import UsageError
+from features.core.errors import UsageError
 
 MEMORY_FRACTION = 0.7  # of the RAM available when a task starts
 MEMORY_ENV = "IAA_MEMORY_GB"

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Callable, Tuple
 
 from features.backbones.base import BackboneSpec
-from features.errors import UsageError
-from features.registry import Registry
+from features.core.errors import UsageError
+from features.core.registry import Registry
 
 WIDE_SIZE = 5
 SPP_GRID = 3

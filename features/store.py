@@ -1,18 +1,6 @@
-"""Self-describing feature stores: one schema, two engines (Zarr v3 and HDF5).
-
-Layout (design.md section 6)::
-
-    attrs            schema_version, settings (what made the store), backbone, weights identity,
-                     blocks with channel offsets, kinds with shapes, views, preprocessing, versions
-    ids (N,)         split (N,)   path (N,)   width (N,)   height (N,)
-    labels/mos (N,)  labels/hist (N, K) when the dataset has vote histograms
-    labels/attributes (N, A) attribute scores, names in attrs dataset.labels (schema 2, when the dataset has them)
-    labels/rating_image, rating_rater, rating_score (R,): individual ratings with rater ids (schema 2)
-    labels/group (N,) string: the group of each image, when the dataset names groups (a folder's `group` column)
-    status (N,)      0 pending, 1 done, 2 failed;  reason (N,) why an image failed
-    features/<kind>  (N, V, ...) float16, one chunk per view of one image
-
-This module reads stores (`FeatureStore`, the one reader of the attribute schema); writing is
+"""Reading self-describing feature stores: one schema (`features.store_schema`), two engines (Zarr v3 and
+HDF5). `FeatureStore` opens a store and reads its arrays; its labels come as an immutable view
+(`features.store_labels`), its kind names resolve through `features.kind_index`. Writing is
 `features.store_writer` (tasks of whole shards, status last, HDF5 through a Zarr staging area).
 """
 from __future__ import annotations
@@ -24,21 +12,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from features import groups as fg
-from features.errors import IAAError
+from features.kind_index import KindIndex
 from features.location import exists, is_url, join, location, reaching
-
-SCHEMA_VERSION = 3  # 2: optional attribute and rating labels; 3: kinds record their pooling revision
-# (wide/SPP maps under the grid size: TF area weights, no replication). Older stores open unchanged.
-PENDING, DONE, FAILED = 0, 1, 2
-KIND_STATUS = "kind_status"  # group of per-kind status arrays of kinds added to a finished store
-STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed"}
-HDF5_SUFFIXES = (".h5", ".hdf5")
-EXTRACTION_KEYS = ("schema_version", "settings", "backbone", "weights", "blocks", "last_block", "kinds", "views",
-                   "view_set", "augmentation_order", "preprocessing", "max_side", "precision")
-
-
-class StoreError(IAAError):
-    """A store that is missing, unfinished, damaged or does not fit the request."""
+from features.store_labels import StoreLabels
+from features.store_schema import (DONE, FAILED, HDF5_SUFFIXES, INITIALIZED, KIND_STATUS, OPTIONAL_LABELS,  # noqa: F401
+                                   PENDING, PER_IMAGE_ARRAYS, STATUS_NAMES, StoreError)
 
 
 def engine_for(path: str | Path, engine: Optional[str] = None) -> str:
@@ -79,10 +57,10 @@ def read_zarr_attrs(path: Path) -> Optional[dict]:
     except ValueError as exc:  # json.JSONDecodeError and zarr's metadata errors
         raise StoreError(f"the store {path} is damaged: its metadata cannot be parsed ({exc}). Restore it, "
                          f"or start over with --overwrite") from None
-    return attrs if attrs.get("initialized") else None
+    return attrs if attrs.get(INITIALIZED) else None
 
 
-class FeatureStore:
+class FeatureStore(StoreLabels, KindIndex):
     """Read access to a finished or in-progress store of either engine.
 
     The store's attribute schema is read through this class (kinds, shapes, blocks, bins, scale,
@@ -134,7 +112,6 @@ class FeatureStore:
 
             self._root = zarr.open_group(str(self.path), mode="r")
             self.attrs = attrs
-        self.label = "mos"
 
     # context manager -------------------------------------------------------------------------
     def __enter__(self) -> "FeatureStore":
@@ -177,54 +154,6 @@ class FeatureStore:
         return self._strings("reason")
 
     @property
-    def mos(self) -> np.ndarray:
-        """The training score: `labels/mos`, or the attribute chosen with `use_label`."""
-        if self.label == "mos":
-            return self._numbers("labels/mos")
-        return self.attributes[:, self.attribute_names.index(self.label)].astype(np.float32)
-
-    def use_label(self, name: str) -> "FeatureStore":
-        """Makes an attribute the score that `mos`, `scale` and training see (`iaa train --label NAME`).
-
-        Raises:
-            StoreError: the store has no such attribute (the message lists the labels it has).
-        """
-        if name != "mos" and name not in self.attribute_names:
-            from features.registry import did_you_mean
-
-            raise StoreError(f"store {self.path} has no label {name!r}.{did_you_mean(name, self.attribute_names)} "
-                             f"Its labels: {', '.join(['mos'] + self.attribute_names)}")
-        self.label = name
-        return self
-
-    @property
-    def hist(self) -> Optional[np.ndarray]:
-        return self._numbers("labels/hist") if "hist" in self._root["labels"] else None
-
-    @property
-    def attributes(self) -> Optional[np.ndarray]:
-        """(N, A) attribute scores (NaN where an image has none), or None."""
-        return self._numbers("labels/attributes") if "attributes" in self._root["labels"] else None
-
-    @property
-    def attribute_names(self) -> List[str]:
-        return list(self.attrs.get("dataset", {}).get("labels", {}).get("attributes", {}).get("names", []))
-
-    @property
-    def ratings(self) -> Optional[dict]:
-        """Individual ratings {"image": (R,) row, "rater": (R,) id, "score": (R,)}, or None."""
-        if "rating_image" not in self._root["labels"]:
-            return None
-        return {"image": self._numbers("labels/rating_image"), "rater": self._strings("labels/rating_rater"),
-                "score": self._numbers("labels/rating_score")}
-
-    @property
-    def photo_groups(self) -> Optional[np.ndarray]:
-        """(N,) group of each photo (`labels/group`: a source, photographer or shoot; strings), or None when
-        the dataset names none (not to be confused with `groups`, the backbones' feature groups)."""
-        return self._strings("labels/group") if "group" in self._root["labels"] else None
-
-    @property
     def status(self) -> np.ndarray:
         return self._numbers("status")
 
@@ -237,78 +166,8 @@ class FeatureStore:
         return self._numbers("height")
 
     @property
-    def kinds(self) -> List[str]:
-        """Feature kinds the store holds: the first group's by name (sorted), then each further backbone's as
-        `<backbone>/<kind>` (`features.groups`; any two can be concatenated with `+`)."""
-        return sorted(self.attrs.get("kinds", {})) + [f"{b}/{k}" for b, g in self.groups.items()
-                                                       for k in sorted(g.get("kinds", {}))]
-
-    @property
-    def groups(self) -> Dict[str, dict]:
-        """Backbones added to the store after its first one: {backbone: extraction record and settings}."""
-        return dict(self.attrs.get(fg.GROUPS, {}))
-
-    def _part(self, part: str) -> Tuple[Optional[str], str]:
-        """(group backbone or None for the first group, kind) of one part of a kind name; refuses unknown ones."""
-        backbone, _, kind = part.rpartition("/")
-        if backbone == self.attrs.get("backbone"):
-            backbone = ""
-        known = (self.attrs.get("kinds", {}) if not backbone else self.groups.get(backbone, {}).get("kinds", {}))
-        if kind not in known:
-            from features.registry import did_you_mean
-
-            raise StoreError(f"store {self.path} has no feature kind {part!r}.{did_you_mean(part, self.kinds)} "
-                             f"It has {', '.join(self.kinds) or 'none'}")
-        return backbone or None, kind
-
-    def kind_shape(self, kind: str) -> Tuple[int, ...]:
-        """Per-view shape of a kind, e.g. `(1472,)` or `(5, 5, 1472)` (a concatenation: channels summed)."""
-        return tuple(int(d) for d in self.features(kind).shape[2:])
-
-    def blocks_of(self, kind: str) -> List[Tuple[str, int, int]]:
-        """`(name, start, stop)` of each MLSP block inside a kind's channels (`blocks` for the first group's
-        kinds; a concatenation's parts shifted, `features.groups.concatenated_blocks`)."""
-        if fg.is_plain(kind):
-            return self.blocks
-        members = []
-        for part in fg.parts(kind):
-            backbone, base = self._part(part)
-            record = self.extraction() if backbone is None else self.groups[backbone]
-            blocks = [(b["name"], int(b["offset"]), int(b["offset"]) + int(b["channels"]))
-                      for b in record.get("blocks", [])] if base.startswith("mlsp") else []
-            members.append((part, int(self.features(part).shape[-1]), blocks))
-        return members[0][2] if len(members) == 1 else fg.concatenated_blocks(members)
-
-    @property
     def n_views(self) -> int:
         return int(self.features(self.kinds[0]).shape[1]) if self.kinds else 0
-
-    @property
-    def blocks(self) -> List[Tuple[str, int, int]]:
-        """`(name, start, stop)` channel range of each MLSP block inside the concatenated features."""
-        return [(b["name"], int(b["offset"]), int(b["offset"]) + int(b["channels"]))
-                for b in self.attrs.get("blocks", [])]
-
-    @property
-    def n_bins(self) -> int:
-        """Histogram bins K of `labels/hist` (0 when the dataset has only mean scores)."""
-        return int(self._root["labels/hist"].shape[1]) if "hist" in self._root["labels"] else 0
-
-    @property
-    def scale(self) -> Tuple[float, float]:
-        """(low, high) of the score scale (AVA's 1-10 when a store does not say); of the attribute chosen with
-        `use_label` (its recorded scale, else the range of its values)."""
-        if self.label != "mos":
-            described = self.attrs.get("dataset", {}).get("labels", {}).get("attributes", {})
-            scales = described.get("scales")
-            if scales:
-                lo, hi = scales[self.attribute_names.index(self.label)]
-            else:
-                v = self.mos[np.isfinite(self.mos)]
-                lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
-            return float(lo), float(hi) if hi > lo else float(lo) + 1.0
-        lo, hi = self.attrs.get("dataset", {}).get("scale", (1.0, 10.0))
-        return float(lo), float(hi)
 
     @property
     def settings(self) -> dict:
@@ -332,21 +191,6 @@ class FeatureStore:
                 "weights": self.attrs.get("weights"), "settings": self.attrs.get("settings"),
                 "view_set": self.attrs.get("view_set"), "dataset": self.attrs.get("dataset", {}).get("name")}
 
-    def extraction(self, kind: Optional[str] = None) -> dict:
-        """What a run records to rebuild this store's extraction for new photos (`pipeline.score`):
-        backbone, weights identity, blocks, kinds with shapes, views, preprocessing, max side, settings.
-
-        Of the first group, or of the group of `kind`; a concatenation's is `{"parts": {part: record}}`.
-        """
-        first = {key: self.attrs[key] for key in EXTRACTION_KEYS if key in self.attrs}
-        if kind is None or fg.is_plain(kind):
-            return first
-        records = {}
-        for part in fg.parts(kind):
-            backbone, _ = self._part(part)
-            records[part] = first if backbone is None else dict(self.groups[backbone])
-        return next(iter(records.values())) if len(records) == 1 else {"parts": records}
-
     def open_tensorstore(self, kind: str, cache_bytes: int):
         """The Zarr array of a kind through tensorstore (parallel reads without the GIL; Zarr only)."""
         import tensorstore as ts
@@ -358,14 +202,6 @@ class FeatureStore:
         arrays = [ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": str(self.path / key)}},
                           read=True, context=context).result() for key in self._keys(kind)]
         return arrays[0] if len(arrays) == 1 else ts.concat(arrays, axis=-1)
-
-    def _keys(self, kind: str) -> List[str]:
-        """Array paths of a kind's parts (`features/<kind>`, `features/<backbone>/<kind>`)."""
-        keys = []
-        for part in fg.parts(kind):
-            backbone, base = self._part(part)
-            keys.append(f"features/{base}" if backbone is None else f"features/{backbone}/{base}")
-        return keys
 
     def features(self, kind: str):
         """The `(N, V, ...)` float16 array of a kind, lazily (zarr.Array or h5py.Dataset; a concatenation: a
@@ -416,9 +252,7 @@ class FeatureStore:
             arrays[name] = {"shape": list(a.shape), "dtype": dtype,
                             "chunks": list(chunks) if chunks else None}
 
-        names = ["ids", "split", "path", "width", "height", "status", "reason", "labels/mos"]
-        names += [f"labels/{k}" for k in ("hist", "attributes", "rating_image", "rating_rater", "rating_score", "group")
-                  if k in self._root["labels"]]
+        names = list(PER_IMAGE_ARRAYS) + [f"labels/{k}" for k in OPTIONAL_LABELS if k in self._root["labels"]]
         names += [f"features/{k}" for k in self.kinds] + [f"{KIND_STATUS}/{k}" for k in self.grown_kinds]
         names += [f"{KIND_STATUS}/{k}" for k in self.kinds if "/" in k]
         for name in names:

@@ -22,7 +22,7 @@ import numpy as np
 
 from features import location as loc
 from features.codecs import get_compression
-from features.store import FAILED, KIND_STATUS, PENDING
+from features.store_schema import APPENDING, FAILED, INITIALIZED, KIND_STATUS, PENDING, PER_IMAGE_LABELS
 
 MAX_TASK_BYTES = 256 << 20
 MAX_TASK_IMAGES = 64
@@ -53,7 +53,6 @@ class StoreLayout:
         return [(s, min(s + self.task_size, self.n)) for s in range(0, self.n, self.task_size)]
 
 
-PER_IMAGE_LABELS = ("attributes", "group")  # extra labels with one row per image (the others are long format)
 
 def manifest_fingerprint(ids: Sequence[str], split: Sequence[str], mos: np.ndarray,
                          hist: Optional[np.ndarray], extra: Optional[Dict[str, np.ndarray]] = None) -> str:
@@ -82,7 +81,7 @@ def create_zarr(path: loc.Location, layout: StoreLayout, attrs: dict, ids, split
     import zarr
 
     loc.remove(path)
-    root = zarr.open_group(str(path), mode="w", attributes={**attrs, "initialized": False})
+    root = zarr.open_group(str(path), mode="w", attributes={**attrs, INITIALIZED: False})
     n, t = layout.n, layout.task_size
     full = (max(n, 1),)
     root.create_array("ids", shape=(n,), dtype=str, chunks=full)[:] = np.asarray(ids, dtype=str)
@@ -104,7 +103,7 @@ def create_zarr(path: loc.Location, layout: StoreLayout, attrs: dict, ids, split
         root.create_array(name, shape=(n,), dtype=dtype, chunks=(t,), fill_value=fill)
     root.create_array("reason", shape=(n,), dtype=str, chunks=(t,), fill_value="")
     _feature_arrays(root, layout)
-    root.attrs.update({"initialized": True})
+    root.attrs.update({INITIALIZED: True})
 
 
 def _feature_arrays(root, layout: StoreLayout) -> None:
@@ -148,7 +147,6 @@ def add_kinds(zarr_path: loc.Location, layout: StoreLayout, attrs: dict) -> None
     root.attrs.update(attrs)
 
 
-APPENDING = "appending"  # attribute present while rows are being appended (a rerun finishes the append)
 
 
 def append_rows(zarr_path: loc.Location, n_before: int, ids, split, paths, mos, hist,

@@ -18,7 +18,7 @@ from typing import BinaryIO, Dict
 
 import numpy as np
 
-from features.errors import UsageError
+from features.core.errors import UsageError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE_DTYPES = {

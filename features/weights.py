@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from features.backbones.base import BackboneSpec
-from features.errors import UsageError
+from features.core.errors import UsageError
 
 
 class WeightsError(UsageError):

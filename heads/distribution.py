@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from heads.losses import LossContext, LossSpec, register_loss
 from heads.mlsp_fc import fc3
 from heads.pool3fc import check_wide, pool3fc_trunk
 from heads.registry import NARROW_STAGES, WIDE_STAGES, Block, HeadSpec, register_head
+
+HUBER_SIGMA = 3.0
+AVA_SPAN = 9.0  # APM chose σ on AVA's 1-10 scores
 
 HIDDEN = 2048  # NIMA-style head (its own paper has no hidden layer; kept from the first release)
 APM_HIDDEN = 4096  # APM, figure 2: 18,432-dim SPP vector → FC(4096)+ReLU → FC(10)+ReLU
@@ -127,3 +131,32 @@ for _spec in (
              description="Pool-3FC trunk → FC(K)+ReLU, Huber per bin", reference="Hosu 2019 + Murray & Gordo 2017"),
 ):
     register_head(_spec)
+
+
+def _huber_per_bin(context: LossContext):
+    from heads.distribution_loss import HuberPerBin
+
+    return HuberPerBin(1.0 / HUBER_SIGMA**2)
+
+
+def _huber_mean(context: LossContext):
+    """APM's Huber loss on the mean score: δ = 1/σ² (σ = 3) on AVA's 1-10 scale, scaled with the
+    dataset's scale span (so the same share of the scale counts as an outlier on 0-1 or 0-100)."""
+    from heads.distribution_loss import HuberPerBin
+
+    span = context.scale[1] - context.scale[0]
+    return HuberPerBin(1.0 / HUBER_SIGMA**2 * span / AVA_SPAN, name="huber_mean")
+
+
+def _emd(context: LossContext):
+    from heads.distribution_loss import EarthMoversDistance
+
+    return EarthMoversDistance(2.0)
+
+
+register_loss(LossSpec("huber_dist", _huber_per_bin,
+                       "Huber per bin, delta = 1/9, summed over bins (Murray & Gordo 2017, eq. 1)"))
+register_loss(LossSpec("huber_mean", _huber_mean,
+                       "Huber on the mean score, delta = 1/9 on a 1-10 scale, scaled with the dataset's scale "
+                       "(Murray & Gordo 2017, the -mean variant)"))
+register_loss(LossSpec("emd", _emd, "EMD r = 2 over the CDFs (Talebi & Milanfar 2018)"))

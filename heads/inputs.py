@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from features.loader import signed_log1p
-from features.registry import Registry
+from features.core.registry import Registry
 
 INPUT_LAYER_NAMES = ("input_log1p", "input_standardise")
 DEAD_RELATIVE_STD = 1e-4  # float16 features carry about 3 decimal digits

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from heads.losses import LossContext, LossSpec, register_loss
 from heads.mlsp_fc import Single3FC
 from heads.pool3fc import Pool3FC
 from heads.registry import NARROW_STAGES, WIDE_STAGES, Block, HeadSpec, register_head
@@ -141,6 +142,21 @@ def RegRankWide(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence
     return keras.Model(model.input, model.output, name="reg_rank_wide")
 
 
+def _reg_rank(context: LossContext):
+    from heads.rank_loss import RegRankLoss
+
+    paper = rank_settings(context.dataset)
+    margin = paper.margin if context.rank_margin is None else context.rank_margin
+    weight = paper.weight if context.rank_weight is None else context.rank_weight
+    attribute_weight = ATTRIBUTE_WEIGHT if context.attribute_weight is None else context.attribute_weight
+    return RegRankLoss(margin, weight, *context.scale, min_gap=context.rank_min_gap,
+                       attribute_weight=attribute_weight, rater_columns=context.rater_columns,
+                       pairs=context.rank_pairs)
+
+
+register_loss(LossSpec("reg_rank", _reg_rank,
+                       "squared error + ω_r × pairwise hinge rank loss within the batch, on scores rescaled "
+                       "to [0, 1] (Kong et al. 2016, eq. 1-2)", uses_raters=True))
 _REF = "Kong et al. 2016, section 4.2"
 register_head(HeadSpec("reg_rank", RegRank, kinds=("mlsp_narrow",), target="mos", trainer="keras",
                        lr_stages=NARROW_STAGES, loss="reg_rank", reference=_REF,

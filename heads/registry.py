@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 from features import groups as fg
-from features.errors import UsageError
-from features.registry import Registry
+from features.core.errors import UsageError
+from features.core.registry import Registry
 
 NARROW_STAGES = (1e-3, 1e-4, 1e-5)
 WIDE_STAGES = (1e-4, 1e-5, 1e-6)
@@ -55,7 +55,7 @@ class HeadSpec:
         input_norm: a normalisation the head always uses (a published setting, e.g. "none"); None: the
             run's `--input-norm`.
         recipe: the head's own defaults for the training choices a run can override (`input_norm`,
-            `l2`, `early_stop`, `max_epochs`, `patience`, `batch_size`, `weight_decay`; see `pipeline.fitting.Recipe`), set where
+            `l2`, `early_stop`, `max_epochs`, `patience`, `batch_size`, `weight_decay`; see `pipeline.training.fitting.Recipe`), set where
             measurements showed them.
         description: one line for `describe-head`, the help and the run config.
         reference: paper the head follows.

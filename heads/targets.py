@@ -22,8 +22,8 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from features.errors import UsageError
-from features.registry import Registry
+from features.core.errors import UsageError
+from features.core.registry import Registry
 
 SCALE_LAYER = "to_score_scale"
 TOP_BOTTOM_FRACTION = 0.2  # photo-critic: "we focus on top and bottom 20% of the dataset"

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from heads.losses import LossContext, LossSpec, register_loss
 from heads.registry import POOLED_KINDS, Block, HeadSpec, register_head
 
 EMBEDDING_DIM = 1000  # the paper's projection from pool5
@@ -75,6 +76,19 @@ def directional_triplet_numpy(s, phi, margin=TRIPLET_MARGIN, direction_margin=DI
                 l_d = max(0.0, direction_margin - np.sign(s[n] - s[a]) * (norm[n] - norm[a]))
                 total, count = total + l_e + l_d, count + 1
     return total / max(count, 1)
+
+
+def _directional_triplet(context: LossContext):
+    from heads.triplet_loss import DirectionalTripletLoss
+
+    return DirectionalTripletLoss(TRIPLET_MARGIN if context.triplet_margin is None else context.triplet_margin,
+                                  DIRECTION_MARGIN if context.direction_margin is None else context.direction_margin,
+                                  REJECT_RATIO)
+
+
+register_loss(LossSpec("directional_triplet", _directional_triplet,
+                       "triplet loss on the unit-norm embedding + direction hinge on the norms, over the batch's "
+                       "triplets that pass the 0.7 rejection rule (Schwarz et al. 2018, eq. 2-3)"))
 
 
 register_head(HeadSpec(

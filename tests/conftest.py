@@ -164,8 +164,8 @@ SCORED_HEADS = ("single1fc", "ridge", "pool3fc_dist")  # Keras score, scikit-lea
 @pytest.fixture(scope="session")
 def scored(tmp_path_factory):
     """A folder of 24 small photos, its crop_flip store (random VGG16-HED), and one run per head family."""
-    from pipeline.extract import ExtractConfig, run_extract
-    from pipeline.train import TrainConfig, run_heads
+    from pipeline.extraction.extract import ExtractConfig, run_extract
+    from pipeline.training.train import TrainConfig, run_heads
 
     root = tmp_path_factory.mktemp("scored")
     folder = root / "folder"

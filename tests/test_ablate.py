@@ -2,8 +2,8 @@ import csv
 
 import numpy as np
 
-from pipeline.ablate import run_ablation
-from pipeline.train import TrainConfig
+from pipeline.training.ablate import run_ablation
+from pipeline.training.train import TrainConfig
 from tests.conftest import linear_store
 
 # Heads share a training pass only when their recipes agree; these tests pin one for every head.
@@ -29,7 +29,7 @@ def test_ablation_grid_writes_a_ranked_leaderboard(tmp_path):
 
 def test_joint_training_equals_training_alone(tmp_path):
     """Heads trained together (one read per batch) learn exactly what they learn alone."""
-    from pipeline.train import run_heads
+    from pipeline.training.train import run_heads
 
     store = linear_store(tmp_path / "s.zarr", n=200, views=2, dim=8)
     cfg = TrainConfig(store=str(store), head="single3fc", batch_size=32, lr_stages=[1e-3], max_epochs=3,
@@ -44,7 +44,7 @@ def test_joint_training_equals_training_alone(tmp_path):
 
 
 def test_mos_and_distribution_heads_share_one_pass(tmp_path):
-    from pipeline.train import run_heads
+    from pipeline.training.train import run_heads
 
     store = linear_store(tmp_path / "s.zarr", n=160, views=2, dim=8, hist_bins=10)
     cfg = TrainConfig(store=str(store), head="single1fc", batch_size=32, lr_stages=[1e-3], max_epochs=2,
@@ -66,7 +66,7 @@ def json_config(run_dir):
 
 
 def test_store_without_a_test_split_trains_and_reports_validation_only(tmp_path):
-    from pipeline.train import run_heads
+    from pipeline.training.train import run_heads
 
     store = linear_store(tmp_path / "s.zarr", n=96, views=2, dim=8, hist_bins=10, test_split=False)
     cfg = TrainConfig(store=str(store), head="single1fc", batch_size=32, lr_stages=[1e-3], max_epochs=1,

@@ -8,7 +8,7 @@ import pytest
 import zarr
 
 from features import store as st
-from pipeline.extract import ExtractConfig, ExtractError, run_extract
+from pipeline.extraction.extract import ExtractConfig, ExtractError, run_extract
 from tests.conftest import random_photo, write_image
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from features.backbones import get_backbone, list_backbones
-from features.registry import UnknownNameError
+from features.core.registry import UnknownNameError
 
 
 def test_registry_lists_all_backbones():

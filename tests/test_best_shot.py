@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import random_photo
 from pipeline.cli import main
-from pipeline.score.best_shot import Shot, capture_time, group_shots, picks
+from pipeline.scoring.best_shot import Shot, capture_time, group_shots, picks
 
 
 class _Hash:

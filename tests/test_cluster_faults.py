@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from features import store as st
-from pipeline.extract_worker import TASK_THREADS
+from pipeline.extraction.worker import TASK_THREADS
 from tests.conftest import done_count, random_photo, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ def _start(args, env, log):
 
 @pytest.mark.slow
 def test_a_killed_worker_loses_nothing_on_an_external_cluster(tmp_path):
-    from pipeline.extract import ExtractConfig, run_extract
+    from pipeline.extraction.extract import ExtractConfig, run_extract
 
     folder = tmp_path / "imgs"
     for i in range(N_IMAGES):
@@ -82,7 +82,7 @@ def test_local_gpus_use_dask_cuda_when_installed(monkeypatch):
     """One worker per GPU: dask-cuda's LocalCUDACluster when importable, a plain LocalCluster without it or on CPU."""
     import types
 
-    from pipeline import cluster
+    from pipeline.extraction import cluster
 
     made = {}
 

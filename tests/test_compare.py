@@ -37,8 +37,8 @@ def test_pairing_resolves_what_two_separate_intervals_cannot():
 
 def test_ablation_leaderboard_compares_every_head_with_ridge_on_the_same_photos(tmp_path):
     from evaluation.compare import compare_heads
-    from pipeline.ablate import run_ablation
-    from pipeline.train import TrainConfig
+    from pipeline.training.ablate import run_ablation
+    from pipeline.training.train import TrainConfig
     from tests.conftest import linear_store
 
     store = linear_store(tmp_path / "s.zarr", n=300, views=2, dim=12)

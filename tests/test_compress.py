@@ -7,7 +7,7 @@ from features import store as st
 from features.codecs import COMPRESSIONS
 from features.loader import FeatureReader
 from pipeline.cli import main
-from pipeline.extract import ExtractConfig, ExtractError, run_extract
+from pipeline.extraction.extract import ExtractConfig, ExtractError, run_extract
 from tests.conftest import random_photo, write_image
 
 

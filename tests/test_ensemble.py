@@ -6,10 +6,10 @@ import pytest
 
 from evaluation.metrics import srcc
 from evaluation.rundir import RunDir, RunDirError
-from pipeline.ablate import run_ablation
-from pipeline.ensemble import load_run_model, members_of, train_seeds, write_ensemble
-from pipeline.fitting import TrainError
-from pipeline.train import TrainConfig
+from pipeline.training.ablate import run_ablation
+from pipeline.training.ensemble import load_run_model, members_of, train_seeds, write_ensemble
+from pipeline.training.fitting import TrainError
+from pipeline.training.train import TrainConfig
 from tests.conftest import linear_store
 
 QUIET = dict(log=lambda m: None)
@@ -44,7 +44,7 @@ def test_ensemble_run_averages_its_members(ensemble_runs, head):
 
 @pytest.mark.parametrize("head", ["single1fc", "rf"])
 def test_scoring_an_ensemble_averages_the_members_scores(scored, ensemble_runs, head):
-    from pipeline.score.predictor import Predictor
+    from pipeline.scoring.predictor import Predictor
 
     photos = sorted((scored["folder"] / "images").glob("*.jpg"))[-4:]
     run = RunDir.open(ensemble_runs[head].run_dir)
@@ -99,8 +99,8 @@ def test_ablate_ensemble_rows_per_fold(tmp_path):
 
 
 def test_score_resolves_an_ablations_best_row_to_its_ensemble(ensemble_runs, tmp_path):
-    from pipeline.ablate import row_run_name
-    from pipeline.score.score import resolve_run_dir
+    from pipeline.training.ablate import row_run_name
+    from pipeline.scoring.score import resolve_run_dir
 
     assert row_run_name("mlp", 1, 2) == "mlp_fold2_seed1" and row_run_name("mlp ensemble", fold=2) == "mlp_fold2_ensemble"
     shutil.copytree(ensemble_runs["rf"].run_dir, tmp_path / "ab" / "rf_ensemble")

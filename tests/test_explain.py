@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from features.errors import UsageError
+from features.core.errors import UsageError
 from pipeline.cli import main
-from pipeline.extract_worker import get_extractor, prepare_image
-from pipeline.score.explain import _score_tensor, explain, view_gradients
-from pipeline.score.predictor import Predictor
+from pipeline.extraction.worker import get_extractor, prepare_image
+from pipeline.scoring.explain import _score_tensor, explain, view_gradients
+from pipeline.scoring.predictor import Predictor
 
 
 def _photo(scored, i=1):

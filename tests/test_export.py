@@ -4,8 +4,9 @@ import pytest
 
 from features.images import decode_image
 from pipeline.cli import main
-from pipeline.score import export as ex
-from pipeline.score.predictor import Predictor
+from pipeline.scoring import export as ex
+from pipeline.scoring import export_layers
+from pipeline.scoring.predictor import Predictor
 
 
 def _photos(scored, n=3):
@@ -32,7 +33,7 @@ def test_views_cropped_in_the_graph_are_the_extraction_views():
 
     image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
     views = get_views("crop_flip")
-    np.testing.assert_array_equal(ex.crop_views(image, views).numpy(), make_views(image, views))
+    np.testing.assert_array_equal(export_layers.crop_views(image, views).numpy(), make_views(image, views))
 
 
 def test_an_export_that_disagrees_is_refused_and_removed(scored, tmp_path, monkeypatch, capsys):

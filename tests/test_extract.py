@@ -4,7 +4,7 @@ import pytest
 from features import store as st
 from features.augment import get_views, make_views
 from features.images import decode_image
-from pipeline.extract import ExtractConfig, ExtractError, run_extract
+from pipeline.extraction.extract import ExtractConfig, ExtractError, run_extract
 
 KINDS = "mlsp_narrow,mlsp_wide,gmp"
 

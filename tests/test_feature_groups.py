@@ -12,9 +12,9 @@ from features.cache import CacheError
 from features.groups import ConcatFeatures
 from features.loader import FeatureReader
 from pipeline.cli import main
-from pipeline.extract import ExtractConfig, ExtractError, run_extract
-from pipeline.score.explain import explain
-from pipeline.score.predictor import Predictor, PredictorError
+from pipeline.extraction.extract import ExtractConfig, ExtractError, run_extract
+from pipeline.scoring.explain import explain
+from pipeline.scoring.predictor import Predictor, PredictorError
 from tests.conftest import random_photo, write_image
 
 N = 16
@@ -129,7 +129,7 @@ def test_runs_on_further_backbones_score_photos_as_in_training(group_runs, run):
 
 def test_a_concatenation_run_scores_caches_and_refuses_one_graph_uses(two_backbones, group_runs, tmp_path,
                                                                         monkeypatch, capsys):
-    from pipeline.score import sources
+    from pipeline.scoring import sources
 
     photos = sorted(Path(two_backbones["root"], "photos").glob("*.jpg"))[:3]
     assert main(["score", str(group_runs["concat"]), *map(str, photos), "--out", str(tmp_path / "scores")]) == 0

@@ -8,7 +8,7 @@ import pytest
 
 from features import store as st
 from pipeline.datasets import DatasetError, load_dataset
-from pipeline.train import TrainConfig, TrainError, run_heads
+from pipeline.training.train import TrainConfig, TrainError, run_heads
 from tests.conftest import add_attributes, make_store, random_photo, write_image
 
 QUIET = dict(log=lambda m: None)
@@ -112,7 +112,7 @@ def test_label_choices_are_checked(tmp_path, capsys):
 
 
 def test_flickr_folder_extracts_and_trains_on_either_label(tmp_path):
-    from pipeline.extract import ExtractConfig, run_extract
+    from pipeline.extraction.extract import ExtractConfig, run_extract
 
     root = tmp_path / "flickr"
     rows = []

@@ -1,11 +1,11 @@
-"""K-fold cross-validation (`pipeline.folds`, `iaa ablate --folds K`): every photo tested exactly once."""
+"""K-fold cross-validation (`pipeline.training.folds`, `iaa ablate --folds K`): every photo tested exactly once."""
 import csv
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from pipeline.folds import Fold
+from pipeline.training.folds import Fold
 
 
 def test_folds_test_every_usable_row_exactly_once():
@@ -30,8 +30,8 @@ def test_bad_folds_are_refused(k, index):
 
 def test_cross_validated_ablation_ranks_on_out_of_fold_predictions(tmp_path):
     from evaluation.rundir import RunDir
-    from pipeline.ablate import run_ablation
-    from pipeline.train import TrainConfig
+    from pipeline.training.ablate import run_ablation
+    from pipeline.training.train import TrainConfig
     from tests.conftest import linear_store
 
     store = linear_store(tmp_path / "s.zarr", n=120, views=2, dim=8)

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from features.errors import UsageError
-from pipeline.fuse import best_weight, fuse_runs
-from pipeline.train import TrainConfig, run_heads
+from features.core.errors import UsageError
+from pipeline.training.fuse import best_weight, fuse_runs
+from pipeline.training.train import TrainConfig, run_heads
 from tests.conftest import linear_store, make_store
 
 QUIET = dict(log=lambda m: None)

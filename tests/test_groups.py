@@ -6,10 +6,10 @@ from evaluation import compare
 from evaluation.metrics import within_group_srcc
 from evaluation.rundir import RunDir
 from features import store as st
-from pipeline.ablate import run_ablation
+from pipeline.training.ablate import run_ablation
 from pipeline.datasets import load_dataset
 from pipeline.datasets.base import DatasetError
-from pipeline.train import TrainConfig
+from pipeline.training.train import TrainConfig
 from tests.conftest import make_store
 
 QUIET = dict(log=lambda m: None)

@@ -7,8 +7,8 @@ import pytest
 from features import store as st
 from features.augment import get_views, make_views
 from features.images import decode_image
-from pipeline.extract import ExtractConfig, ExtractError, run_extract
-from pipeline.train import split_rows
+from pipeline.extraction.extract import ExtractConfig, ExtractError, run_extract
+from pipeline.training.train import split_rows
 
 QUIET = dict(log=lambda m: None)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from heads import HeadMismatchError, create_head, get_head, list_heads
-from heads.losses import emd_loss, huber_dist_loss
+from heads.distribution_loss import emd_loss, huber_dist_loss
 
 KERAS_HEADS = list_heads(trainer="keras")
 SKLEARN_HEADS = list_heads(trainer="sklearn")
@@ -136,8 +136,8 @@ def test_mean_huber_is_apm_mean_variant_with_delta_on_the_dataset_scale(tmp_path
     import json
 
     from heads.losses import LossContext, get_loss
-    from pipeline.fitting import TrainConfig
-    from pipeline.train import run_heads
+    from pipeline.training.fitting import TrainConfig
+    from pipeline.training.train import run_heads
     from tests.conftest import linear_store
 
     assert get_loss("huber_mean", LossContext(scale=(1.0, 10.0))).delta == pytest.approx(1 / 9)
@@ -164,7 +164,7 @@ def test_distribution_heads_start_at_the_mean_histogram(head, policy):
     import keras
 
     from heads.targets import get_target
-    from pipeline.fit_keras import float32_output
+    from pipeline.training.keras_models import float32_output
 
     spec = get_head(head)
     shape = (5, 5, 12) if "mlsp_wide" in spec.kinds else (12,)

@@ -6,7 +6,7 @@ from evaluation.metrics import srcc
 from evaluation.rundir import RunDir
 from features.loader import FeatureReader, feature_moments
 from features.store import FeatureStore
-from pipeline.train import TrainConfig, run_train
+from pipeline.training.train import TrainConfig, run_train
 from tests.conftest import make_store
 
 QUIET = {"log": lambda m: None}

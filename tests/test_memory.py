@@ -10,11 +10,11 @@ import pytest
 from features import store as st
 from features.augment import get_views
 from features.backbones import get_backbone
-from features.errors import UsageError
+from features.core.errors import UsageError
 from features.memory import MEMORY_ENV, memory_budget, pass_bytes, side_that_fits
 from features.weights import parse_weights
-from pipeline import extract_worker as ew
-from pipeline.extract_worker import ExtractJob, compute_features
+from pipeline.extraction import worker as ew
+from pipeline.extraction.worker import ExtractJob, compute_features
 
 
 def _job(memory_gb=None, max_side=None):

@@ -6,10 +6,10 @@ import pytest
 
 from features import store as st
 from features.augment import get_views, make_views
-from features.errors import UsageError
+from features.core.errors import UsageError
 from features.extractor import Extractor
-from pipeline.extract import ExtractConfig, ExtractError, run_extract
-from pipeline.score.sources import job_from_record
+from pipeline.extraction.extract import ExtractConfig, ExtractError, run_extract
+from pipeline.scoring.sources import job_from_record
 from tests.conftest import random_photo, write_image
 
 

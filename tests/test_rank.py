@@ -6,8 +6,8 @@ import pytest
 
 from evaluation import metrics as mt
 from heads.rank import rank_loss_numpy, rank_settings
-from pipeline.fitting import TrainConfig, TrainError
-from pipeline.train import run_heads
+from pipeline.training.fitting import TrainConfig, TrainError
+from pipeline.training.train import run_heads
 from tests.conftest import linear_store
 
 QUIET = {"log": lambda m: None}
@@ -17,7 +17,7 @@ QUIET = {"log": lambda m: None}
                                                            (0.15, 0.1, 0.0, (1.0, 10.0)),
                                                            (0.1, 2.0, 0.2, (0.0, 100.0))])
 def test_reg_rank_loss_equals_the_formula(margin, weight, min_gap, scale):
-    from heads.layers import RegRankLoss
+    from heads.rank_loss import RegRankLoss
 
     lo, hi = scale
     rng = np.random.default_rng(int(margin * 100))
@@ -32,7 +32,7 @@ def test_reg_rank_loss_equals_the_formula(margin, weight, min_gap, scale):
 
 
 def test_rank_term_is_zero_for_a_perfect_order_beyond_the_margin_and_positive_otherwise():
-    from heads.layers import RegRankLoss
+    from heads.rank_loss import RegRankLoss
 
     y = np.array([[0.1], [0.5], [0.9]], np.float32)
     loss = RegRankLoss(margin=0.1, rank_weight=1.0)
@@ -42,7 +42,7 @@ def test_rank_term_is_zero_for_a_perfect_order_beyond_the_margin_and_positive_ot
 
 
 def test_rank_loss_refuses_an_empty_scale():
-    from heads.layers import RegRankLoss
+    from heads.rank_loss import RegRankLoss
 
     with pytest.raises(ValueError, match="high > low"):
         RegRankLoss(low=1.0, high=1.0)
@@ -142,7 +142,7 @@ def test_attribute_heads_refuse_a_store_without_attributes(tmp_path):
 
 
 def test_attribute_loss_skips_missing_attributes():
-    from heads.layers import RegRankLoss
+    from heads.rank_loss import RegRankLoss
 
     y = np.array([[0.2, 0.5, np.nan], [0.8, -0.5, 1.0]], np.float32)
     p = np.array([[0.2, 0.1, 99.0], [0.8, -0.5, 0.0]], np.float32)
@@ -164,7 +164,7 @@ def test_parameter_counts_on_irnv2_narrow_with_aadb_attributes(head, params):
 
 def test_evaluate_on_another_store_maps_scales_by_rank_and_refuses_other_features(tmp_path, capsys):
     from pipeline.cli import main
-    from pipeline.score.evaluate_on import evaluate_on, rank_map
+    from pipeline.scoring.evaluate_on import evaluate_on, rank_map
 
     np.testing.assert_allclose(rank_map(np.array([3.0, 1.0, 2.0]), np.array([10.0, 30.0, 20.0])), [30, 10, 20])
     source = linear_store(tmp_path / "ava.zarr", n=240)  # 1-10 scale
@@ -183,7 +183,7 @@ def test_evaluate_on_another_store_maps_scales_by_rank_and_refuses_other_feature
 
 @pytest.mark.parametrize("pairs", ["same-rater", "both"])
 def test_rater_pairs_loss_equals_the_formula(pairs):
-    from heads.layers import RegRankLoss
+    from heads.rank_loss import RegRankLoss
     from heads.rank import rater_rank_loss_numpy
 
     rng = np.random.default_rng(1)

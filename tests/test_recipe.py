@@ -6,8 +6,8 @@ import pytest
 from evaluation.metrics import srcc
 from evaluation.rundir import RunDir
 from heads.registry import HEADS, HeadSpec, register_head
-from pipeline.fitting import REFERENCE_RECIPE, Recipe, TrainConfig, recipe_for
-from pipeline.train import run_heads, run_train
+from pipeline.training.fitting import REFERENCE_RECIPE, Recipe, TrainConfig, recipe_for
+from pipeline.training.train import run_heads, run_train
 from tests.conftest import make_store
 
 QUIET = {"log": lambda m: None}
@@ -81,7 +81,7 @@ def test_a_heads_recipe_is_its_default_and_the_run_overrides_it():
 @pytest.mark.parametrize("fields, match", [({"early_stop": "auc"}, "early stopping"), ({"l2": -1.0}, "l2"),
                                            ({"input_norm": "zscore"}, "did you mean|standard")])
 def test_bad_recipe_choices_fail_before_any_work(fields, match):
-    from features.errors import IAAError
+    from features.core.errors import IAAError
 
     with pytest.raises(IAAError, match=match):
         TrainConfig(store="s", head="single1fc", **fields)

@@ -5,16 +5,16 @@ import pytest
 from features.augment import VIEW_SETS
 from features.backbones import BACKBONES
 from features.codecs import COMPRESSIONS
-from features.errors import IAAError
+from features.core.errors import IAAError
 from features.pooling import FEATURE_KINDS
-from features.registry import UnknownNameError
+from features.core.registry import UnknownNameError
 from heads import HEADS, HeadSpec, create_head, get_head, register_head
 from heads.inputs import INPUT_NORMS
 from heads.losses import LOSSES
 from heads.targets import TARGETS
 from pipeline.datasets import DATASETS
-from pipeline.fitting import TRAINERS
-from pipeline import train  # noqa: F401  (registers the trainers)
+from pipeline.training.fitting import TRAINERS
+from pipeline.training import train  # noqa: F401  (registers the trainers)
 from tests.conftest import linear_store
 
 REGISTRIES = {"heads": HEADS, "backbones": BACKBONES, "kinds": FEATURE_KINDS, "views": VIEW_SETS,
@@ -67,7 +67,7 @@ def _ridge(input_shape=(), *, n_bins=0, blocks=(), seed=0):
 
 def test_a_head_added_by_registration_alone_trains_and_evaluates(tmp_path):
     """Adding a head touches only heads/: the pipeline reads the spec's fields."""
-    from pipeline.train import TrainConfig, run_train
+    from pipeline.training.train import TrainConfig, run_train
 
     spec = register_head(HeadSpec("test_only_ridge", _ridge, kinds=("mlsp_narrow",), target="mos",
                                   trainer="sklearn", lr_stages=None, loss=None, description="ridge for a test"))
@@ -82,8 +82,8 @@ def test_a_head_added_by_registration_alone_trains_and_evaluates(tmp_path):
 
 
 def test_row_limit_comes_from_the_spec():
-    from pipeline.fit_sklearn import training_rows
-    from pipeline.fitting import TrainError
+    from pipeline.training.fit_sklearn import training_rows
+    from pipeline.training.fitting import TrainError
 
     pos, views = training_rows(10, 8, max_train_rows=100, max_rows=None, name="rf", seed=0)
     assert len(pos) == 80 and np.array_equal(np.bincount(views), np.full(8, 10))

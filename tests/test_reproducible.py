@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.rundir import RunDir
-from pipeline.train import TrainConfig, run_heads
+from pipeline.training.train import TrainConfig, run_heads
 from tests.conftest import linear_store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 from features import store as st
 from features.loader import FeatureReader
 from pipeline.cli import main
-from pipeline.extract import ExtractConfig, run_extract
+from pipeline.extraction.extract import ExtractConfig, run_extract
 from tests.conftest import kill_once_started, random_photo, write_image
 
 pytest.importorskip("s3fs")

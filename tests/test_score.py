@@ -10,7 +10,7 @@ from conftest import SCORED_HEADS as HEADS
 from evaluation.rundir import RunDir
 from features.cache import file_key
 from pipeline.cli import main
-from pipeline.score.predictor import Predictor, PredictorError
+from pipeline.scoring.predictor import Predictor, PredictorError
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -53,7 +53,7 @@ def test_score_command_writes_ranked_csv_and_contact_sheet(scored, tmp_path, cap
 
 
 def test_feature_cache_skips_the_backbone_for_photos_seen_before(scored, tmp_path, monkeypatch):
-    from pipeline.score import sources as pr
+    from pipeline.scoring import sources as pr
 
     cache = tmp_path / "cache"
     photos = sorted((scored["folder"] / "images").glob("*.jpg"))[:6]

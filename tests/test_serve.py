@@ -10,8 +10,8 @@ fastapi = pytest.importorskip("fastapi", reason="the server's dependencies are n
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from pipeline.score.predictor import Predictor  # noqa: E402
-from pipeline.serve.app import Limits, create_app  # noqa: E402
+from pipeline.scoring.predictor import Predictor  # noqa: E402
+from pipeline.scoring.serve.app import Limits, create_app  # noqa: E402
 
 
 def _files(paths):
@@ -95,7 +95,7 @@ def test_explain_returns_the_photo_with_its_heat_map(served):
 
 
 def test_a_full_queue_answers_503_with_retry_after(served, monkeypatch):
-    from pipeline.serve.batcher import QueueFull
+    from pipeline.scoring.serve.batcher import QueueFull
 
     client, _, photos = served
 

@@ -28,8 +28,8 @@ def _free_port() -> int:
 def server(scored):
     import uvicorn
 
-    from pipeline.score.predictor import Predictor
-    from pipeline.serve.app import create_app
+    from pipeline.scoring.predictor import Predictor
+    from pipeline.scoring.serve.app import create_app
 
     predictor = Predictor.from_run(scored["runs"]["pool3fc_dist"])
     port = _free_port()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from evaluation.rundir import RunDir, RunDirError
-from pipeline.train import TrainConfig, TrainError, run_train
+from pipeline.training.train import TrainConfig, TrainError, run_train
 from tests.conftest import linear_store
 
 QUIET = dict(log=lambda m: None)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from heads import create_head, get_head
-from heads.layers import DirectionalTripletLoss, accepted_triplets
+from heads.triplet_loss import DirectionalTripletLoss, accepted_triplets
 from heads.triplet import directional_triplet_numpy
-from pipeline.train import TrainConfig, run_heads
+from pipeline.training.train import TrainConfig, run_heads
 from tests.conftest import linear_store
 
 QUIET = dict(log=lambda m: None)

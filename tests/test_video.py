@@ -5,7 +5,7 @@ import numpy as np
 
 from conftest import random_photo
 from pipeline.cli import main
-from pipeline.score.video import pick_key_frames, smooth
+from pipeline.scoring.video import pick_key_frames, smooth
 
 
 def _two_shot_video(path, fps=10, frames_per_shot=20, size=(64, 48)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
 
-from features.registry import Registry
+from features.core.registry import Registry
 
 # Mean pixel values subtracted in BGR order.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -38,7 +38,7 @@ def package_file(distribution: str, relative: str) -> str:
     """Path of `relative` inside the installed `distribution`; a missing one says what to install."""
     from importlib import metadata
 
-    from features.errors import UsageError
+    from features.core.errors import UsageError
 
     try:
         dist = metadata.distribution(distribution)

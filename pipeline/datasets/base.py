@@ -8,8 +8,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from features.errors import IAAError
-from features.registry import Registry
+from features.core.errors import IAAError
+from features.core.registry import Registry
 
 SPLITS = ("train", "val", "test")
 UNLABELLED = "unlabelled"

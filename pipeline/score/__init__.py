@@ -1,1 +1,0 @@
-"""Uses of a trained run on new photos: the predictor, `iaa score` and its contact sheet."""

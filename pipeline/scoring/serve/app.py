@@ -1,0 +1,164 @@
+"""`iaa serve`: a web page and a JSON API scoring uploaded photos with one trained run (FastAPI).
+
+    GET  /             the page (plain HTML/CSS/JS served by the app: no build step, no CDN)
+    POST /api/score    multipart field `files` (one or many images) → scores, ranks, histograms
+    POST /api/explain  multipart field `file` → PNG of the photo with its heat map
+    GET  /api/model    the model card
+    GET  /healthz      liveness and queue length
+    GET  /docs         OpenAPI documentation
+
+Uploads stay in memory (Starlette spools large parts to anonymous temporary files it deletes; nothing
+is written under a name the client chooses, nothing is kept after scoring). Limits answer 4xx; a full
+queue answers 503 with Retry-After; a bad image in a batch fails only itself.
+"""
+import asyncio
+import io
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import List
+
+import numpy as np
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from features.images import ImageError, decode_bytes
+from pipeline.scoring.serve.batcher import Batcher, QueueFull
+
+STATIC = Path(__file__).parent / "static"
+FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may send (each beyond it is a 4xx answer naming the limit)."""
+
+    max_file_mb: float = 25.0
+    max_files: int = 16
+    max_megapixels: float = 50.0
+    queue_size: int = 8
+    batch_images: int = 16
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def check_image(data: bytes, limits: Limits, max_side) -> np.ndarray:
+    """Sniffs the type from the bytes (not the name), checks size and pixels from the header before
+    decoding, then decodes as extraction does."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > limits.max_file_mb * 1e6:
+        raise Rejected(413, f"file too large: {len(data) / 1e6:.1f} MB > {limits.max_file_mb:g} MB")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt, (w, h) = img.format, img.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise Rejected(415, "not an image: its content is no JPEG, PNG, WebP, BMP or TIFF") from None
+    if fmt not in FORMATS:
+        raise Rejected(415, f"unsupported image type {fmt}: send JPEG, PNG, WebP, BMP or TIFF")
+    if w * h > limits.max_megapixels * 1e6:
+        raise Rejected(413, f"too many pixels: {w}x{h} = {w * h / 1e6:.0f} MP > {limits.max_megapixels:g} MP")
+    try:
+        return decode_bytes(data, max_side)
+    except ImageError as exc:
+        raise Rejected(422, f"cannot decode: {exc}") from None
+
+
+def model_card(predictor, limits: Limits) -> dict:
+    cfg, metrics = predictor.run.config, predictor.run.read_metrics() or {}
+    store, test = cfg.get("store") or {}, metrics.get("test") or {}
+    return {"run": predictor.run.path.name, "head": cfg["head"]["name"], "kind": cfg["kind"],
+            "backbone": " + ".join(j.backbone.name for j in predictor.jobs),
+            "weights": " + ".join(j.weights.text for j in predictor.jobs),
+            "views": store.get("view_set"), "dataset": store.get("dataset"),
+            "train_images": (cfg.get("splits") or {}).get("train"), "test_srcc": test.get("srcc"),
+            "test_plcc": test.get("plcc"), "distribution": predictor.dist, "max_side": predictor.job.max_side,
+            "scale": cfg.get("scale"), "limits": asdict(limits)}
+
+
+def create_app(predictor, limits: Limits = Limits()):
+    """The FastAPI app serving one predictor."""
+    app = FastAPI(title="mlsp-iaa scoring", description="Aesthetic scores of photos from one trained run.")
+    batcher = Batcher(predictor, limits.queue_size, limits.batch_images)
+    card = model_card(predictor, limits)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "waiting": batcher.waiting}
+
+    @app.get("/api/model")
+    def model():
+        return card
+
+    @app.post("/api/score")
+    async def score(request: Request, files: List[UploadFile] = File(...)):  # noqa: B008  (FastAPI's idiom)
+        t0 = time.perf_counter()
+        if len(files) > limits.max_files:
+            return JSONResponse({"detail": f"too many files: {len(files)} > {limits.max_files} per request"}, 413)
+        results, images, slots = [], [], []
+        for f in files:
+            data = await f.read(int(limits.max_file_mb * 1e6) + 1)
+            await f.close()
+            try:
+                images.append(check_image(data, limits, predictor.job.max_side))
+                slots.append(len(results))
+                results.append({"name": f.filename, "score": None, "error": None})
+            except Rejected as exc:
+                results.append({"name": f.filename, "score": None, "error": exc.message, "status": exc.status})
+        if images:
+            try:
+                scored = await asyncio.wrap_future(batcher.submit(images))
+            except QueueFull:
+                return JSONResponse({"detail": "busy: the scoring queue is full, retry shortly"}, 503,
+                                    headers={"Retry-After": "2"})
+            _fill(results, slots, scored)
+        if not any(r["score"] is not None for r in results):
+            status = next((r.get("status", 422) for r in results if r["error"]), 422)
+            return JSONResponse({"detail": "no image could be scored", "results": results}, status)
+        return {"results": results, "run": card["run"], "seconds": time.perf_counter() - t0}
+
+    @app.post("/api/explain", responses={200: {"content": {"image/png": {}}}})
+    async def explain_photo(file: UploadFile = File(...)):  # noqa: B008  (FastAPI's idiom)
+        """The photo with its heat map: red raises the score, blue lowers it (gradient for Keras heads,
+        occlusion otherwise; see `iaa explain`)."""
+        from pipeline.scoring.explain import explain, overlay_png
+
+        data = await file.read(int(limits.max_file_mb * 1e6) + 1)
+        await file.close()
+        try:
+            image = check_image(data, limits, predictor.job.max_side)
+        except Rejected as exc:
+            return JSONResponse({"detail": exc.message}, exc.status)
+        try:
+            exp = await asyncio.wrap_future(batcher.submit_call(lambda p: explain(p, image)))
+        except QueueFull:
+            return JSONResponse({"detail": "busy: the scoring queue is full, retry shortly"}, 503,
+                                headers={"Retry-After": "2"})
+        return Response(overlay_png(exp, image), media_type="image/png",
+                        headers={"X-Score": f"{exp.score:.6g}", "X-Method": exp.method})
+
+    app.state.batcher = batcher
+    return app
+
+
+def _fill(results: list, slots: list, scored) -> None:
+    """Writes scores, ranks (1 = best among this request's scored images) and histograms into results."""
+    for j, i in enumerate(slots):
+        if scored.ok[j]:
+            results[i]["score"] = float(scored.score[j])
+            results[i]["spread"] = float(scored.spread[j])
+            if scored.dist is not None:
+                results[i]["distribution"] = [float(v) for v in scored.dist[j]]
+        else:
+            results[i].update(error=scored.reasons[j], status=422)
+    ranked = sorted((r for r in results if r["score"] is not None), key=lambda r: -r["score"])
+    for rank, r in enumerate(ranked, 1):
+        r["rank"] = rank

@@ -1,0 +1,288 @@
+"""What a trainer receives and returns, and the registry of trainers (`HeadSpec.trainer` names one).
+
+`pipeline.training.train` groups the requested heads (by feature kind and trainer; Keras heads of one kind share
+every batch) and hands each group to its trainer as a `FitGroup`; the trainer fits, saves each model
+into its run directory and returns one `FitResult` per head. Adding a head never touches this code:
+a head names a registered trainer in its spec.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from evaluation.rundir import RunDir
+from features.core.errors import UsageError
+from features.core.registry import Registry
+from features.store import FeatureStore
+from heads.baselines import MAX_RBF_ROWS
+from heads.losses import LossContext
+from pipeline.training.folds import Fold
+
+
+EARLY_STOP = ("loss", "srcc")
+RANK_PAIRS = ("auto", "all", "same-rater", "both")
+
+
+class TrainError(UsageError):
+    """A run that cannot start: store, splits or settings; the message says what to do."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (`iaa train`; `iaa ablate` shares them across its grid).
+
+    Attributes:
+        store: feature store path.
+        head: head name (`iaa train`; `run_heads` takes a list instead).
+        run_dir: output directory (default `runs/<store>_<head>_seed<N>`).
+        kind: feature kind to train on (default: the head's first kind in the store).
+        seed: seeds weights, view draws, shuffling and dropout; runs reproduce on CPU.
+        lr_stages: learning-rate stages (None: the head's, `HeadSpec.lr_stages`).
+        cache: "auto", "ram" or "none" (see `features.loader.FeatureReader`).
+        parallel_reads: concurrent batch reads of the loader.
+        max_train_rows: scikit-learn heads use every view of every training image up to this many rows.
+        input_norm, l2, early_stop, max_epochs, patience, batch_size, weight_decay: the `Recipe` choices;
+            None leaves each to the head's own default (`HeadSpec.recipe`), else the reference's.
+        rank_margin, rank_weight: α and ω_r of rank-loss heads (None: Kong et al.'s for the dataset).
+        rank_min_gap: rank-loss pairs closer than this (scores rescaled to [0, 1]) are left out.
+        attribute_weight: ω_a of attribute heads (None: Kong et al.'s 0.1).
+        rank_pairs: rank-loss pairs: "all" (every untied pair of a batch, by mean score), "same-rater"
+            (pairs some rater scored both of, by that rater's order; needs rater data), "both", or "auto"
+            (same-rater when the store has rater data, else all).
+        embedding_dim: d of embedding heads (`triplet`; None: the paper's 1000).
+        triplet_margin, direction_margin: m and m̃ of the directional triplet loss (None: 0.2 and 1.0).
+        label: the score heads learn: "mos" (`labels/mos`) or the name of a stored attribute (a Flickr
+            store's `popularity`, an AADB attribute), with that attribute's scale.
+        reference_protocol: train by the MLSP paper's protocol (`REFERENCE_RECIPE`: raw input, batch 128, stages
+            of 20 epochs, patience 5 on the validation loss, no penalty) instead of each head's own recipe;
+            choices the run sets explicitly still apply.
+        folds, fold: 0 trains on the store's split column; K >= 2 trains on fold `fold` of a K-fold
+            cross-validation over every usable photo (`pipeline.training.folds`: fold `fold` tests, a tenth of the
+            rest validates).
+    """
+
+    store: str
+    head: str
+    run_dir: Optional[str] = None
+    kind: Optional[str] = None
+    seed: int = 0
+    batch_size: Optional[int] = None
+    lr_stages: Optional[List[float]] = None
+    max_epochs: Optional[int] = None
+    patience: Optional[int] = None
+    cache: str = "auto"
+    parallel_reads: int = 4
+    max_train_rows: int = MAX_RBF_ROWS
+    weight_decay: Optional[float] = None
+    input_norm: Optional[str] = None
+    l2: Optional[float] = None
+    early_stop: Optional[str] = None
+    rank_margin: Optional[float] = None
+    rank_weight: Optional[float] = None
+    rank_min_gap: float = 0.0
+    attribute_weight: Optional[float] = None
+    rank_pairs: str = "auto"
+    label: str = "mos"
+    embedding_dim: Optional[int] = None
+    triplet_margin: Optional[float] = None
+    direction_margin: Optional[float] = None
+    reference_protocol: bool = False
+    folds: int = 0
+    fold: int = 0
+
+    def __post_init__(self):
+        if self.folds:
+            try:
+                Fold(self.folds, self.fold)
+            except ValueError as exc:
+                raise TrainError(f"--folds {self.folds} --fold {self.fold}: {exc}") from None
+        if self.embedding_dim is not None and self.embedding_dim < 2:
+            raise TrainError(f"embedding_dim must be at least 2; received {self.embedding_dim}")
+        for name in ("rank_margin", "rank_weight", "attribute_weight", "triplet_margin", "direction_margin"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise TrainError(f"{name} must be >= 0; received {value}")
+        if self.rank_pairs not in RANK_PAIRS:
+            raise TrainError(f"rank_pairs must be one of {', '.join(RANK_PAIRS)}; received {self.rank_pairs!r}")
+        if not 0 <= self.rank_min_gap < 1:
+            raise TrainError(f"rank_min_gap is a gap between scores rescaled to [0, 1], in [0, 1); "
+                             f"received {self.rank_min_gap}")
+        Recipe(**{k: v for k, v in self.recipe_overrides().items()})  # validates what was given
+
+    def recipe_overrides(self) -> dict:
+        """The recipe choices this run sets (the others are left to each head)."""
+        return {k: getattr(self, k) for k in RECIPE_FIELDS if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a head is trained beyond the reference protocol, resolved for one head of one run.
+
+    Attributes:
+        input_norm: input normalisation (`heads.inputs.INPUT_NORMS`), fitted on the training split and
+            saved in the model.
+        l2: L2 penalty on Keras kernels in standard units (`heads.regularisation`).
+        early_stop: what picks a Keras head's best epoch and ends a stage: "loss" (the reference) or
+            "srcc" (validation SRCC, the metric heads are judged by).
+        max_epochs: most epochs per learning-rate stage (reference 20).
+        patience: epochs without improvement before a stage ends (reference 5).
+        batch_size: training batch (reference 128).
+        weight_decay: decoupled weight decay of the Keras head's Adam (reference 0: plain Adam).
+    """
+
+    input_norm: str = "none"
+    l2: float = 0.0
+    early_stop: str = "loss"
+    max_epochs: int = 20
+    patience: int = 5
+    batch_size: int = 128
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        from heads.inputs import get_input_norm
+
+        get_input_norm(self.input_norm)
+        if self.early_stop not in EARLY_STOP:
+            raise TrainError(f"early stopping is on one of {', '.join(EARLY_STOP)}; received {self.early_stop!r}")
+        if not self.l2 >= 0:
+            raise TrainError(f"l2 must be >= 0; received {self.l2}")
+        if not self.weight_decay >= 0:
+            raise TrainError(f"weight_decay must be >= 0; received {self.weight_decay}")
+        for name in ("max_epochs", "patience", "batch_size"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise TrainError(f"{name} must be a whole number >= 1; received {getattr(self, name)!r}")
+
+
+REFERENCE_RECIPE = Recipe()
+RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay")
+
+
+def loss_context(cfg: TrainConfig, store: FeatureStore, rater_columns: int = 0) -> LossContext:
+    """What a head's loss is built with in this run (dataset scale and name, rank options, and how many
+    trailing target columns are per-rater scores)."""
+    return LossContext(scale=store.scale, dataset=store.identity().get("dataset") or "",
+                       rank_margin=cfg.rank_margin, rank_weight=cfg.rank_weight, rank_min_gap=cfg.rank_min_gap,
+                       attribute_weight=cfg.attribute_weight, rater_columns=rater_columns,
+                       rank_pairs="both" if cfg.rank_pairs == "both" else "same-rater",
+                       triplet_margin=cfg.triplet_margin, direction_margin=cfg.direction_margin)
+
+
+def uses_raters(spec, cfg: TrainConfig, store: FeatureStore) -> bool:
+    """Whether a head's rank pairs come from individual raters in this run (refuses "same-rater"/"both"
+    on a store without rater data)."""
+    from heads.losses import LOSSES
+
+    if not (spec.loss and LOSSES.get(spec.loss).uses_raters) or cfg.rank_pairs == "all":
+        return False
+    if store.ratings is None or store.label != "mos":  # raters scored the MOS, not another label
+        if store.label != "mos" and cfg.rank_pairs != "auto":
+            raise TrainError(f"--rank-pairs {cfg.rank_pairs} orders pairs by raters' scores of the MOS; with "
+                             f"--label {store.label} use --rank-pairs all (or auto)")
+        if cfg.rank_pairs == "auto":
+            return False
+        raise TrainError(f"--rank-pairs {cfg.rank_pairs} needs individual ratings with rater ids; store "
+                         f"{store.path} has none (aadb with AADB_AllinAll.csv, or a folder with a rater column)")
+    return True
+
+
+def recipe_for(spec, cfg: TrainConfig) -> Recipe:
+    """The head's recipe in this run: the run's choices, else the head's defaults (unless the run asks for the
+    reference protocol), else the reference's; a head with a fixed published input (`HeadSpec.input_norm`)
+    keeps it."""
+    fields = {**({} if cfg.reference_protocol else dict(spec.recipe)), **cfg.recipe_overrides()}
+    if spec.input_norm:
+        fields["input_norm"] = spec.input_norm
+    return Recipe(**fields)
+
+
+@dataclass
+class FitGroup:
+    """Heads trained together on one feature kind of one store.
+
+    Attributes:
+        cfg: the run settings.
+        specs: the heads' specs.
+        store: the open store.
+        kind: feature kind.
+        rows: store rows per split ("train", "val", "test").
+        targets: per split one (n, T) float32 matrix; head j learns its columns `columns[j]`.
+        columns: per head, its slice of the target columns.
+        rater_columns: per head, how many trailing columns of its slice are per-rater scores (0: none).
+        runs: per head, its run directory.
+        log: where progress lines go.
+        recipe: the heads' shared `Recipe`.
+    """
+
+    cfg: TrainConfig
+    specs: list
+    store: FeatureStore
+    kind: str
+    rows: Dict[str, np.ndarray]
+    targets: Dict[str, np.ndarray]
+    columns: List[slice]
+    runs: List[RunDir]
+    log: Callable[[str], None] = print
+    recipe: Recipe = REFERENCE_RECIPE
+    rater_columns: List[int] = field(default_factory=list)
+
+
+@dataclass
+class FitResult:
+    """One trained head: predictions per view ((n, V, out) arrays) and what the config records."""
+
+    val_views: np.ndarray
+    test_views: Optional[np.ndarray]
+    seconds: float
+    reader_mode: str
+    trained_with: List[str]
+    params: Optional[int] = None
+    history: Dict[str, list] = field(default_factory=dict)
+    score_scale: Optional[dict] = None
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    """A fitting routine.
+
+    Attributes:
+        name: the value heads give as `HeadSpec.trainer`.
+        fit: `fit(group: FitGroup) -> List[FitResult]`, one result per head, models saved.
+        load: `load(run: RunDir)` → the trained model saved in a run directory.
+        predict: `predict(model, x)` → (m, out) float32 outputs for (m, *kind shape) float32 features;
+            training's predictions and scoring new photos both go through it.
+        average: `average(models)` → one model whose `predict` is the mean of the models' outputs (a seed
+            ensemble, `pipeline.training.ensemble`).
+        shares_batches: heads of one feature kind can be fitted in one group (one read per batch).
+    """
+
+    name: str
+    fit: Callable = field(repr=False, compare=False)
+    load: Callable = field(repr=False, compare=False)
+    predict: Callable = field(repr=False, compare=False)
+    average: Callable = field(repr=False, compare=False)
+    shares_batches: bool = False
+
+
+TRAINERS: Registry[TrainerSpec] = Registry("trainer")
+PREDICT_CHUNK = 512  # photos per read when predicting a store's rows
+
+
+def predict_store_rows(trainer: TrainerSpec, model, fs: FeatureStore, kind: str, rows: np.ndarray) -> np.ndarray:
+    """(n, V, out) outputs of a trained model for every stored view of the store's `rows`, read in chunks."""
+    from features.loader import FeatureReader
+
+    reader = FeatureReader(fs, kind, rows, cache="none")
+    n, n_views = len(rows), reader.n_views
+    out = []
+    for start in range(0, n, PREDICT_CHUNK):
+        pos = np.repeat(np.arange(start, min(start + PREDICT_CHUNK, n)), n_views)
+        x = reader.read(pos, np.tile(np.arange(n_views), len(pos) // n_views)).astype(np.float32)
+        out.append(trainer.predict(model, x).reshape(len(pos) // n_views, n_views, -1))
+    return np.concatenate(out) if out else np.zeros((0, n_views, 1), np.float32)
+
+
+def register_trainer(spec: TrainerSpec) -> TrainerSpec:
+    """Adds a trainer to the registry."""
+    return TRAINERS.register(spec)
