@@ -5,7 +5,9 @@ from heads.registry import (  # noqa: F401
     HeadSpec,
     create_head,
     get_head,
+    head_options,
     list_heads,
+    option_users,
     register_head,
 )
 from heads import adaptive, baselines, distribution, mlp, mlsp_fc, pool3fc, rank, triplet, validated  # noqa: F401  (registration)

@@ -7,9 +7,10 @@ module holds the registry, the context a loss is built for, and the MSE of Hosu 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 from features.core.registry import Registry
+from heads.options import HeadOption
 
 
 
@@ -20,24 +21,15 @@ class LossContext:
     Attributes:
         scale: (low, high) of the dataset's score scale.
         dataset: dataset name (published settings differ per dataset, e.g. Kong et al.'s rank margin).
-        rank_margin, rank_weight: α and ω_r of the rank loss (None: the published values).
-        rank_min_gap: pairs closer than this (scores rescaled to [0, 1]) are left out of the rank loss.
-        attribute_weight: ω_a of attribute outputs (None: Kong et al.'s 0.1).
+        options: the values of the options the loss declares (`LossSpec.options`; defaults filled in, an option
+            without a value left out: the loss's own default applies).
         rater_columns: R trailing target columns of per-rater scores (0: pairs by mean score).
-        rank_pairs: with raters, "same-rater" or "both" (same-rater pairs plus the other pairs).
-        triplet_margin, direction_margin: m and m̃ of the directional triplet loss (None: `heads.triplet`'s).
     """
 
     scale: Tuple[float, float] = (0.0, 1.0)
     dataset: str = ""
-    rank_margin: Optional[float] = None
-    rank_weight: Optional[float] = None
-    rank_min_gap: float = 0.0
-    attribute_weight: Optional[float] = None
+    options: Mapping[str, Any] = field(default_factory=dict)
     rater_columns: int = 0
-    rank_pairs: str = "same-rater"
-    triplet_margin: Optional[float] = None
-    direction_margin: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -50,12 +42,14 @@ class LossSpec:
             compiled).
         description: one line for the run config.
         uses_raters: the loss can order pairs by individual raters' scores (trailing target columns).
+        options: the options the loss takes (`heads.options.declare_options`), read from `LossContext.options`.
     """
 
     name: str
     build: Callable = field(repr=False, compare=False)
     description: str = ""
     uses_raters: bool = False
+    options: Tuple[HeadOption, ...] = ()
 
 
 LOSSES: Registry[LossSpec] = Registry("loss")

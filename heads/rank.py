@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from heads.losses import LossContext, LossSpec, register_loss
+from heads.options import HeadOption, declare_options
 from heads.mlsp_fc import Single3FC
 from heads.pool3fc import Pool3FC
 from heads.registry import NARROW_STAGES, WIDE_STAGES, Block, HeadSpec, register_head
@@ -142,21 +143,36 @@ def RegRankWide(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence
     return keras.Model(model.input, model.output, name="reg_rank_wide")
 
 
+RANK_PAIRS = ("auto", "all", "same-rater", "both")
+RANK_OPTIONS = declare_options(
+    HeadOption("rank_margin", "float", "margin alpha of the rank loss on scores rescaled to [0, 1] (default: "
+               "Kong et al.'s, 0.15 on AVA, 0.02 on AADB and others)", minimum=0),
+    HeadOption("rank_weight", "float", "weight omega_r of the rank term (default: Kong et al.'s, 0.1 on AVA, 1 on "
+               "AADB and others)", minimum=0),
+    HeadOption("rank_min_gap", "float", "leave out pairs whose scores (rescaled to [0, 1]) differ by less",
+               default=0.0, minimum=0, below=1),
+    HeadOption("rank_pairs", "str", "rank-loss pairs: all (by mean score), same-rater (pairs a rater scored both "
+               "of, in that rater's order), both; auto: same-rater when the store has rater ids, else all",
+               default="auto", choices=RANK_PAIRS),
+    HeadOption("attribute_weight", "float", "weight omega_a of the attribute loss (default: Kong et al.'s 0.1)",
+               minimum=0),
+)
+
+
 def _reg_rank(context: LossContext):
     from heads.rank_loss import RegRankLoss
 
-    paper = rank_settings(context.dataset)
-    margin = paper.margin if context.rank_margin is None else context.rank_margin
-    weight = paper.weight if context.rank_weight is None else context.rank_weight
-    attribute_weight = ATTRIBUTE_WEIGHT if context.attribute_weight is None else context.attribute_weight
-    return RegRankLoss(margin, weight, *context.scale, min_gap=context.rank_min_gap,
-                       attribute_weight=attribute_weight, rater_columns=context.rater_columns,
-                       pairs=context.rank_pairs)
+    paper, given = rank_settings(context.dataset), context.options
+    return RegRankLoss(given.get("rank_margin", paper.margin), given.get("rank_weight", paper.weight),
+                       *context.scale, min_gap=given.get("rank_min_gap", 0.0),
+                       attribute_weight=given.get("attribute_weight", ATTRIBUTE_WEIGHT),
+                       rater_columns=context.rater_columns,
+                       pairs="both" if given.get("rank_pairs") == "both" else "same-rater")
 
 
 register_loss(LossSpec("reg_rank", _reg_rank,
                        "squared error + ω_r × pairwise hinge rank loss within the batch, on scores rescaled "
-                       "to [0, 1] (Kong et al. 2016, eq. 1-2)", uses_raters=True))
+                       "to [0, 1] (Kong et al. 2016, eq. 1-2)", uses_raters=True, options=RANK_OPTIONS))
 _REF = "Kong et al. 2016, section 4.2"
 register_head(HeadSpec("reg_rank", RegRank, kinds=("mlsp_narrow",), target="mos", trainer="keras",
                        lr_stages=NARROW_STAGES, loss="reg_rank", reference=_REF,

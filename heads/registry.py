@@ -9,11 +9,12 @@ signature.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from features import groups as fg
 from features.core.errors import UsageError
 from features.core.registry import Registry
+from heads.options import HeadOption, options_for
 
 NARROW_STAGES = (1e-3, 1e-4, 1e-5)
 WIDE_STAGES = (1e-4, 1e-5, 1e-6)
@@ -48,7 +49,9 @@ class HeadSpec:
         needs_blocks: the builder needs the store's block list (names and channel offsets).
         needs_attributes: the builder takes `n_attributes` (heads with attribute outputs; the store needs
             `labels/attributes`).
-        has_embedding: the builder takes `embedding_dim` (embedding heads: outputs `[score, embedding]`).
+        has_embedding: an embedding head (outputs `[score, embedding]`).
+        options: the head's own options (`heads.options`), passed to the builder as keywords; its loss's
+            options are the loss spec's (`head_options` gives both).
         fit_to_data: `fit_to_data(model, features, seed) -> dict` sets weights fitted on training
             features before training (e.g. content clusters); what it returns goes into the run config.
         uses_validation: the estimator's `fit(x, y, x_val=, y_val=)` tunes itself on the validation split.
@@ -72,6 +75,7 @@ class HeadSpec:
     needs_blocks: bool = False
     needs_attributes: bool = False
     has_embedding: bool = False
+    options: Tuple[HeadOption, ...] = ()
     fit_to_data: Optional[Callable] = field(default=None, repr=False, compare=False)
     uses_validation: bool = False
     input_norm: Optional[str] = None
@@ -145,25 +149,42 @@ def list_heads(trainer: Optional[str] = None):
     return [s.name for s in HEADS if trainer is None or s.trainer == trainer]
 
 
-def create_head(name: str, *, input_shape: Sequence[int], n_bins: int = 0, blocks: Sequence[Block] = (),
-                seed: int = 0, n_attributes: int = 0, embedding_dim: Optional[int] = None):
+def head_options(spec: HeadSpec) -> Tuple[HeadOption, ...]:
+    """Every option a head takes: its own (`HeadSpec.options`) and its loss's (`LossSpec.options`)."""
+    from heads.losses import LOSSES
+
+    return spec.options + (LOSSES.get(spec.loss).options if spec.loss else ())
+
+
+def option_users() -> Dict[str, List[str]]:
+    """{option name: the heads that take it}, for the flags' help."""
+    users: Dict[str, List[str]] = {}
+    for spec in HEADS:
+        for option in head_options(spec):
+            users.setdefault(option.name, []).append(spec.name)
+    return users
+
+
+def create_head(name: str | HeadSpec, *, input_shape: Sequence[int], n_bins: int = 0, blocks: Sequence[Block] = (),
+                seed: int = 0, n_attributes: int = 0, options: Optional[Mapping[str, object]] = None):
     """Builds the head registered as `name` for one input.
 
     Args:
-        name: registry name.
+        name: registry name, or the spec itself (resolved once by the caller).
         input_shape: per-sample feature shape, e.g. `(16928,)` or `(5, 5, 16928)`.
         n_bins: histogram bins K (distribution heads; ignored by the others).
         blocks: `(name, start, stop)` channel ranges of the MLSP blocks (heads with `needs_blocks`).
         seed: seed of scikit-learn estimators; a Keras head's initial weights and dropout seeds are drawn
             from it and each layer's name (`heads.seeding`), whatever was built before or in which order.
         n_attributes: attribute outputs (heads with `needs_attributes`; ignored by the others).
-        embedding_dim: d of embedding heads (`has_embedding`; None: the head's default; ignored by the others).
+        options: option values by name (`heads.options`); the head takes those it declares.
     Returns:
         A `keras.Model` for trainer "keras", an unfitted scikit-learn estimator for "sklearn".
     Raises:
         UnknownNameError: no such head. HeadMismatchError: an input the head cannot take.
     """
-    spec = get_head(name)
+    spec = name if isinstance(name, HeadSpec) else get_head(name)
+    name = spec.name
     if spec.needs_blocks and not blocks:
         raise HeadMismatchError(f"head {name!r} needs the store's block list (names and channel offsets); "
                                 f"received none")
@@ -176,8 +197,7 @@ def create_head(name: str, *, input_shape: Sequence[int], n_bins: int = 0, block
             raise HeadMismatchError(f"head {name!r} predicts attributes and needs at least one; received "
                                     f"n_attributes={n_attributes}")
         extra["n_attributes"] = int(n_attributes)
-    if spec.has_embedding and embedding_dim is not None:
-        extra["embedding_dim"] = int(embedding_dim)
+    extra.update(options_for(spec.options, options or {})[0])
     head = spec.builder(tuple(int(d) for d in input_shape), n_bins=n_bins, blocks=tuple(blocks), seed=seed, **extra)
     if spec.trainer == "keras":
         from heads.seeding import reseed_by_name

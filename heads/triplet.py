@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from heads.losses import LossContext, LossSpec, register_loss
+from heads.options import HeadOption, declare_options
 from heads.registry import POOLED_KINDS, Block, HeadSpec, register_head
 
 EMBEDDING_DIM = 1000  # the paper's projection from pool5
@@ -78,21 +79,32 @@ def directional_triplet_numpy(s, phi, margin=TRIPLET_MARGIN, direction_margin=DI
     return total / max(count, 1)
 
 
+TRIPLET_LOSS_OPTIONS = declare_options(
+    HeadOption("triplet_margin", "float", "margin m of the embedding loss", default=TRIPLET_MARGIN, minimum=0),
+    HeadOption("direction_margin", "float", "margin of the direction loss on the norms", default=DIRECTION_MARGIN,
+               minimum=0),
+)
+TRIPLET_HEAD_OPTIONS = declare_options(
+    HeadOption("embedding_dim", "int", "embedding size d", default=EMBEDDING_DIM, minimum=2),
+)
+
+
 def _directional_triplet(context: LossContext):
     from heads.triplet_loss import DirectionalTripletLoss
 
-    return DirectionalTripletLoss(TRIPLET_MARGIN if context.triplet_margin is None else context.triplet_margin,
-                                  DIRECTION_MARGIN if context.direction_margin is None else context.direction_margin,
-                                  REJECT_RATIO)
+    given = context.options
+    return DirectionalTripletLoss(given.get("triplet_margin", TRIPLET_MARGIN),
+                                  given.get("direction_margin", DIRECTION_MARGIN), REJECT_RATIO)
 
 
 register_loss(LossSpec("directional_triplet", _directional_triplet,
                        "triplet loss on the unit-norm embedding + direction hinge on the norms, over the batch's "
-                       "triplets that pass the 0.7 rejection rule (Schwarz et al. 2018, eq. 2-3)"))
+                       "triplets that pass the 0.7 rejection rule (Schwarz et al. 2018, eq. 2-3)",
+                       options=TRIPLET_LOSS_OPTIONS))
 
 
 register_head(HeadSpec(
     "triplet", TripletEmbedding, POOLED_KINDS, "embedding", "keras", TRIPLET_STAGES, "directional_triplet",
-    has_embedding=True, recipe={"input_norm": "log-standard", "early_stop": "srcc", "max_epochs": 30},
+    has_embedding=True, options=TRIPLET_HEAD_OPTIONS, recipe={"input_norm": "log-standard", "early_stop": "srcc", "max_epochs": 30},
     description=f"linear projection to a {EMBEDDING_DIM}-d embedding; directional triplet loss; score = ‖φ‖",
     reference="Schwarz et al. 2018"))

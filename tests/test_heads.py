@@ -164,7 +164,7 @@ def test_distribution_heads_start_at_the_mean_histogram(head, policy):
     import keras
 
     from heads.targets import get_target
-    from pipeline.training.keras_models import float32_output
+    from heads.assembly import float32_output
 
     spec = get_head(head)
     shape = (5, 5, 12) if "mlsp_wide" in spec.kinds else (12,)

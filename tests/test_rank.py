@@ -6,6 +6,8 @@ import pytest
 
 from evaluation import metrics as mt
 from heads.rank import rank_loss_numpy, rank_settings
+from features.core.errors import UsageError
+from features.core.registry import UnknownNameError
 from pipeline.training.fitting import TrainConfig, TrainError
 from pipeline.training.train import run_heads
 from tests.conftest import linear_store
@@ -72,7 +74,7 @@ def test_pairwise_accuracy_counts_pairs_and_half_ties(monkeypatch):
 def test_reg_rank_trains_records_its_loss_settings_and_reports_pair_accuracy(tmp_path):
     store = linear_store(tmp_path / "s.zarr", n=240, wide=True, unit_scale=True)
     cfg = TrainConfig(store=str(store), head="reg_rank", batch_size=32, lr_stages=[1e-3], max_epochs=3,
-                      rank_margin=0.05, rank_min_gap=0.01)
+                      options={"rank_margin": 0.05, "rank_min_gap": 0.01})
     heads = ["reg_rank", "reg_rank_wide", "single3fc"]
     results = run_heads(cfg, heads, [tmp_path / h for h in heads], **QUIET)
     config = json.loads((tmp_path / "reg_rank" / "config.json").read_text())
@@ -87,10 +89,14 @@ def test_reg_rank_trains_records_its_loss_settings_and_reports_pair_accuracy(tmp
 
 
 def test_rank_options_are_validated():
-    with pytest.raises(TrainError, match="rank_margin must be >= 0"):
-        TrainConfig(store="s", head="reg_rank", rank_margin=-0.1)
-    with pytest.raises(TrainError, match="in \\[0, 1\\)"):
-        TrainConfig(store="s", head="reg_rank", rank_min_gap=1.5)
+    with pytest.raises(UsageError, match="rank_margin must be >= 0"):
+        TrainConfig(store="s", head="reg_rank", options={"rank_margin": -0.1})
+    with pytest.raises(UsageError, match="rank_min_gap must be below 1"):
+        TrainConfig(store="s", head="reg_rank", options={"rank_min_gap": 1.5})
+    with pytest.raises(UsageError, match="rank_pairs must be one of"):
+        TrainConfig(store="s", head="reg_rank", options={"rank_pairs": "pairs"})
+    with pytest.raises(UnknownNameError, match="Did you mean .rank_margin."):
+        TrainConfig(store="s", head="reg_rank", options={"rank_margn": 0.1})
 
 
 def _attribute_store(path, n=240, seed=0):
@@ -235,5 +241,5 @@ def test_rank_heads_order_pairs_by_raters_when_the_store_has_them(tmp_path, caps
     assert any("same-rater pairs per batch of 16" in m for m in logs)
     plain = linear_store(tmp_path / "plain.zarr", n=60)
     with pytest.raises(TrainError, match="needs individual ratings with rater ids"):
-        run_heads(TrainConfig(store=str(plain), head="reg_rank", rank_pairs="same-rater"), ["reg_rank"],
+        run_heads(TrainConfig(store=str(plain), head="reg_rank", options={"rank_pairs": "same-rater"}), ["reg_rank"],
                   [tmp_path / "c"], **QUIET)

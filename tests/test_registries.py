@@ -105,3 +105,37 @@ def test_a_renamed_head_is_found_by_its_old_name():
         HEADS.alias("svm", "rf")
     with pytest.raises(UnknownNameError, match="Did you mean 'svm_photo_critic'"):
         get_head("svm_photo_critc")
+
+
+def _ridge_with_option(input_shape=(), *, n_bins=0, blocks=(), seed=0, test_alpha=1.0):
+    from sklearn.linear_model import Ridge
+
+    return Ridge(alpha=test_alpha)
+
+
+def test_a_head_with_a_new_option_is_added_by_registration_alone_and_trained_from_the_cli(tmp_path, capsys):
+    """The option is declared once, on the spec: the flag, its help, validation and the builder's keyword follow."""
+    from heads.options import OPTIONS, HeadOption, declare_options
+    from pipeline.cli import build_parser, main
+
+    options = declare_options(HeadOption("test_alpha", "float", "ridge penalty of the test head", default=1.0,
+                                         minimum=0))
+    spec = register_head(HeadSpec("test_only_optioned", _ridge_with_option, kinds=("mlsp_narrow",), trainer="sklearn",
+                                  lr_stages=None, loss=None, options=options, description="a test head"))
+    try:
+        assert "test_only_optioned: ridge penalty of the test head" in build_parser().format_help() + \
+            build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+        store = linear_store(tmp_path / "s.zarr", n=120, views=2, dim=8)
+        common = ["ablate", "--store", str(store), "--heads", "test_only_optioned,ridge", "--out", str(tmp_path / "a")]
+        assert main(common + ["--test-alpha", "-1"]) == 2
+        assert "test_alpha must be >= 0" in capsys.readouterr().err
+        assert main(common + ["--test-alpha", "1e6"]) == 0
+        assert "note: ridge does not take --test-alpha; ignored" in capsys.readouterr().out
+        from evaluation.rundir import RunDir
+
+        run = next(p for p in (tmp_path / "a").iterdir() if p.name.startswith("test_only_optioned"))
+        assert RunDir.open(run).load_sklearn().alpha == 1e6
+        assert RunDir.open(run).config["train"]["options"] == {"test_alpha": 1e6}
+    finally:
+        del HEADS._items[spec.name]
+        del OPTIONS._items["test_alpha"]

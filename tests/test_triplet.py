@@ -37,7 +37,7 @@ def test_rejection_rule_keeps_only_clearly_separated_triplets():
 
 
 def test_triplet_head_outputs_norm_then_embedding():
-    model = create_head("triplet", input_shape=(10,), embedding_dim=7)
+    model = create_head("triplet", input_shape=(10,), options={"embedding_dim": 7})
     out = model.predict(np.random.default_rng(0).random((3, 10)), verbose=0)
     assert out.shape == (3, 8) and get_head("triplet").target == "embedding"
     np.testing.assert_allclose(out[:, 0], np.linalg.norm(out[:, 1:], axis=1), rtol=1e-5)
@@ -46,7 +46,7 @@ def test_triplet_head_outputs_norm_then_embedding():
 
 def test_norm_of_the_embedding_learns_the_score_order(tmp_path):
     store = linear_store(tmp_path / "s.zarr", n=400)
-    cfg = TrainConfig(store=str(store), head="triplet", batch_size=64, lr_stages=[1e-2, 1e-3], embedding_dim=32)
+    cfg = TrainConfig(store=str(store), head="triplet", batch_size=64, lr_stages=[1e-2, 1e-3], options={"embedding_dim": 32})
     result = run_heads(cfg, ["triplet", "ridge"], [tmp_path / "t", tmp_path / "r"], **QUIET)
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     assert config["head"]["loss_settings"]["margin"] == 0.2 and config["head"]["loss_settings"]["ratio"] == 0.7
@@ -58,7 +58,7 @@ def test_score_writes_embeddings_of_a_triplet_run(scored, tmp_path, capsys):
 
     run = tmp_path / "triplet"
     cfg = TrainConfig(store=str(scored["store"]), head="triplet", batch_size=8, lr_stages=[1e-3], max_epochs=2,
-                      embedding_dim=8)
+                      options={"embedding_dim": 8})
     run_heads(cfg, ["triplet"], [run], **QUIET)
     photos = [str(p) for p in sorted((scored["folder"] / "images").glob("*.jpg"))[:5]]
     assert main(["score", str(run), *photos, "--out", str(tmp_path / "o"), "--embeddings"]) == 0
@@ -72,7 +72,7 @@ def test_score_writes_embeddings_of_a_triplet_run(scored, tmp_path, capsys):
 
 def test_the_norm_is_judged_by_ranking_metrics_only(tmp_path):
     store = linear_store(tmp_path / "s.zarr", n=200)
-    cfg = TrainConfig(store=str(store), head="triplet", batch_size=64, max_epochs=2, embedding_dim=8)
+    cfg = TrainConfig(store=str(store), head="triplet", batch_size=64, max_epochs=2, options={"embedding_dim": 8})
     m = run_heads(cfg, ["triplet"], [tmp_path / "t"], **QUIET)[0].metrics
     assert m["test"]["srcc"] is not None and m["test"]["pairwise_accuracy"] is not None
     assert m["test"]["accuracy"] is None and m["test"]["rmse"] is None  # ‖φ‖ is not on the MOS scale

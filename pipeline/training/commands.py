@@ -18,7 +18,7 @@ def add_parsers(sub) -> None:
 
 def _add_training_options(p) -> None:
     from heads.inputs import INPUT_NORMS
-    from pipeline.training.fitting import EARLY_STOP, RANK_PAIRS, REFERENCE_RECIPE, TrainConfig
+    from pipeline.training.fitting import EARLY_STOP, REFERENCE_RECIPE, TrainConfig
 
     p.add_argument("--batch-size", type=positive_int,
                    help=f"training batch (default: the head's recipe, else {REFERENCE_RECIPE.batch_size})")
@@ -48,21 +48,10 @@ def _add_training_options(p) -> None:
     p.add_argument("--l2", type=float,
                    help="L2 penalty on Keras heads' kernels in standard units; for single1fc, ridge with "
                         f"alpha = l2 x training images (default: the head's recipe, else {REFERENCE_RECIPE.l2:g})")
-    p.add_argument("--rank-margin", type=float, help="rank-loss heads: margin alpha on scores rescaled to [0, 1] "
-                   "(default: Kong et al.'s, 0.15 on AVA, 0.02 on AADB and others)")
-    p.add_argument("--rank-weight", type=float, help="rank-loss heads: weight omega_r of the rank term "
-                   "(default: Kong et al.'s, 0.1 on AVA, 1 on AADB and others)")
-    p.add_argument("--rank-min-gap", type=float, default=TrainConfig.rank_min_gap,
-                   help="rank-loss heads: leave out pairs whose scores (rescaled to [0, 1]) differ by less")
-    p.add_argument("--embedding-dim", type=positive_int, help="triplet head: embedding size d (default 1000)")
-    p.add_argument("--triplet-margin", type=float, help="triplet head: margin m of the embedding loss (default 0.2)")
-    p.add_argument("--direction-margin", type=float,
-                   help="triplet head: margin of the direction loss on the norms (default 1.0)")
-    p.add_argument("--rank-pairs", choices=RANK_PAIRS, default=TrainConfig.rank_pairs,
-                   help="rank-loss pairs: all (by mean score), same-rater (pairs a rater scored both of, in that "
-                        "rater's order), both; auto: same-rater when the store has rater ids, else all")
-    p.add_argument("--attribute-weight", type=float,
-                   help="attribute heads: weight omega_a of the attribute loss (default: Kong et al.'s 0.1)")
+    from heads import option_users
+    from heads.options import add_option_flags
+
+    add_option_flags(p, option_users())
 
 
 def _add_train_and_ablate(sub) -> None:
@@ -116,17 +105,15 @@ def _add_inspection(sub) -> None:
 
 def _train_config(args, **fields):
     """The `TrainConfig` of `iaa train` / `iaa ablate` from the shared training options."""
+    from heads.options import given_options
     from pipeline.training.train import TrainConfig
 
     return TrainConfig(store=args.store, batch_size=args.batch_size, lr_stages=floats(args.lr_stages),
                        max_epochs=args.max_epochs, patience=args.patience, cache=args.cache,
                        parallel_reads=args.parallel_reads, input_norm=args.input_norm,
                        weight_decay=args.weight_decay, l2=args.l2, early_stop=args.early_stop,
-                       rank_margin=args.rank_margin, rank_weight=args.rank_weight,
-                       rank_min_gap=args.rank_min_gap, attribute_weight=args.attribute_weight,
-                       rank_pairs=args.rank_pairs, label=args.label, embedding_dim=args.embedding_dim,
-                       triplet_margin=args.triplet_margin, direction_margin=args.direction_margin,
-                       reference_protocol=args.reference_protocol, **fields)
+                       options=given_options(args), label=args.label, reference_protocol=args.reference_protocol,
+                       **fields)
 
 
 def cmd_train(args) -> int:

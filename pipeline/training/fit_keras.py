@@ -18,14 +18,13 @@ import numpy as np
 
 from evaluation.rundir import RunDir
 from features.loader import FeatureReader, feature_moments, fixed_views, make_dataset, train_plan
-from heads import create_head
-from heads.inputs import get_input_norm, with_input_norm
-from heads.regularisation import add_kernel_l2
+from heads.assembly import trainable_model
+from heads.inputs import get_input_norm
 from heads.losses import get_loss
 from heads.targets import get_target, score_scale
 from pipeline.training.fitting import FitGroup, FitResult, TrainerSpec, loss_context, register_trainer
-from pipeline.training.keras_models import (mixed_precision_if_gpu, average_keras, float32_output, load_keras_head,
-                                            predict_keras, predict_views, set_seeds)
+from pipeline.training.keras_models import (average_keras, load_keras_head, mixed_precision_if_gpu, predict_keras,
+                                            predict_views, set_seeds)
 
 FIT_TO_DATA_ROWS = 10_000
 HISTORY_KEYS = ("epoch", "stage", "lr", "loss", "val_loss", "val_srcc", "seconds", "samples_per_s")
@@ -72,22 +71,18 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments, reade
 
     spec, cols, run, cfg = group.specs[j], group.columns[j], group.runs[j], group.cfg
     set_seeds(cfg.seed)  # every head starts as it would alone
-    model = create_head(spec.name, input_shape=shape, n_bins=group.store.n_bins,
-                        blocks=group.store.blocks_of(group.kind), seed=cfg.seed,
-                        n_attributes=len(group.store.attribute_names), embedding_dim=cfg.embedding_dim)
-    if mixed:
-        model = float32_output(model)
     raters = group.rater_columns[j] if group.rater_columns else 0
     own = group.targets["train"][:, cols]
     own = own[:, :own.shape[1] - raters]  # without the per-rater columns that only order rank pairs
-    model = get_target(spec.target).prepare(model, own)
-    add_kernel_l2(model, group.recipe.l2, own)
-    model = with_input_norm(model, get_input_norm(group.recipe.input_norm), moments)
+    model = trainable_model(spec, input_shape=shape, train_targets=own, input_norm=group.recipe.input_norm,
+                            moments=moments, l2=group.recipe.l2, n_bins=group.store.n_bins,
+                            blocks=group.store.blocks_of(group.kind), seed=cfg.seed,
+                            n_attributes=len(group.store.attribute_names), options=cfg.options, mixed=mixed)
     if spec.fit_to_data:
         run.update_config(fitted_to_data=_fit_to_data(spec, model, reader, cfg.seed, group.log))
     state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages), cols, run,
                        tf.summary.create_file_writer(str(run.tensorboard_dir)),
-                       loss_context=loss_context(cfg, group.store, raters))
+                       loss_context=loss_context(spec, cfg, group.store, raters))
     state.best_weights = model.get_weights()
     state.compile(state.lr, group.recipe.weight_decay)
     return state

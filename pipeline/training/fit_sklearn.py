@@ -96,7 +96,7 @@ def fit_sklearn_heads(group: FitGroup) -> List[FitResult]:
         normaliser, x = _normalised(spec, group, x)
         log(f"training {spec.name} on {group.kind}: {len(pos):,} rows x {x.shape[1]:,} features, input "
             f"{group.recipe.input_norm}")
-        model = create_head(spec.name, input_shape=x.shape[1:], seed=cfg.seed)
+        model = create_head(spec, input_shape=x.shape[1:], seed=cfg.seed, options=cfg.options)
         t0 = time.perf_counter()
         model.fit(x, y, **_validation_kwargs(spec, group, cols, normaliser))
         seconds = time.perf_counter() - t0

@@ -8,7 +8,7 @@ a head names a registered trainer in its spec.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -22,7 +22,6 @@ from pipeline.training.folds import Fold
 
 
 EARLY_STOP = ("loss", "srcc")
-RANK_PAIRS = ("auto", "all", "same-rater", "both")
 
 
 class TrainError(UsageError):
@@ -45,14 +44,9 @@ class TrainConfig:
         max_train_rows: scikit-learn heads use every view of every training image up to this many rows.
         input_norm, l2, early_stop, max_epochs, patience, batch_size, weight_decay: the `Recipe` choices;
             None leaves each to the head's own default (`HeadSpec.recipe`), else the reference's.
-        rank_margin, rank_weight: α and ω_r of rank-loss heads (None: Kong et al.'s for the dataset).
-        rank_min_gap: rank-loss pairs closer than this (scores rescaled to [0, 1]) are left out.
-        attribute_weight: ω_a of attribute heads (None: Kong et al.'s 0.1).
-        rank_pairs: rank-loss pairs: "all" (every untied pair of a batch, by mean score), "same-rater"
-            (pairs some rater scored both of, by that rater's order; needs rater data), "both", or "auto"
-            (same-rater when the store has rater data, else all).
-        embedding_dim: d of embedding heads (`triplet`; None: the paper's 1000).
-        triplet_margin, direction_margin: m and m̃ of the directional triplet loss (None: 0.2 and 1.0).
+        options: the head families' own options by name (`heads.options`: the rank margin, the triplet
+            margins, the embedding size, ...), checked against their declarations; each head takes the ones it
+            (or its loss) declares and ignores the others with a note.
         label: the score heads learn: "mos" (`labels/mos`) or the name of a stored attribute (a Flickr
             store's `popularity`, an AADB attribute), with that attribute's scale.
         reference_protocol: train by the MLSP paper's protocol (`REFERENCE_RECIPE`: raw input, batch 128, stages
@@ -79,15 +73,8 @@ class TrainConfig:
     input_norm: Optional[str] = None
     l2: Optional[float] = None
     early_stop: Optional[str] = None
-    rank_margin: Optional[float] = None
-    rank_weight: Optional[float] = None
-    rank_min_gap: float = 0.0
-    attribute_weight: Optional[float] = None
-    rank_pairs: str = "auto"
+    options: Mapping[str, Any] = field(default_factory=dict)
     label: str = "mos"
-    embedding_dim: Optional[int] = None
-    triplet_margin: Optional[float] = None
-    direction_margin: Optional[float] = None
     reference_protocol: bool = False
     folds: int = 0
     fold: int = 0
@@ -98,17 +85,9 @@ class TrainConfig:
                 Fold(self.folds, self.fold)
             except ValueError as exc:
                 raise TrainError(f"--folds {self.folds} --fold {self.fold}: {exc}") from None
-        if self.embedding_dim is not None and self.embedding_dim < 2:
-            raise TrainError(f"embedding_dim must be at least 2; received {self.embedding_dim}")
-        for name in ("rank_margin", "rank_weight", "attribute_weight", "triplet_margin", "direction_margin"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise TrainError(f"{name} must be >= 0; received {value}")
-        if self.rank_pairs not in RANK_PAIRS:
-            raise TrainError(f"rank_pairs must be one of {', '.join(RANK_PAIRS)}; received {self.rank_pairs!r}")
-        if not 0 <= self.rank_min_gap < 1:
-            raise TrainError(f"rank_min_gap is a gap between scores rescaled to [0, 1], in [0, 1); "
-                             f"received {self.rank_min_gap}")
+        from heads.options import check_options
+
+        object.__setattr__(self, "options", dict(check_options(self.options)))
         Recipe(**{k: v for k, v in self.recipe_overrides().items()})  # validates what was given
 
     def recipe_overrides(self) -> dict:
@@ -159,14 +138,15 @@ REFERENCE_RECIPE = Recipe()
 RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay")
 
 
-def loss_context(cfg: TrainConfig, store: FeatureStore, rater_columns: int = 0) -> LossContext:
-    """What a head's loss is built with in this run (dataset scale and name, rank options, and how many
+def loss_context(spec, cfg: TrainConfig, store: FeatureStore, rater_columns: int = 0) -> LossContext:
+    """What a head's loss is built with in this run (dataset scale and name, the loss's options, and how many
     trailing target columns are per-rater scores)."""
-    return LossContext(scale=store.scale, dataset=store.identity().get("dataset") or "",
-                       rank_margin=cfg.rank_margin, rank_weight=cfg.rank_weight, rank_min_gap=cfg.rank_min_gap,
-                       attribute_weight=cfg.attribute_weight, rater_columns=rater_columns,
-                       rank_pairs="both" if cfg.rank_pairs == "both" else "same-rater",
-                       triplet_margin=cfg.triplet_margin, direction_margin=cfg.direction_margin)
+    from heads.losses import LOSSES
+    from heads.options import options_for
+
+    options, _ = options_for(LOSSES.get(spec.loss).options, cfg.options)
+    return LossContext(scale=store.scale, dataset=store.identity().get("dataset") or "", options=options,
+                       rater_columns=rater_columns)
 
 
 def uses_raters(spec, cfg: TrainConfig, store: FeatureStore) -> bool:
@@ -174,17 +154,26 @@ def uses_raters(spec, cfg: TrainConfig, store: FeatureStore) -> bool:
     on a store without rater data)."""
     from heads.losses import LOSSES
 
-    if not (spec.loss and LOSSES.get(spec.loss).uses_raters) or cfg.rank_pairs == "all":
+    pairs = cfg.options.get("rank_pairs", "auto")
+    if not (spec.loss and LOSSES.get(spec.loss).uses_raters) or pairs == "all":
         return False
     if store.ratings is None or store.label != "mos":  # raters scored the MOS, not another label
-        if store.label != "mos" and cfg.rank_pairs != "auto":
-            raise TrainError(f"--rank-pairs {cfg.rank_pairs} orders pairs by raters' scores of the MOS; with "
+        if store.label != "mos" and pairs != "auto":
+            raise TrainError(f"--rank-pairs {pairs} orders pairs by raters' scores of the MOS; with "
                              f"--label {store.label} use --rank-pairs all (or auto)")
-        if cfg.rank_pairs == "auto":
+        if pairs == "auto":
             return False
-        raise TrainError(f"--rank-pairs {cfg.rank_pairs} needs individual ratings with rater ids; store "
+        raise TrainError(f"--rank-pairs {pairs} needs individual ratings with rater ids; store "
                          f"{store.path} has none (aadb with AADB_AllinAll.csv, or a folder with a rater column)")
     return True
+
+
+def ignored_options(spec, cfg: TrainConfig) -> list:
+    """The run's options this head does not take (a note in the log, not an error)."""
+    from heads import head_options
+    from heads.options import options_for
+
+    return options_for(head_options(spec), cfg.options)[1]
 
 
 def recipe_for(spec, cfg: TrainConfig) -> Recipe:

@@ -26,14 +26,6 @@ def mixed_precision_if_gpu() -> bool:
     return mixed
 
 
-def float32_output(model):
-    """The model with its output cast to float32 (mixed precision: losses and saved scores in float32)."""
-    import keras
-
-    out = keras.layers.Activation("linear", dtype="float32", name="out_f32")(model.output)
-    return keras.Model(model.input, out, name=model.name)
-
-
 def predict_keras(model, x) -> np.ndarray:
     """(m, out) float32 outputs of a Keras head for one batch of features."""
     return np.asarray(model.predict_on_batch(x), np.float32)

@@ -28,6 +28,7 @@ from pipeline.training.fitting import (
     Recipe,
     TrainConfig,
     TrainError,
+    ignored_options,
     loss_context,
     recipe_for,
     uses_raters,
@@ -122,7 +123,7 @@ def _config(cfg: TrainConfig, spec, fs: st.FeatureStore, kind: str, rows: dict, 
                      "classifier": get_target(spec.target).classifier,
                      "scale_free": get_target(spec.target).scale_free,
                      "loss_description": LOSSES.get(spec.loss).description if spec.loss else None,
-                     "loss_settings": loss_settings(get_loss(spec.loss, loss_context(cfg, fs, raters)))
+                     "loss_settings": loss_settings(get_loss(spec.loss, loss_context(spec, cfg, fs, raters)))
                      if spec.loss else None,
                      "description": spec.description, "reference": spec.reference},
             "kind": kind, "input_norm": recipe.input_norm, "recipe": asdict(recipe),
@@ -202,6 +203,9 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
     """
     specs = [get_head(h) for h in heads]
     recipes = [recipe_for(s, cfg) for s in specs]  # a bad choice fails before any work
+    for spec in specs:
+        if ignored := ignored_options(spec, cfg):
+            log(f"note: {spec.name} does not take {', '.join('--' + o.replace('_', '-') for o in ignored)}; ignored")
     run_dirs = [Path(d) for d in run_dirs] if run_dirs else [default_run_dir(cfg.store, s.name, cfg.seed)
                                                              for s in specs]
     results: List[Optional[TrainResult]] = [None] * len(specs)
