@@ -20,7 +20,7 @@ NARROW_STAGES = (1e-3, 1e-4, 1e-5)
 WIDE_STAGES = (1e-4, 1e-5, 1e-6)
 POOLED_KINDS = ("mlsp_narrow", "fc7", "gmp", "spp")
 TRAINERS = ("keras", "sklearn")
-RECIPE_KEYS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay")
+RECIPE_KEYS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay", "lr_stages")
 
 Block = Tuple[str, int, int]  # (name, first channel, stop channel) inside the concatenated vector
 
@@ -43,7 +43,7 @@ class HeadSpec:
         trainer: the fitting routine: "keras" (mini-batches streamed from the store, learning-rate
             stages; heads of one feature kind can share each batch) or "sklearn" (one `fit` on rows
             read into memory).
-        lr_stages: default learning-rate stages (keras heads; None otherwise).
+        lr_stages: the reference learning-rate stages (keras heads; None otherwise); a recipe may choose others.
         loss: loss name in `heads.losses.LOSSES` (keras heads; None otherwise).
         max_rows: most training rows the head can fit in reasonable time (None: no limit).
         needs_blocks: the builder needs the store's block list (names and channel offsets).

@@ -99,7 +99,7 @@ def test_heads_with_different_recipes_train_in_one_call(tmp_path):
     finally:
         HEADS._items.pop("recipe_l2_probe")
     recipes = [RunDir.open(r.run_dir).config["recipe"] for r in out]
-    run_settings = {"max_epochs": 2, "batch_size": 32}  # the run's choices apply to both
+    run_settings = {"max_epochs": 2, "batch_size": 32, "lr_stages": [1e-3]}  # the run's choices apply to both
     assert recipes == [{**vars(REFERENCE_RECIPE), **run_settings},
                        {**vars(REFERENCE_RECIPE), "input_norm": "standard", "l2": 0.3, **run_settings}]
 
@@ -117,3 +117,11 @@ def test_reference_protocol_is_one_flag_away():
     assert mixed == Recipe(batch_size=16)  # what the run sets still applies
     assert recipe_for(get_head("svm_photo_critic"), TrainConfig(store="s", head="x",
                                                                 reference_protocol=True)).input_norm == "none"
+    from heads.registry import NARROW_STAGES, WIDE_STAGES
+    from pipeline.training.fitting import lr_stages_of
+
+    pool3fc = get_head("pool3fc")
+    own, reference = (recipe_for(pool3fc, TrainConfig(store="s", head="pool3fc", reference_protocol=flag))
+                      for flag in (False, True))
+    assert lr_stages_of(pool3fc, own) == list(NARROW_STAGES)  # its recipe's stages
+    assert lr_stages_of(pool3fc, reference) == list(WIDE_STAGES)  # the paper's, one flag away

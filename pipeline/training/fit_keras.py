@@ -22,7 +22,8 @@ from heads.assembly import trainable_model
 from heads.inputs import get_input_norm
 from heads.losses import get_loss
 from heads.targets import get_target, score_scale
-from pipeline.training.fitting import FitGroup, FitResult, TrainerSpec, loss_context, register_trainer
+from pipeline.training.fitting import (FitGroup, FitResult, TrainerSpec, loss_context, lr_stages_of,
+                                       register_trainer)
 from pipeline.training.keras_models import (average_keras, load_keras_head, mixed_precision_if_gpu, predict_keras,
                                             predict_views, set_seeds)
 
@@ -80,7 +81,7 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments, reade
                             n_attributes=len(group.store.attribute_names), options=cfg.options, mixed=mixed)
     if spec.fit_to_data:
         run.update_config(fitted_to_data=_fit_to_data(spec, model, reader, cfg.seed, group.log))
-    state = _HeadState(spec, model, list(cfg.lr_stages or spec.lr_stages), cols, run,
+    state = _HeadState(spec, model, lr_stages_of(spec, group.recipe), cols, run,
                        tf.summary.create_file_writer(str(run.tensorboard_dir)),
                        loss_context=loss_context(spec, cfg, group.store, raters))
     state.best_weights = model.get_weights()

@@ -8,7 +8,7 @@ a head names a registered trainer in its spec.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -109,6 +109,7 @@ class Recipe:
         patience: epochs without improvement before a stage ends (reference 5).
         batch_size: training batch (reference 128).
         weight_decay: decoupled weight decay of the Keras head's Adam (reference 0: plain Adam).
+        lr_stages: learning-rate stages (None: the head's reference stages, `HeadSpec.lr_stages`).
     """
 
     input_norm: str = "none"
@@ -118,11 +119,16 @@ class Recipe:
     patience: int = 5
     batch_size: int = 128
     weight_decay: float = 0.0
+    lr_stages: Optional[Tuple[float, ...]] = None
 
     def __post_init__(self):
         from heads.inputs import get_input_norm
 
         get_input_norm(self.input_norm)
+        if self.lr_stages is not None:
+            object.__setattr__(self, "lr_stages", tuple(float(v) for v in self.lr_stages))
+            if not self.lr_stages or not all(v > 0 for v in self.lr_stages):
+                raise TrainError(f"lr_stages are learning rates > 0, at least one; received {list(self.lr_stages)}")
         if self.early_stop not in EARLY_STOP:
             raise TrainError(f"early stopping is on one of {', '.join(EARLY_STOP)}; received {self.early_stop!r}")
         if not self.l2 >= 0:
@@ -135,7 +141,7 @@ class Recipe:
 
 
 REFERENCE_RECIPE = Recipe()
-RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay")
+RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay", "lr_stages")
 
 
 def loss_context(spec, cfg: TrainConfig, store: FeatureStore, rater_columns: int = 0) -> LossContext:
@@ -184,6 +190,12 @@ def recipe_for(spec, cfg: TrainConfig) -> Recipe:
     if spec.input_norm:
         fields["input_norm"] = spec.input_norm
     return Recipe(**fields)
+
+
+def lr_stages_of(spec, recipe: Recipe) -> Optional[List[float]]:
+    """The learning-rate stages a Keras head trains with: its recipe's, else its reference stages."""
+    stages = recipe.lr_stages or spec.lr_stages
+    return list(stages) if stages else None
 
 
 @dataclass

@@ -30,6 +30,7 @@ from pipeline.training.fitting import (
     TrainError,
     ignored_options,
     loss_context,
+    lr_stages_of,
     recipe_for,
     uses_raters,
 )
@@ -127,7 +128,7 @@ def _config(cfg: TrainConfig, spec, fs: st.FeatureStore, kind: str, rows: dict, 
                      if spec.loss else None,
                      "description": spec.description, "reference": spec.reference},
             "kind": kind, "input_norm": recipe.input_norm, "recipe": asdict(recipe),
-            "lr_stages": list(cfg.lr_stages or spec.lr_stages) if spec.lr_stages else None,
+            "lr_stages": lr_stages_of(spec, recipe) if spec.lr_stages else None,
             "store": fs.identity(), "extraction": fs.extraction(kind),
             "splits": {s: int(len(r)) for s, r in rows.items()},
             "threshold": threshold, "scale": list(fs.scale)}
