@@ -31,6 +31,11 @@ def _pair(y_true, y_pred) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def srcc(y_true, y_pred) -> float:
+    """Spearman's rank correlation (ties get average ranks).
+
+    Raises:
+        MetricError: fewer than 2 scores, non-finite values, or constant scores or predictions.
+    """
     from scipy.stats import rankdata
 
     t, p = _pair(y_true, y_pred)
@@ -38,6 +43,11 @@ def srcc(y_true, y_pred) -> float:
 
 
 def plcc(y_true, y_pred) -> float:
+    """Pearson's linear correlation on the raw predictions (no logistic fit).
+
+    Raises:
+        MetricError: fewer than 2 scores, non-finite values, or constant scores or predictions.
+    """
     t, p = _pair(y_true, y_pred)
     if np.ptp(t) == 0 or np.ptp(p) == 0:
         raise MetricError("correlation is undefined when the scores or the predictions are all equal")
@@ -95,6 +105,7 @@ def threshold_for_scale(scale: Tuple[float, float]) -> float:
 
 
 def accuracy(y_true, y_pred, threshold: float) -> float:
+    """Share of photos on the same side of `threshold` in truth and prediction (low = `<= threshold`)."""
     t, p = _pair(y_true, y_pred)
     return float(((t <= threshold) == (p <= threshold)).mean())
 
@@ -139,6 +150,9 @@ def bootstrap_ci(y_true, y_pred, metric, n_boot: int = 1000, seed: int = 0, leve
 
 
 def score_metrics(y_true, y_pred, threshold: float, ci: bool = False) -> dict:
+    """Every score metric of one split: n, accuracy and balanced accuracy at `threshold`, MSE/MAE/RMSE, SRCC,
+    PLCC and pairwise accuracy (None with the reason where undefined), and with `ci` bootstrap 95 % intervals.
+    """
     t, p = _pair(y_true, y_pred)
     out = {"n": int(t.size), "threshold": threshold,
            "high_fraction": float((t > threshold).mean()),
@@ -185,6 +199,7 @@ def cd_loss(g, p) -> float:
 
 
 def distribution_metrics(g, p) -> dict:
+    """Distribution metrics of predicted histograms `p` against true ones `g`: EMD (r = 1, 2), KL and CDLoss."""
     return {"emd_r1": emd(g, p, 1.0), "emd_r2": emd(g, p, 2.0), "kl": kl_divergence(g, p), "cd_loss": cd_loss(g, p)}
 
 

@@ -164,6 +164,12 @@ def read_raw_ratings(path: Path, ids: List[str]) -> Ratings:
 
 
 def load_aadb(root: Path) -> Manifest:
+    """AADB's manifest from `root`: the official release's lists (`imgListFiles_label/`) or its single CSV, with the
+    11 attribute scores and, where `AADB_AllinAll.csv` is there, each rater's score.
+
+    Raises:
+        DatasetError: neither layout under `root`, or files that cannot be read (the message names the file).
+    """
     if (root / LIST_DIR).is_dir():
         manifest = _official(root)
     elif (root / CSV_FILE).is_file():

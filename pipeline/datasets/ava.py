@@ -65,6 +65,7 @@ def parse_ava_txt(path: Path) -> Tuple[list, np.ndarray]:
 
 
 def read_id_list(path: Path) -> set:
+    """The image ids of an AVA list file (one id per line; blank lines skipped)."""
     with open(path, "r", encoding="utf-8") as f:
         return {line.strip() for line in f if line.strip()}
 
@@ -79,6 +80,9 @@ def mos_from_votes(votes: np.ndarray) -> np.ndarray:
 
 
 def build_ava_manifest(label_file: Path, test_list: Path, image_dir: Path, root: Path) -> Manifest:
+    """AVA's manifest: ids and 10-bin votes from `label_file`, the official test list as `test`, a seeded
+    split of the rest into train and validation; images without a file under `image_dir` are left out.
+    """
     ids, votes = parse_ava_txt(label_file)
     test_ids = read_id_list(test_list)
     is_test = np.array([i in test_ids for i in ids])
@@ -105,6 +109,11 @@ def build_ava_manifest(label_file: Path, test_list: Path, image_dir: Path, root:
 
 
 def load_ava(root: Path) -> Manifest:
+    """AVA from `root` (`AVA.txt`, `aesthetics_image_lists/`, `images/`).
+
+    Raises:
+        DatasetError: a missing label or list file (the message says where to download it).
+    """
     label_file = root / "AVA.txt"
     test_list = root / "aesthetics_image_lists" / "generic_test.jpgl"
     for needed in (label_file, test_list):

@@ -148,6 +148,7 @@ class Manifest:
                        groups=None if self.groups is None else [self.groups[i] for i in order])
 
     def split_counts(self) -> dict:
+        """{split name: images} of the manifest."""
         values, counts = np.unique(np.asarray(self.split, dtype=str), return_counts=True)
         return {str(v): int(c) for v, c in zip(values, counts)}
 
@@ -200,6 +201,7 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
 
 
 def default_data_dir(name: str) -> Path:
+    """Where a dataset is read from when `--data-dir` is not given: `data/<name>`."""
     return Path("data") / name
 
 

@@ -68,6 +68,12 @@ def _parse_float(value: str, where: str, column: str) -> float:
 
 
 def read_labels_csv(root: Path, csv_path: Path) -> Manifest:
+    """A manifest from a labels CSV: `file` plus any of `mos`, `split`, `votes_<k>`, `attr_<name>`, `group`,
+    `rater` columns (see the module docstring); paths are relative to `root`.
+
+    Raises:
+        DatasetError: a bad header or row, naming the file and line.
+    """
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
@@ -155,10 +161,16 @@ def _one_row_per_photo(ids, paths, mos, split, hist, attrs, groups, raters):
 
 
 def list_images(root: Path) -> List[Path]:
+    """Every image file under `root` (recursively, by suffix), sorted."""
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def load_folder(root: Path, csv_path: Optional[Path] = None) -> Manifest:
+    """A folder of photos: with a labels CSV, its manifest; without one, every image unlabelled (for scoring).
+
+    Raises:
+        DatasetError: `root` is not a directory, or the CSV is malformed.
+    """
     if not root.is_dir():
         raise DatasetError(f"folder dataset: {root} is not a directory (give it with --data-dir)")
     csv_path = csv_path or root / LABELS_FILE

@@ -30,6 +30,11 @@ def _image_dir(root: Path, first: str) -> Path:
 
 
 def load_koniq10k(root: Path) -> Manifest:
+    """KonIQ-10k from `root` (its distributions CSV and the photos): MOS on 1-100, 5-bin vote histograms, the official split.
+
+    Raises:
+        DatasetError: the CSV is missing or malformed (file and line named).
+    """
     path = root / LABELS_FILE
     if not path.is_file():
         raise DatasetError(f"koniq10k: {path} is missing; give the folder with {LABELS_FILE} (and the photos "

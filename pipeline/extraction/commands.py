@@ -61,6 +61,7 @@ def _add_inspection(sub) -> None:
 
 
 def cmd_extract(args) -> int:
+    """`iaa extract`: stage 1 into a store; exit 0 done, 1 some images failed, 3 work left."""
     from pipeline.extraction.extract import ExtractConfig, run_extract
 
     cfg = ExtractConfig(
@@ -90,6 +91,7 @@ def cmd_extract(args) -> int:
 
 
 def cmd_describe(args) -> int:
+    """`iaa describe BACKBONE`: its blocks, channels and preprocessing."""
     from features.backbones import get_backbone
 
     info = get_backbone(args.backbone).describe()
@@ -104,6 +106,7 @@ def cmd_describe(args) -> int:
 
 
 def cmd_store_info(args) -> int:
+    """`iaa store-info PATH`: counts, labels, arrays and failures of a store."""
     from features.pooling import stale_pooling_lines
     from features.store import FeatureStore
 

@@ -74,6 +74,7 @@ def _parent(group, path: str):
 
 
 def add_parsers(sub) -> None:
+    """Adds `iaa compact` to the `iaa` parser."""
     from features.codecs import COMPRESSIONS
 
     cp = sub.add_parser("compact", help="rewrite a store's features with a codec (a new store beside it)")
@@ -83,6 +84,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_compact(args) -> int:
+    """`iaa compact STORE --compress CODEC`: rewrites a store's features with a lossless codec."""
     base = str(args.store).rstrip("/")
     out = args.out or f"{base[:-5] if base.endswith('.zarr') else base}.{args.compress}.zarr"
     result = compact_store(args.store, out, args.compress, log=lambda m: print(m, flush=True))

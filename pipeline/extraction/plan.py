@@ -28,6 +28,7 @@ class ExtractError(IAAError):
 
 
 def versions() -> dict:
+    """Python's and the main packages' versions, recorded in a store."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0]}

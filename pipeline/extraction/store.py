@@ -34,6 +34,7 @@ def _settings_difference(old: dict, new: dict) -> List[str]:
 
 
 def refuse_if_different(path: loc.Location, stored: dict, settings: dict) -> None:
+    """Refuses to write into a store made with other settings, naming each difference and what to do."""
     diffs = _settings_difference(stored, settings)
     if diffs:
         raise ExtractError(
@@ -70,6 +71,9 @@ def _stale_pooling_guard(cfg: ExtractConfig, path: loc.Location, fs: st.FeatureS
 
 
 def check_disk(path: loc.Location, needed: int) -> None:
+    """Refuses to start when the disk under `path` has less than `needed` bytes (with a margin) free;
+    object storage is not checked.
+    """
     if loc.is_url(path):
         return  # object storage has no free-space figure to check against
     probe = path

@@ -153,6 +153,7 @@ class TaskFeatures:
         self.height = np.zeros(n, dtype=np.int32)
 
     def fail(self, i: int, reason: str) -> None:
+        """Records image `i` as failed with its reason (kept to 500 characters)."""
         self.status[i], self.reasons[i] = st.FAILED, reason[:500]
         self.on_done(1)
 
@@ -269,6 +270,7 @@ class ExtractorPlugin(WorkerPlugin):
         self.job = job
 
     def setup(self, worker):
+        """On each dask worker: quiet TensorFlow, pin the worker's GPU and let its memory grow."""
         quiet_tensorflow()
         import tensorflow as tf
 

@@ -58,6 +58,7 @@ def perceptual_hash(path: str):
 
 @dataclass
 class Shot:
+    """One photo of a best-shot folder: its path, score, capture time (EXIF, if any) and perceptual hash."""
     path: str
     score: float
     time: Optional[float]

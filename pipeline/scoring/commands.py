@@ -93,6 +93,7 @@ def _fmt_row(row: dict) -> str:
 
 
 def cmd_score(args) -> int:
+    """`iaa score RUN_DIR PATH...`: scores.csv and a contact sheet; exit 1 when some photos failed."""
     from pathlib import Path
 
     from pipeline.scoring.score import SCORES_CSV, SCORES_HTML, run_score
@@ -118,6 +119,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_video(args) -> int:
+    """`iaa video RUN_DIR FILE`: frame scores, a curve and key frames."""
     from pathlib import Path
 
     from pipeline.scoring.video import score_video, write_video_outputs
@@ -138,6 +140,7 @@ def cmd_video(args) -> int:
 
 
 def cmd_best_shot(args) -> int:
+    """`iaa best-shot RUN_DIR FOLDER...`: near-duplicate groups and the best photo of each."""
     import numpy as np
 
     from pipeline.scoring.best_shot import picks, run_best_shot
@@ -159,6 +162,7 @@ def cmd_best_shot(args) -> int:
 
 
 def cmd_explain(args) -> int:
+    """`iaa explain RUN_DIR IMAGE...`: heat maps of what raises and lowers each score."""
     from pathlib import Path
 
     from features.images import ImageError, decode_image
@@ -181,6 +185,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_export(args) -> int:
+    """`iaa export RUN_DIR --format F --out PATH`: one model from pixels to score, checked against `iaa score`."""
     from features.images import decode_image
     from pipeline.scoring.export import export_run
 
@@ -195,6 +200,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_evaluate_on(args) -> int:
+    """`iaa evaluate-on RUN_DIR STORE`: a run scored on another store's split (cross-dataset)."""
     from pipeline.scoring.evaluate_on import evaluate_on
     from pipeline.scoring.score import resolve_run_dir
 

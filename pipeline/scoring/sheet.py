@@ -58,6 +58,7 @@ def photo_card(path: str, score: float, rank: int, spread: Optional[float] = Non
 
 
 def page(title: str, card: str, body: str) -> str:
+    """A self-contained HTML page: title, a card of facts and the body (the contact sheets' frame)."""
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><div class="card">{card}</div>'
             f'{body}</body></html>')

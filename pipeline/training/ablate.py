@@ -161,6 +161,9 @@ def _add_paired_deltas(rows: List[dict], run_dirs: Dict[str, List[str]]) -> None
 
 
 def write_leaderboard(rows: List[dict], out_dir: Path, seconds: float, joint: bool, folds: int = 0) -> None:
+    """Writes `leaderboard.csv` and `leaderboard.md` of an ablation: one row per head (and ensemble), ranked,
+    with the paired differences against ridge and the best head.
+    """
     keys = (["head", "kind", "seeds", "seconds_per_run"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")]
             + ["fold_srcc_mean", "fold_srcc_std", "test_srcc_vs_ridge", "test_srcc_vs_best"])
     with open(out_dir / "leaderboard.csv", "w", newline="") as f:

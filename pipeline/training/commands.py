@@ -117,6 +117,7 @@ def _train_config(args, **fields):
 
 
 def cmd_train(args) -> int:
+    """`iaa train`: one head (or a seed ensemble with `--seeds N`) into a run directory."""
     from pipeline.training.ensemble import train_seeds
     from pipeline.training.train import run_train
 
@@ -140,6 +141,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """`iaa evaluate RUN_DIR`: metrics, report and figures of a run."""
     from evaluation.report import evaluate_run
 
     m = evaluate_run(args.run_dir)
@@ -150,6 +152,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_ablate(args) -> int:
+    """`iaa ablate`: heads x seeds (x folds) and a leaderboard."""
     from pipeline.training.ablate import run_ablation
 
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
@@ -166,6 +169,7 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_describe_head(args) -> int:
+    """`iaa describe-head NAME --input-shape S`: layers, parameters and the default recipe of a head."""
     from heads import create_head, get_head
 
     spec = get_head(args.head)
@@ -206,6 +210,7 @@ def cmd_describe_head(args) -> int:
 
 
 def cmd_fuse(args) -> int:
+    """`iaa fuse RUN_A RUN_B`: late fusion of two runs on the same split."""
     from pipeline.training.fuse import fuse_runs
 
     fuse_runs(args.run_a, args.run_b, args.out, log=lambda m: print(m, flush=True))

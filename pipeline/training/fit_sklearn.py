@@ -115,6 +115,7 @@ class SeedMean:
         self.members = list(members)
 
     def predict(self, x):
+        """The members' mean prediction."""
         return np.mean([np.asarray(m.predict(x), np.float64) for m in self.members], axis=0)
 
 

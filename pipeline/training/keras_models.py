@@ -18,6 +18,7 @@ def set_seeds(seed: int) -> None:
 
 
 def mixed_precision_if_gpu() -> bool:
+    """Sets Keras' global policy to mixed_float16 when a GPU is visible (float32 on CPU); returns whether it did."""
     import keras
     import tensorflow as tf
 

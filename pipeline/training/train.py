@@ -150,6 +150,7 @@ def _rater_columns(fs: st.FeatureStore, rows: dict, key: tuple, columns: dict, l
 
 
 def default_run_dir(store: str, head: str, seed: int) -> Path:
+    """`runs/<store stem>_<head>_seed<N>`: where a run goes without `--run-dir`."""
     return Path("runs") / f"{Path(store).stem}_{head}_seed{seed}"
 
 
@@ -165,6 +166,9 @@ def _groups(specs, kinds, recipes, joint: bool) -> Dict[tuple, List[int]]:
 
 
 def record_run(run: RunDir, spec, fs: st.FeatureStore, rows: dict, out: FitResult, log) -> TrainResult:
+    """Writes a fitted head's predictions, history and config into its run directory, then its metrics,
+    report and figures; returns the run's `TrainResult`.
+    """
     from evaluation.report import evaluate_run
 
     fields = {"params": out.params, "reader_mode": out.reader_mode, "train_seconds": out.seconds,

@@ -41,6 +41,7 @@ class Limits:
 
 
 class Rejected(Exception):
+    """An upload or request refused with an HTTP status and a message a person understands."""
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status, self.message = status, message
@@ -69,6 +70,7 @@ def check_image(data: bytes, limits: Limits, max_side) -> np.ndarray:
 
 
 def model_card(predictor, limits: Limits) -> dict:
+    """What the page and `/api/model` show about the served run: head, kind, backbone, test figures, limits."""
     cfg, metrics = predictor.run.config, predictor.run.read_metrics() or {}
     store, test = cfg.get("store") or {}, metrics.get("test") or {}
     return {"run": predictor.run.path.name, "head": cfg["head"]["name"], "kind": cfg["kind"],

@@ -24,6 +24,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_serve(args) -> int:
+    """`iaa serve RUN_DIR`: the web page and JSON API on a port."""
     import uvicorn
 
     from pipeline.scoring.commands import _predictor
