@@ -13,7 +13,6 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-GROUPS = "groups"  # store attribute: {backbone: its extraction record, settings and kinds}
 CONCAT = "+"
 
 

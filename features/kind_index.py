@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 from features import groups as fg
-from features.store_schema import EXTRACTION_KEYS, StoreError
+from features.store_schema import EXTRACTION_KEYS, GROUPS, StoreError
 
 
 class KindIndex:
@@ -21,7 +21,7 @@ class KindIndex:
     @property
     def groups(self) -> Dict[str, dict]:
         """Backbones added to the store after its first one: {backbone: extraction record and settings}."""
-        return dict(self.attrs.get(fg.GROUPS, {}))
+        return dict(self.attrs.get(GROUPS, {}))
 
     def _part(self, part: str) -> Tuple[Optional[str], str]:
         """(group backbone or None for the first group, kind) of one part of a kind name; refuses unknown ones."""

@@ -37,6 +37,7 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 EXTRACTION_KEYS = ("schema_version", "settings", "backbone", "weights", "blocks", "last_block", "kinds", "views",
                    "view_set", "augmentation_order", "preprocessing", "max_side", "precision")
 INITIALIZED = "initialized"
+GROUPS = "groups"  # further backbones: {backbone: its extraction record, settings and kinds}
 APPENDING = "appending"  # attribute present while rows are being appended (a rerun finishes the append)
 PER_IMAGE_LABELS = ("attributes", "group")  # extra labels with one row per image (the others are long format)
 PER_IMAGE_ARRAYS = ("ids", "split", "path", "width", "height", "status", "reason", "labels/mos")
@@ -84,6 +85,19 @@ def appended_record(attrs: dict, n_before: int, n_after: int, settings: dict, da
     appended = list(attrs.get("appended", [])) + [{"n_before": n_before, "n_after": n_after, "at": timestamp(),
                                                     "versions": versions}]
     return {"settings": settings, "dataset": dataset, "appended": appended}
+
+
+def group_record(attrs: dict, backbone: str, fresh: dict) -> dict:
+    """The attributes that change when a further backbone's kinds join the store as a group: `groups` gains
+    the backbone's extraction record (from `fresh`, the `root_record` its own store would have had)."""
+    record = {key: fresh[key] for key in EXTRACTION_KEYS if key in fresh}
+    record.update(created=fresh["created"], versions=fresh["versions"])
+    return {GROUPS: {**attrs.get(GROUPS, {}), backbone: record}}
+
+
+def compacted_record(attrs: dict, compression: str, initialized: bool) -> dict:
+    """The attributes of a store rewritten with another codec (`iaa compact`): its own, with the codec."""
+    return {**attrs, INITIALIZED: initialized, "compression": compression}
 
 
 def rows_before_append(attrs: dict, n: int) -> int:

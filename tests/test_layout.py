@@ -160,3 +160,20 @@ def test_public_functions_of_loaders_metrics_and_stages_have_docstrings():
                                 and not any(getattr(d, "id", "") == "property" for d in m.decorator_list)]
             missing += [f"{path.relative_to(ROOT)}:{m.lineno} {m.name}" for m in members if not ast.get_docstring(m)]
     assert missing == []
+
+
+SCHEMA_KEYS = {"schema_version", "initialized", "appending", "appended", "grown", "groups", "status_codes", "created",
+               "compression", "task_size"}
+
+
+def test_only_the_schema_module_writes_the_store_attributes():
+    """Records written into a store's attributes are built in `features/store_schema.py` alone."""
+    writers = []
+    for name, path in modules().items():
+        if name == "features.store_schema":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Dict):
+                keys = {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+                writers += [f"{name}: {key}" for key in sorted(keys & SCHEMA_KEYS)]
+    assert writers == []

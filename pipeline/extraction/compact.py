@@ -12,6 +12,7 @@ from typing import Callable
 
 from features import location as loc
 from features import store as st
+from features import store_schema as schema
 from features.codecs import get_compression
 from features.core.errors import UsageError
 
@@ -41,7 +42,7 @@ def compact_store(source: str, out: str, compression: str, log: Callable[[str], 
             raise UsageError(f"{out} exists: choose another --out, or remove it")
         t0 = time.time()
         src = zarr.open_group(str(fs.path), mode="r")
-        dst = zarr.open_group(str(out), mode="w", attributes={**fs.attrs, "initialized": False})
+        dst = zarr.open_group(str(out), mode="w", attributes=schema.compacted_record(fs.attrs, spec.name, False))
         sizes = [0, 0]
         for name, arr in _arrays(src):
             is_feature = name.startswith("features/")
@@ -56,7 +57,7 @@ def compact_store(source: str, out: str, compression: str, log: Callable[[str], 
                 sizes[0] += arr.nbytes_stored()
                 sizes[1] += new.nbytes_stored()
                 log(f"  {name}: {sizes[1] / max(sizes[0], 1):.3f}x so far ({time.time() - t0:.0f} s)")
-        dst.attrs.update({"initialized": True, "compression": spec.name})
+        dst.attrs.update(schema.compacted_record({}, spec.name, True))
     return {"source_bytes": int(sizes[0]), "out_bytes": int(sizes[1]), "seconds": time.time() - t0}
 
 

@@ -15,7 +15,6 @@ import numpy as np
 from features import location as loc
 from features import store as st
 from features import store_schema as schema
-from features import groups as fg
 from features import store_writer as sw
 from features.pooling import SPP_GRID, WIDE_SIZE, stale_pooling, stale_pooling_lines
 from features.weights import build_model
@@ -208,10 +207,7 @@ def _grow_group(p: ExtractPlan, path: loc.Location, fs: st.FeatureStore, backbon
         raise ExtractError(f"store {path} has {fs.counts()['pending']} images still to extract with "
                            f"{fs.settings['backbone']}: finish it first, then add {backbone}")
     check_disk(path, layout.feature_bytes())
-    fresh = attributes(p)
-    record = {key: fresh[key] for key in schema.EXTRACTION_KEYS if key in fresh}
-    record.update(created=fresh["created"], versions=fresh["versions"])
-    sw.add_kinds(path, layout, {fg.GROUPS: {**fs.groups, backbone: record}})
+    sw.add_kinds(path, layout, schema.group_record(fs.attrs, backbone, attributes(p)))
     log(f"adding {backbone} features ({', '.join(kinds)}) to {path} beside its {fs.settings['backbone']} "
         f"features; train on them with --kind {next(iter(kinds))}, or join kinds with +")
     return p, layout
