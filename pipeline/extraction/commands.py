@@ -13,7 +13,7 @@ def add_parsers(sub) -> None:
     """Adds this stage's subcommands to the `iaa` parser."""
     _add_extract(sub)
     _add_inspection(sub)
-    compact.add_parsers(sub)
+    _add_compact(sub)
 
 
 def _add_extract(sub) -> None:
@@ -140,5 +140,25 @@ def cmd_store_info(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"extract": cmd_extract, "describe": cmd_describe, "store-info": cmd_store_info, **compact.COMMANDS}
+def _add_compact(sub) -> None:
+    from features.codecs import COMPRESSIONS
+
+    cp = sub.add_parser("compact", help="rewrite a store's features with a codec (a new store beside it)")
+    cp.add_argument("store", help="a finished Zarr store")
+    cp.add_argument("--compress", required=True, help=COMPRESSIONS.help())
+    cp.add_argument("--out", help="the new store (default <store>.<codec>.zarr)")
+
+
+def cmd_compact(args) -> int:
+    """`iaa compact STORE --compress CODEC`: rewrites a store's features with a lossless codec."""
+    base = str(args.store).rstrip("/")
+    out = args.out or f"{base[:-5] if base.endswith('.zarr') else base}.{args.compress}.zarr"
+    result = compact.compact_store(args.store, out, args.compress, log=lambda m: print(m, flush=True))
+    ratio = result["out_bytes"] / max(result["source_bytes"], 1)
+    print(f"{out}: features {result['out_bytes'] / 1e6:.1f} MB, {ratio:.3f}x the {result['source_bytes'] / 1e6:.1f} MB "
+          f"of {args.store} ({result['seconds']:.1f} s)")
+    return EXIT_OK
+
+
+COMMANDS = {"extract": cmd_extract, "describe": cmd_describe, "store-info": cmd_store_info, "compact": cmd_compact}
 USES_TENSORFLOW = ("extract",)

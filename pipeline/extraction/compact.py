@@ -72,27 +72,3 @@ def _arrays(group, prefix: str = ""):
 def _parent(group, path: str):
     head, _, leaf = path.rpartition("/")
     return (group.require_group(head) if head else group), leaf
-
-
-def add_parsers(sub) -> None:
-    """Adds `iaa compact` to the `iaa` parser."""
-    from features.codecs import COMPRESSIONS
-
-    cp = sub.add_parser("compact", help="rewrite a store's features with a codec (a new store beside it)")
-    cp.add_argument("store", help="a finished Zarr store")
-    cp.add_argument("--compress", required=True, help=COMPRESSIONS.help())
-    cp.add_argument("--out", help="the new store (default <store>.<codec>.zarr)")
-
-
-def cmd_compact(args) -> int:
-    """`iaa compact STORE --compress CODEC`: rewrites a store's features with a lossless codec."""
-    base = str(args.store).rstrip("/")
-    out = args.out or f"{base[:-5] if base.endswith('.zarr') else base}.{args.compress}.zarr"
-    result = compact_store(args.store, out, args.compress, log=lambda m: print(m, flush=True))
-    ratio = result["out_bytes"] / max(result["source_bytes"], 1)
-    print(f"{out}: features {result['out_bytes'] / 1e6:.1f} MB, {ratio:.3f}x the {result['source_bytes'] / 1e6:.1f} MB "
-          f"of {args.store} ({result['seconds']:.1f} s)")
-    return 0
-
-
-COMMANDS = {"compact": cmd_compact}
