@@ -21,6 +21,8 @@ def test_ablation_grid_writes_a_ranked_leaderboard(tmp_path):
     assert val == sorted(val, reverse=True)
     with open(tmp_path / "ab" / "leaderboard.csv") as f:
         table = list(csv.DictReader(f))
+    assert "nan" not in (tmp_path / "ab" / "leaderboard.csv").read_text()  # undefined cells are empty
+    assert table[0]["fold_srcc_mean"] == ""  # no folds: undefined
     assert {r["head"] for r in table} == {"single1fc", "single3fc", "rf"}
     md = (tmp_path / "ab" / "leaderboard.md").read_text()
     assert "| 1 |" in md and "±" in md

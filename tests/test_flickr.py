@@ -52,6 +52,24 @@ def test_bad_metadata_names_the_line(tmp_path, header, row, message):
         load_dataset("flickr", _write_csv(tmp_path / "f", header, [row]))
 
 
+def test_repeated_photos_name_both_lines_and_paths_stay_inside_the_folder(tmp_path):
+    root = _write_csv(tmp_path / "f", "file,views,favs,days", ["a.jpg,10,1,3", "b.jpg,10,1,3", "a.jpg,9,1,3"])
+    with pytest.raises(DatasetError, match="flickr.csv:4: 'a.jpg' is listed twice \\(first on line 2\\)"):
+        load_dataset("flickr", root)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "x.jpg").write_bytes(b"")
+    (root / "images").mkdir()
+    (root / "images" / "link.jpg").symlink_to(outside / "x.jpg")
+    (root / "images" / "in.jpg").write_bytes(b"")
+    _write_csv(root, "file,views,favs,days", ["in.jpg,10,1,3", "missing.jpg,10,1,3"])
+    m = load_dataset("flickr", root)
+    assert m.paths == [(root / "images" / "in.jpg").resolve(), (root / "missing.jpg").resolve()]
+    _write_csv(root, "file,views,favs,days", ["link.jpg,10,1,3"])
+    with pytest.raises(DatasetError, match="flickr.csv:2: file 'link.jpg' resolves outside the folder"):
+        load_dataset("flickr", root)
+
+
 def test_seeded_split_keeps_each_owner_on_one_side(tmp_path):
     rows = [f"p{i}.jpg,{100 + i},{1 + i % 7},{10 + i},owner{i % 15}" for i in range(150)]
     m = load_dataset("flickr", _write_csv(tmp_path / "f", "file,views,favs,days,owner", rows))

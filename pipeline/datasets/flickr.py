@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from pipeline.datasets.base import SPLITS, DatasetError, DatasetSpec, Manifest, register_dataset, seeded_split
-from pipeline.datasets.folder import _resolve
+from pipeline.datasets.folder import FolderPaths
 
 METADATA_FILE = "flickr.csv"
 SPLIT_SEED = 0
@@ -121,15 +121,18 @@ def load_flickr(root: Path) -> Manifest:
             raise DatasetError(f"{path}:1: header needs {', '.join(missing)} (the age as `days`, or as "
                                f"`upload_date` and `crawl_date`); found {columns}")
         ids, paths, labels, owners, splits = [], [], [], [], []
+        first_line, resolve = {}, FolderPaths(root)
         for lineno, row in enumerate(reader, start=2):
             where = f"{path}:{lineno}"
             rel = (row.get("file") or "").strip()
-            if rel in ids:
-                raise DatasetError(f"{where}: {rel!r} is listed twice; keep one row per photo")
+            if rel in first_line:
+                raise DatasetError(f"{where}: {rel!r} is listed twice (first on line {first_line[rel]}); keep one "
+                                   f"row per photo")
+            first_line[rel] = lineno
             views, favs = _count(row, "views", where), _count(row, "favs", where)
             labels.append((aesthetic_s(views, favs), popularity(views, _days(row, columns, where))))
             ids.append(rel)
-            paths.append(_resolve(root, rel, where))
+            paths.append(resolve(rel, where))
             owners.append((row.get("owner") or "").strip())
             split = (row.get("split") or "").strip()
             if "split" in columns and split not in SPLITS:

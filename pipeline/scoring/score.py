@@ -58,8 +58,8 @@ def resolve_run_dir(path: str) -> Tuple[str, Optional[str]]:
     for row in rows:  # best first
         run = root / row_run_name(row["head"])
         if (run / "config.json").is_file():
-            return str(run), (f"{path} is an ablation: using its best head by validation SRCC, {run.name} "
-                              f"(validation SRCC {float(row['val_srcc_mean']):.3f})")
+            val = f"validation SRCC {float(row['val_srcc_mean']):.3f}" if row["val_srcc_mean"] else "no validation SRCC"
+            return str(run), f"{path} is an ablation: using its best head by validation SRCC, {run.name} ({val})"
     raise UsageError(f"{board} names no run directory with seed 0 under {root}; give a run directory")
 
 

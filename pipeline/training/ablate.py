@@ -160,6 +160,11 @@ def _add_paired_deltas(rows: List[dict], run_dirs: Dict[str, List[str]]) -> None
             row[f"test_srcc_{column}"] = deltas.get(row["head"], "")
 
 
+def _csv_value(value):
+    """An undefined metric (NaN: e.g. a classifier's SRCC) as an empty cell, never the text `nan`."""
+    return "" if isinstance(value, float) and not np.isfinite(value) else value
+
+
 def write_leaderboard(rows: List[dict], out_dir: Path, seconds: float, joint: bool, folds: int = 0) -> None:
     """Writes `leaderboard.csv` and `leaderboard.md` of an ablation: one row per head (and ensemble), ranked,
     with the paired differences against ridge and the best head.
@@ -170,7 +175,7 @@ def write_leaderboard(rows: List[dict], out_dir: Path, seconds: float, joint: bo
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in rows:
-            w.writerow({k: r[k] for k in keys})
+            w.writerow({k: _csv_value(r[k]) for k in keys})
     pm = lambda r, c: "n/a" if not np.isfinite(r[f"{c}_mean"]) else f"{r[f'{c}_mean']:.3f} ± {r[f'{c}_std']:.3f}"  # noqa: E731
     titles = {"vs_ridge": "Δ test SRCC vs ridge [95 %]", "vs_best": "Δ test SRCC vs best [95 %]"}
     paired = [c for c in titles if any(r[f"test_srcc_{c}"] for r in rows)]

@@ -6,7 +6,8 @@ validation split (the grid 0, 0.01, ..., 1 maximising validation SRCC; ties go t
 then mapped onto the target scale by a least-squares line fitted on validation, so PLCC and RMSE mean what
 they mean for the members. The fused run directory has its own predictions, metrics and report.
 
-Reference: Murray & Gordo 2017, section 3.3 (late fusion of the SPP and GMP branches).
+Reference: Murray & Gordo 2017, section 4.1: the SPP and GMP branches' distributions are "combined with late
+fusion as a weighted averaged of the predictions, where the optimal weights are learned on the validation set".
 """
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ def _config(runs, fusion: dict) -> dict:
     head = {"name": "fuse", "trainer": None, "target": "mos", "loss": None,
             "description": f"late fusion w·{runs[0].path.name} + (1 − w)·{runs[1].path.name}, "
                            f"w = {fusion['weight']:.2f} fitted on validation",
-            "reference": "Murray & Gordo 2017, section 3.3"}
+            "reference": "Murray & Gordo 2017, section 4.1"}
     return {**first, "head": head, "kind": f"{first.get('kind')}+{second.get('kind')}", "fusion": fusion,
             "params": (first.get("params") or 0) + (second.get("params") or 0),
             "train_seconds": (first.get("train_seconds") or 0) + (second.get("train_seconds") or 0),
