@@ -2,8 +2,9 @@
 linear SVM for large sets, random forest, and the RBF SVM through a Nystroem kernel map for sets too
 large for an exact kernel fit (photo-critic's 513k photos).
 
-Reference: the photo-critic baseline (fc7 features + SVM with RBF kernel, C = 10, gamma = 1e-6,
-and a 10-tree random forest, on the top and bottom 20 % of photos by popularity), design.md section 7.
+Reference: the photo-critic baseline (section IV-A: AlexNet's "activations from the sixth layer" + SVM with RBF
+kernel, C = 10, gamma = 1e-6, and a 10-tree random forest, on the top and bottom 20 % of photos by
+popularity); VGG16's fc7 (`--features fc7`) stands in for AlexNet's layer. design.md section 7.
 """
 from __future__ import annotations
 
