@@ -120,6 +120,12 @@ def _gmp(last):
     return tf.reduce_max(last, axis=[1, 2])
 
 
+def _gap(last):
+    import tensorflow as tf
+
+    return tf.reduce_mean(last, axis=[1, 2])
+
+
 def _identity(x):
     return x
 
@@ -135,6 +141,8 @@ for _kind in (
                 pooling_revision=2),
     FeatureKind("gmp", "last", lambda s: (s.last_channels,), _gmp,
                 "global max pool of the last conv block"),
+    FeatureKind("gap", "last", lambda s: (s.last_channels,), _gap,
+                "global average pool of the last conv block (ResNet's pool5: Schwarz et al.'s features)"),
     FeatureKind("fc7", "fc7", lambda s: (4096,), _identity,
                 "VGG16 fc2 (fc7) on the view resized to 224x224", onnx_exact=False),
 ):

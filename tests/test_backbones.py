@@ -88,3 +88,16 @@ def test_modern_keras_backbones_extract_every_block(name, n_taps, total):
     out = ex(np.random.default_rng(0).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8))
     assert out["mlsp_narrow"].shape == (1, total) and out["gmp"].shape == (1, spec.last_channels)
     assert np.all(np.isfinite(out["mlsp_narrow"].astype(np.float32)))
+
+
+def test_gap_is_the_last_blocks_share_of_the_narrow_vector():
+    """`gap` (ResNet's pool5, Schwarz et al.'s features) is the global average of the last block: the last
+    block's channels of `mlsp_narrow`, where `gmp` is their maximum."""
+    from features.extractor import Extractor
+
+    spec = get_backbone("resnet50")
+    ex = Extractor.from_names("resnet50", "random:0", "mlsp_narrow,gap,gmp")
+    out = ex(np.random.default_rng(1).integers(0, 256, (1, 64, 80, 3), dtype=np.uint8))
+    last = out["mlsp_narrow"][0, -spec.last_channels:].astype(np.float32)
+    np.testing.assert_allclose(out["gap"][0].astype(np.float32), last, rtol=1e-3, atol=1e-3)
+    assert np.all(out["gmp"][0].astype(np.float32) >= out["gap"][0].astype(np.float32) - 1e-3)
