@@ -118,18 +118,28 @@ def balanced_accuracy(y_true, y_pred, threshold: float) -> float:
     return float(np.mean(recalls))
 
 
-def binary_metrics(y_true, y_pred) -> dict:
-    """Accuracy, precision, recall and F1 of the positive (high) class, and balanced accuracy, for 0/1 truth
-    and predicted labels (or probabilities, cut at 0.5)."""
-    t, p = _pair(y_true, y_pred)
-    t, p = t > 0.5, p > 0.5
+def _class_scores(t: np.ndarray, p: np.ndarray) -> Tuple[float, float, float]:
+    """Precision, recall and F1 of the class where `t`/`p` are True (0 where undefined)."""
     tp, fp, fn = int((t & p).sum()), int((~t & p).sum()), int((t & ~p).sum())
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, (2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+
+
+def binary_metrics(y_true, y_pred) -> dict:
+    """Accuracy, precision, recall and F1 of the positive (high) class and their support-weighted averages over
+    both classes (photo-critic's Table I, where weighted recall equals accuracy), and balanced accuracy, for
+    0/1 truth and predicted labels (or probabilities, cut at 0.5)."""
+    t, p = _pair(y_true, y_pred)
+    t, p = t > 0.5, p > 0.5
+    precision, recall, f1 = _class_scores(t, p)
+    low = _class_scores(~t, ~p)
+    share = float(t.mean())
+    weighted = [share * high + (1 - share) * other for high, other in zip((precision, recall, f1), low)]
     return {"n": int(t.size), "accuracy": float((t == p).mean()), "precision": precision, "recall": recall,
-            "f1": f1, "balanced_accuracy": balanced_accuracy(t.astype(float), p.astype(float), 0.5),
-            "high_fraction": float(t.mean()), "predicted_high_fraction": float(p.mean())}
+            "f1": f1, "weighted_precision": weighted[0], "weighted_recall": weighted[1], "weighted_f1": weighted[2],
+            "balanced_accuracy": balanced_accuracy(t.astype(float), p.astype(float), 0.5),
+            "high_fraction": share, "predicted_high_fraction": float(p.mean())}
 
 
 def bootstrap_ci(y_true, y_pred, metric, n_boot: int = 1000, seed: int = 0, level: float = 0.95):

@@ -146,11 +146,22 @@ def _binary_table(config: dict, metrics: dict) -> list:
         f" (top and bottom {rule['fraction']:.0%} of the labelled photos by {config.get('label', 'mos')}: "
         f"low at or below {rule['low']:.4g}, high at or above {rule['high']:.4g}; the middle left out)"
         if rule else ""), "",
-        "| split | n | accuracy | precision | recall | F1 | balanced acc. | high (true / predicted) |",
-        "|---|---|---|---|---|---|---|---|"]
+        "| split | n | accuracy | precision | recall | F1 | weighted P / R / F1 | balanced acc. | "
+        "high (true / predicted) |",
+        "|---|---|---|---|---|---|---|---|---|"]
     return lines + _per_split(metrics, lambda split, m: (
         f"| {split} | {m['n']} | {m['accuracy']:.2%} | {m['precision']:.2%} | {m['recall']:.2%} | {m['f1']:.4f} | "
-        f"{m['balanced_accuracy']:.2%} | {m['high_fraction']:.1%} / {m['predicted_high_fraction']:.1%} |"))
+        f"{_weighted(m)} | {m['balanced_accuracy']:.2%} | {m['high_fraction']:.1%} / "
+        f"{m['predicted_high_fraction']:.1%} |")) + [
+        "", "Precision, recall and F1 are the high class's; the weighted ones average both classes by their share "
+        "of the photos (photo-critic's Table I reports those: weighted recall equals accuracy)."]
+
+
+def _weighted(m: dict) -> str:
+    """Support-weighted precision / recall / F1, or '-' for metrics written before they existed."""
+    if "weighted_f1" not in m:
+        return "-"
+    return f"{m['weighted_precision']:.2%} / {m['weighted_recall']:.2%} / {m['weighted_f1']:.4f}"
 
 
 def _per_split(metrics: dict, row) -> list:

@@ -73,3 +73,20 @@ def test_within_group_srcc_ignores_what_separates_the_groups():
     out = within_group_srcc(y, pred, groups)
     assert out["a"] == pytest.approx(-1) and out["b"] == pytest.approx(-1) and out["mean"] == pytest.approx(-1)
     assert within_group_srcc(y, y, groups)["mean"] == pytest.approx(1)
+
+
+def test_binary_metrics_give_the_high_class_and_the_support_weighted_averages():
+    """photo-critic's Table I reports support-weighted precision / recall / F1 (its recall equals accuracy)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from evaluation.metrics import binary_metrics
+
+    rng = np.random.default_rng(0)
+    truth = rng.random(200) > 0.3
+    pred = np.where(rng.random(200) > 0.25, truth, ~truth)
+    m = binary_metrics(truth.astype(float), pred.astype(float))
+    high = precision_recall_fscore_support(truth, pred, average="binary")
+    weighted = precision_recall_fscore_support(truth, pred, average="weighted")
+    assert (m["precision"], m["recall"], m["f1"]) == pytest.approx(high[:3])
+    assert (m["weighted_precision"], m["weighted_recall"], m["weighted_f1"]) == pytest.approx(weighted[:3])
+    assert m["weighted_recall"] == pytest.approx(m["accuracy"])
