@@ -11,7 +11,7 @@ class RegRankLoss(keras.losses.Loss):
 
     Column 0 of `y_true`/`y_pred` is the score; the per-sample value is `err_i² + ω_r · B/|P| · Σ_j
     hinge_ij`, so Keras' mean over the batch gives exactly `L_reg + ω_r · L_rank`. Further columns are
-    attributes (Kong et al. eq. 3): `ω_a` × their mean squared error, over the annotated (non-NaN) ones.
+    attributes (Kong et al. eq. 3): `ω_a` × their squared error summed over the annotated (non-NaN) ones.
     With `rater_columns` R > 0 the last R columns are each rater's own score of the photo (NaN: not rated
     by them) and pairs come from raters (section 4.2): a pair counts when a rater scored both photos
     differently, ordered by the sum of those raters' signs; `pairs="both"` adds every other untied pair,
@@ -76,7 +76,7 @@ class RegRankLoss(keras.losses.Loss):
         t, p = ops.cast(y_true[:, 1:stop], "float32"), ops.cast(y_pred[:, 1:], "float32")
         known = ops.logical_not(ops.isnan(t))
         err = ops.where(known, ops.square(ops.where(known, t, 0.0) - p), 0.0)
-        return ops.sum(err, axis=1) / ops.maximum(ops.sum(ops.cast(known, "float32"), axis=1), 1.0)
+        return ops.sum(err, axis=1)  # Kong et al.'s Euclidean loss: the squared norm over the attribute vector
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin, "rank_weight": self.rank_weight,

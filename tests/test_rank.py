@@ -147,13 +147,15 @@ def test_attribute_heads_refuse_a_store_without_attributes(tmp_path):
         run_heads(TrainConfig(store=str(store), head="reg_rank_att"), ["reg_rank_att"], [tmp_path / "r"], **QUIET)
 
 
-def test_attribute_loss_skips_missing_attributes():
+def test_attribute_loss_sums_over_the_annotated_attributes():
+    """Kong et al. (eq. 3, section 4.1): the attribute term is a Euclidean loss, the squared norm of the error over
+    the attribute vector (a sum, as for the score), weighted by omega_a; unannotated attributes are left out."""
     from heads.rank_loss import RegRankLoss
 
     y = np.array([[0.2, 0.5, np.nan], [0.8, -0.5, 1.0]], np.float32)
     p = np.array([[0.2, 0.1, 99.0], [0.8, -0.5, 0.0]], np.float32)
     loss = RegRankLoss(margin=0.0, rank_weight=0.0, attribute_weight=0.5)
-    assert float(loss(y, p)) == pytest.approx(0.5 * (0.16 + 0.5) / 2, rel=1e-5)
+    assert float(loss(y, p)) == pytest.approx(0.5 * (0.16 + 1.0) / 2, rel=1e-5)
 
 
 @pytest.mark.parametrize("head, params", [("reg_rank", 37_044_737), ("reg_rank_att", 37_056_023),
