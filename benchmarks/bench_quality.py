@@ -32,9 +32,10 @@ quiet_tensorflow()
 BIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "biq2021-dev"
 HEADS = {"mlsp_narrow": ["mlp", "single1fc", "single3fc", "multi3fc", "reg_rank", "triplet", "ridge", "svr",
                          "svm_photo_critic", "rf"],
-         "mlsp_wide": ["pool3fc", "reg_rank_wide"], "spp": ["mean_huber"], "gmp": ["mean_huber"]}
+         "mlsp_wide": ["pool3fc", "reg_rank_wide"], "spp": ["mean_huber"], "spp_max": ["mean_huber"],
+         "gmp": ["mean_huber"]}
 DEFAULT_HEADS = ("mlp", "single1fc", "single3fc", "ridge")
-STORE_KINDS = {"": "mlsp_narrow,mlsp_wide", "_apm": "spp,gmp"}  # store name suffix → kinds it holds
+STORE_KINDS = {"": "mlsp_narrow,mlsp_wide", "_apm": "spp,spp_max,gmp"}  # store name suffix → kinds it holds
 FUSED = (("spp", "mean_huber"), ("gmp", "mean_huber"))  # APM's two branches, fused late
 
 

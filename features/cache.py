@@ -24,6 +24,7 @@ from features.core.errors import UsageError
 
 CACHE_FORMAT = 1
 IDENTITY_KEYS = ("backbone", "blocks", "views", "preprocessing", "max_side")
+OPTIONAL_IDENTITY_KEYS = ("resize",)  # recorded only when set, so caches made before them keep their identity
 
 
 class CacheError(UsageError):
@@ -41,7 +42,8 @@ def cache_identity(extraction: dict) -> dict:
         kept["spec"] = weights.get("spec")
     if weights.get("kind") == "random":
         kept["keras_version"] = weights.get("keras_version")
-    return {"weights": kept, **{k: extraction.get(k) for k in IDENTITY_KEYS}}
+    return {"weights": kept, **{k: extraction.get(k) for k in IDENTITY_KEYS},
+            **{k: extraction[k] for k in OPTIONAL_IDENTITY_KEYS if extraction.get(k)}}
 
 
 def file_key(path: str | Path) -> Optional[str]:

@@ -114,6 +114,25 @@ def _spp(last):
     return tf.math.l2_normalize(flat, axis=-1, epsilon=1e-12)
 
 
+def spp_cell_edges(n, cells: int = SPP_GRID):
+    """SPP-net's adaptive bins over a side of n pixels: cell i spans [floor(i·n/cells), ceil((i+1)·n/cells)),
+    so cells overlap when n is not a multiple and never come out empty (He et al. 2014, section 2.3)."""
+    import tensorflow as tf
+
+    n = tf.cast(n, tf.float32)
+    return [(tf.cast(tf.floor(i * n / cells), tf.int32), tf.cast(tf.math.ceil((i + 1) * n / cells), tf.int32))
+            for i in range(cells)]
+
+
+def _spp_max(last):
+    import tensorflow as tf
+
+    rows, cols = spp_cell_edges(tf.shape(last)[1]), spp_cell_edges(tf.shape(last)[2])
+    cells = [tf.reduce_max(last[:, r0:r1, c0:c1, :], axis=[1, 2]) for r0, r1 in rows for c0, c1 in cols]
+    flat = tf.concat(cells, axis=-1)  # cell-major, channels last, as `spp`
+    return tf.math.l2_normalize(flat, axis=-1, epsilon=1e-12)
+
+
 def _gmp(last):
     import tensorflow as tf
 
@@ -139,6 +158,9 @@ for _kind in (
     FeatureKind("spp", "last", lambda s: (SPP_GRID * SPP_GRID * s.last_channels,), _spp,
                 "last conv block, 3x3 grid of area averages, flattened cell-major, L2-normalised", onnx_exact=False,
                 pooling_revision=2),
+    FeatureKind("spp_max", "last", lambda s: (SPP_GRID * SPP_GRID * s.last_channels,), _spp_max,
+                "last conv block, 3x3 grid of SPP-net's max-pooled adaptive bins, flattened cell-major, "
+                "L2-normalised (APM's SPP, which follows SPP-net)"),
     FeatureKind("gmp", "last", lambda s: (s.last_channels,), _gmp,
                 "global max pool of the last conv block"),
     FeatureKind("gap", "last", lambda s: (s.last_channels,), _gap,

@@ -35,7 +35,7 @@ STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed"}
 KIND_STATUS = "kind_status"  # group of per-kind status arrays of kinds added to a finished store
 HDF5_SUFFIXES = (".h5", ".hdf5")
 EXTRACTION_KEYS = ("schema_version", "settings", "backbone", "weights", "blocks", "last_block", "kinds", "views",
-                   "view_set", "augmentation_order", "preprocessing", "max_side", "precision")
+                   "view_set", "augmentation_order", "preprocessing", "max_side", "resize", "precision")
 INITIALIZED = "initialized"
 GROUPS = "groups"  # further backbones: {backbone: its extraction record, settings and kinds}
 APPENDING = "appending"  # attribute present while rows are being appended (a rerun finishes the append)

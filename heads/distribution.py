@@ -17,7 +17,7 @@ AVA_SPAN = 9.0  # APM chose σ on AVA's 1-10 scores
 
 HIDDEN = 2048  # NIMA-style head (its own paper has no hidden layer; kept from the first release)
 APM_HIDDEN = 4096  # APM, figure 2: 18,432-dim SPP vector → FC(4096)+ReLU → FC(10)+ReLU
-DIST_KINDS = ("spp", "mlsp_narrow", "gmp", "fc7")
+DIST_KINDS = ("spp", "spp_max", "mlsp_narrow", "gmp", "fc7")
 
 
 def _unit(x):

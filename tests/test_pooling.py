@@ -61,6 +61,22 @@ def test_spp_is_a_3x3_grid_l2_normalised():
     np.testing.assert_allclose(out[0], grid / np.linalg.norm(grid), rtol=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(9, 12), (7, 5), (2, 1)])
+def test_spp_max_is_spp_nets_max_pooled_adaptive_bins(shape):
+    """APM's SPP follows SPP-net: max over bins [floor(i·n/3), ceil((i+1)·n/3)), never empty (V-A3)."""
+    import math
+
+    x = np.random.default_rng(3).random((2,) + shape + (4,), dtype=np.float32)
+    out = get_kind("spp_max").pool(tf.constant(x)).numpy()
+    assert out.shape == (2, 36)
+    h, w = shape
+    cells = [x[0, math.floor(i * h / 3):math.ceil((i + 1) * h / 3), math.floor(j * w / 3):math.ceil((j + 1) * w / 3)]
+             .max(axis=(0, 1)) for i in range(3) for j in range(3)]
+    grid = np.concatenate(cells)
+    np.testing.assert_allclose(out[0], grid / np.linalg.norm(grid), rtol=1e-5)
+    assert not np.allclose(out, get_kind("spp").pool(tf.constant(x)).numpy(), atol=1e-3)
+
+
 def test_gmp_is_global_max():
     x = np.random.default_rng(2).random((1, 6, 7, 5), dtype=np.float32)
     np.testing.assert_allclose(get_kind("gmp").pool(tf.constant(x)).numpy()[0], x[0].max(axis=(0, 1)))

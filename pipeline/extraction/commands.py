@@ -21,6 +21,7 @@ def _add_extract(sub) -> None:
     from features.codecs import COMPRESSIONS
     from features.backbones import BACKBONES, DEFAULT_BACKBONE
     from features.pooling import FEATURE_KINDS
+    from features.resize import RESIZE_RULES
     from pipeline.datasets import DATASETS
 
     ex = sub.add_parser("extract", help="stage 1: extract features of a dataset into a store")
@@ -36,6 +37,9 @@ def _add_extract(sub) -> None:
     ex.add_argument("--store", required=True, help="output store: a directory (zarr) or .h5 file (hdf5)")
     ex.add_argument("--engine", choices=("zarr", "hdf5"), help="default: from the --store suffix")
     ex.add_argument("--max-side", type=positive_int, help="shrink images whose longer side exceeds N px")
+    ex.add_argument("--resize", metavar="RULE:N", help="rescale every photo before its views: " + "; ".join(
+        f"{r.name}:N {r.description} ({r.reference})" for r in RESIZE_RULES))
+    ex.add_argument("--resize-short", type=positive_int, metavar="N", help="the same as --resize short-side:N")
     ex.add_argument("--scheduler", help="dask scheduler ADDRESS; 'local' (default) or 'inprocess'")
     ex.add_argument("--compress", help="codec of a new store's features: " + COMPRESSIONS.help() + " (default none; "
                     "a store keeps its own; `iaa compact` rewrites one)")
@@ -60,6 +64,18 @@ def _add_inspection(sub) -> None:
     si.add_argument("--json", action="store_true")
 
 
+def resize_argument(args):
+    """--resize, or --resize-short N as short-side:N (both given: refused)."""
+    from features.core.errors import UsageError
+
+    if args.resize_short is None:
+        return args.resize
+    if args.resize:
+        raise UsageError(f"give --resize or --resize-short, not both. Received: --resize {args.resize} "
+                         f"--resize-short {args.resize_short}")
+    return f"short-side:{args.resize_short}"
+
+
 def cmd_extract(args) -> int:
     """`iaa extract`: stage 1 into a store; exit 0 done, 1 some images failed, 3 work left."""
     from pipeline.extraction.extract import ExtractConfig, run_extract
@@ -67,7 +83,7 @@ def cmd_extract(args) -> int:
     cfg = ExtractConfig(
         dataset=args.dataset, data_dir=args.data_dir, backbone=args.backbone, weights=args.weights,
         features=args.features, views=args.views, store=args.store, engine=args.engine,
-        max_side=args.max_side, scheduler=args.scheduler, overwrite=args.overwrite,
+        max_side=args.max_side, resize=resize_argument(args), scheduler=args.scheduler, overwrite=args.overwrite,
         retry_failed=args.retry_failed, batch_views=args.batch_views, memory_gb=args.memory_gb,
         compress=args.compress, precision=args.precision,
     )

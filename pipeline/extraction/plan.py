@@ -16,6 +16,7 @@ from features.codecs import get_compression
 from features.core.errors import IAAError
 from features.extractor import check_precision
 from features.pooling import get_kind, parse_kinds
+from features.resize import parse_resize, rule_size
 from features.weights import WeightsSpec, parse_weights, weights_identity
 from pipeline.datasets import Manifest, load_dataset
 from pipeline.extraction.worker import ExtractJob
@@ -67,6 +68,7 @@ class ExtractConfig:
     memory_gb: Optional[float] = None
     compress: Optional[str] = None  # features.codecs name for a new store (None: none; a store keeps its own)
     precision: str = "float32"  # or "mixed" (features.extractor.PRECISIONS)
+    resize: Optional[str] = None  # a features.resize rule (short-side:500, warp:256)
 
 
 def _label_sources(manifest: Manifest) -> dict:
@@ -95,6 +97,16 @@ class ExtractPlan:
     settings: dict
 
 
+def _checked_resize(cfg: ExtractConfig, spec: BackboneSpec) -> Optional[str]:
+    resize = parse_resize(cfg.resize)
+    if resize and cfg.max_side is not None:
+        raise ExtractError(f"--max-side and --resize both rescale the photo: give one. Received: --max-side "
+                           f"{cfg.max_side} --resize {resize}")
+    if resize and rule_size(resize) < spec.min_side:  # every rule's shorter side is N
+        raise ExtractError(f"--resize {resize} is below what {spec.name} needs ({spec.min_side} px)")
+    return resize
+
+
 def plan(cfg: ExtractConfig) -> ExtractPlan:
     """Parses and checks the settings and reads the dataset.
 
@@ -108,6 +120,7 @@ def plan(cfg: ExtractConfig) -> ExtractPlan:
     ws = parse_weights(cfg.weights, spec)
     if cfg.max_side is not None and cfg.max_side < spec.min_side:
         raise ExtractError(f"--max-side {cfg.max_side} is below what {spec.name} needs ({spec.min_side} px)")
+    resize = _checked_resize(cfg, spec)
     shapes = {k: tuple(get_kind(k).shape(spec)) for k in kinds}
     n, hist = len(manifest), manifest.hist
     layout = sw.StoreLayout(n=n, n_views=len(views), kinds=shapes,
@@ -116,11 +129,12 @@ def plan(cfg: ExtractConfig) -> ExtractPlan:
                             compression=get_compression(cfg.compress).name)
     settings = {
         "dataset": manifest.name, "backbone": spec.name, "weights": ws.text, "features": list(kinds),
-        "views": cfg.views, "max_side": cfg.max_side,
+        "views": cfg.views, "max_side": cfg.max_side, **({"resize": resize} if resize else {}),
         "manifest_sha256": manifest_sha256(manifest),
         **({"precision": cfg.precision} if check_precision(cfg.precision, spec) != "float32" else {}),
     }
-    job = ExtractJob(spec, ws, kinds, views, cfg.max_side, cfg.batch_views, cfg.memory_gb, precision=cfg.precision)
+    job = ExtractJob(spec, ws, kinds, views, cfg.max_side, cfg.batch_views, cfg.memory_gb, precision=cfg.precision,
+                     resize=resize)
     return ExtractPlan(manifest, spec, ws, job, layout, settings)
 
 

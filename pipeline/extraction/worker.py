@@ -23,6 +23,7 @@ from features import store_writer as sw
 from features.augment import View, make_views, view_size
 from features.backbones import BackboneSpec
 from features.images import ImageError, decode_image, shrink
+from features.resize import resize_input
 from features.memory import (MEMORY_FRACTION, RELEASE_ABOVE_BYTES, memory_budget, pass_bytes,
                              release_memory, side_that_fits)
 from features.core.quiet import quiet_tensorflow
@@ -51,6 +52,7 @@ class ExtractJob:
         precision: "float32" or "mixed" (`features.extractor.PRECISIONS`).
         group: where the kinds go in the store: "" for its first backbone (`features/<kind>`), the backbone's
             name for a further group (`features/<backbone>/<kind>`, `features.groups`).
+        resize: a `features.resize` rule applied after decoding, before the views (None: none).
     """
 
     backbone: BackboneSpec
@@ -63,6 +65,7 @@ class ExtractJob:
     fail_maps_under: int = 0
     group: str = ""
     precision: str = "float32"
+    resize: Optional[str] = None
 
     @property
     def model_key(self) -> tuple:
@@ -84,6 +87,7 @@ class ExtractJob:
             "augmentation_order": "decode (EXIF orientation applied) -> crop -> flip -> preprocess",
             "preprocessing": {"name": spec.preprocessing, "text": PREPROCESSING[spec.preprocessing]},
             "max_side": self.max_side,
+            **({"resize": self.resize} if self.resize else {}),
             **({"precision": self.precision} if self.precision != "float32" else {}),
         }
 
@@ -106,7 +110,7 @@ def get_extractor(job: ExtractJob):
 
 def prepare_image(path, job: ExtractJob):
     """Decode + views of one image: a file path, or an (H, W, 3) uint8 RGB array already decoded (a
-    video frame), which gets the same `max_side` shrinking.
+    video frame), which gets the same `max_side` shrinking and `resize` rule.
 
     Returns:
         ((V, h, w, 3) uint8 views, (height, width) of the decoded image).
@@ -114,6 +118,7 @@ def prepare_image(path, job: ExtractJob):
         ImageError: an unusable file, or views smaller than the backbone accepts.
     """
     image = shrink(path, job.max_side) if isinstance(path, np.ndarray) else decode_image(path, job.max_side)
+    image = resize_input(image, job.resize)
     h, w = image.shape[:2]
     vh, vw = view_size(job.views, h, w)
     if min(vh, vw) < job.backbone.min_side:

@@ -190,10 +190,13 @@ def cmd_export(args) -> int:
     from pipeline.scoring.export import export_run
 
     predictor = _predictor(args)
-    image = decode_image(args.check_image, predictor.job.max_side) if args.check_image else None
+    job = predictor.job
+    image = decode_image(args.check_image, job.max_side) if args.check_image else None
     r = export_run(predictor, args.format, args.out, image)
+    rescaled = (f", after --max-side {job.max_side}" if job.max_side else "") + (
+        f", after --resize {job.resize}" if job.resize else "")
     print(f"{r['path']}: {args.format} model of {predictor.run.path.name} (input: one decoded RGB image, "
-          f"uint8 HxWx3{', after --max-side ' + str(predictor.job.max_side) if predictor.job.max_side else ''})")
+          f"uint8 HxWx3{rescaled})")
     print(f"check: exported {r['exported_score']:.6f} vs iaa score {r['score']:.6f}, difference "
           f"{r['difference']:.2g} (tolerance {r['tolerance']:.2g})")
     return EXIT_OK

@@ -33,7 +33,7 @@ from pipeline.scoring.sources import part_records
 
 SPLITS = ("test", "val", "train", "all")
 REFUSED_KEYS = ("backbone", "blocks", "preprocessing")
-REPORTED_KEYS = ("view_set", "max_side")
+REPORTED_KEYS = ("view_set", "max_side", "resize")
 
 
 def feature_differences(run_record: dict, store_record: dict, kind: str):

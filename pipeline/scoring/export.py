@@ -22,6 +22,7 @@ import numpy as np
 
 from features.core.errors import UsageError
 from features.pooling import get_kind
+from features.resize import resize_input
 from pipeline.extraction.worker import get_extractor
 from pipeline.scoring.predictor import Predictor
 
@@ -83,7 +84,8 @@ def export_run(predictor: Predictor, fmt: str, out: str | Path, check_image: np.
     module = scoring_module(predictor)
     out = Path(out)
     _write(module, predictor, fmt, out)
-    image = probe_image() if check_image is None else check_image
+    # the exported graph starts after the run's --resize rule (idempotent, so iaa score agrees on this image)
+    image = resize_input(probe_image() if check_image is None else check_image, predictor.job.resize)
     expected = predictor.score_arrays([image], ["check"])
     try:
         got, _ = run_exported(out, fmt, image)

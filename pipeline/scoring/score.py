@@ -158,7 +158,7 @@ def run_score(run_dir: str, inputs: Sequence[str], out: str, *, weights: Optiona
         predictor.use_cache(store)
     photos, skipped = collect_photos(inputs)
     warnings = list(predictor.notes)
-    if predictor.job.max_side is None:
+    if predictor.job.max_side is None and not predictor.job.resize:
         warnings.append("the run's features were extracted at full resolution, so photos are scored at full "
                         "resolution too: a photo shrunk beforehand gets a different score")
     for w in warnings:

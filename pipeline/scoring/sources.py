@@ -21,7 +21,7 @@ from features.groups import base_kind, parts
 from features.weights import identity_differences, parse_weights, weights_identity
 from pipeline.extraction.worker import ExtractJob, TaskFeatures, compute_features
 
-CHECKED_KEYS = ("blocks", "last_block", "views", "preprocessing", "max_side")
+CHECKED_KEYS = ("blocks", "last_block", "views", "preprocessing", "max_side", "resize")
 
 
 class PredictorError(UsageError):
@@ -61,10 +61,10 @@ def job_from_record(record: dict, kinds: Sequence[str], weights: Optional[str],
     ws = parse_weights(weights or settings.get("weights"), spec)
     views = get_views(record.get("view_set") or settings.get("views"))
     job = ExtractJob(spec, ws, tuple(kinds), views, record.get("max_side"), batch_views=32, memory_gb=memory_gb,
-                     precision=record.get("precision", "float32"))
+                     precision=record.get("precision", "float32"), resize=record.get("resize"))
     rebuilt = job.describe()
     diffs = [f"{key}: the run recorded {record.get(key)!r}, this installation makes {rebuilt[key]!r}"
-             for key in CHECKED_KEYS if record.get(key) != rebuilt[key]]
+             for key in CHECKED_KEYS if record.get(key) != rebuilt.get(key)]
     for kind in kinds:
         recorded = (record.get("kinds") or {}).get(kind, {}).get("shape")
         if recorded != rebuilt["kinds"][kind]["shape"]:
