@@ -125,3 +125,26 @@ def test_reference_protocol_is_one_flag_away():
                       for flag in (False, True))
     assert lr_stages_of(pool3fc, own) == list(NARROW_STAGES)  # its recipe's stages
     assert lr_stages_of(pool3fc, reference) == list(WIDE_STAGES)  # the paper's, one flag away
+
+
+def test_apms_sgd_with_momentum_and_weight_decay_is_a_recipe_choice(tmp_path):
+    """V-A4: `--optimizer sgd --weight-decay 5e-4` trains with SGD, momentum 0.9, the paper's decay."""
+    import keras
+
+    from pipeline.cli import build_parser
+    from pipeline.training.optimizers import build_optimizer
+
+    sgd = build_optimizer("sgd", 1e-3, 5e-4)
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.momentum == 0.9 and sgd.weight_decay == 5e-4
+    assert isinstance(build_optimizer("adam", 1e-3), keras.optimizers.Adam)
+    with pytest.raises(KeyError, match="Did you mean 'sgd'"):
+        TrainConfig(store="s", head="mean_huber", optimizer="sdg")
+    args = build_parser().parse_args(["train", "--store", "s", "--head", "mean_huber", "--optimizer", "sgd"])
+    assert args.optimizer == "sgd"
+
+    _noisy_linear_store(tmp_path / "s.zarr", n=200)
+    cfg = TrainConfig(store=str(tmp_path / "s.zarr"), head="single3fc", run_dir=str(tmp_path / "r"), batch_size=32,
+                      lr_stages=[1e-3], max_epochs=2, optimizer="sgd", weight_decay=5e-4)
+    result = run_train(cfg, **QUIET)
+    assert RunDir.open(tmp_path / "r").config["recipe"]["optimizer"] == "sgd"
+    assert np.isfinite(result.history["loss"]).all()

@@ -19,6 +19,7 @@ def add_parsers(sub) -> None:
 def _add_training_options(p) -> None:
     from heads.inputs import INPUT_NORMS
     from pipeline.training.fitting import EARLY_STOP, REFERENCE_RECIPE, TrainConfig
+    from pipeline.training.optimizers import OPTIMIZERS
 
     p.add_argument("--batch-size", type=positive_int,
                    help=f"training batch (default: the head's recipe, else {REFERENCE_RECIPE.batch_size})")
@@ -43,8 +44,11 @@ def _add_training_options(p) -> None:
     p.add_argument("--input-norm",
                    help="heads' input: " + "; ".join(f"{n.name}: {n.description}" for n in INPUT_NORMS)
                    + f" (default: the head's recipe, else {REFERENCE_RECIPE.input_norm})")
-    p.add_argument("--weight-decay", type=float, help="decoupled weight decay of Keras heads' Adam (default: "
+    p.add_argument("--weight-decay", type=float, help="weight decay of Keras heads' optimizer (default: "
                    f"the head's recipe, else {REFERENCE_RECIPE.weight_decay:g})")
+    p.add_argument("--optimizer", help="Keras heads' optimizer: " + "; ".join(
+        f"{o.name}: {o.description} ({o.reference})" for o in OPTIMIZERS) + " (default: the head's recipe, else "
+        f"{REFERENCE_RECIPE.optimizer})")
     p.add_argument("--l2", type=float,
                    help="L2 penalty on Keras heads' kernels in standard units; for single1fc, ridge with "
                         f"alpha = l2 x training images (default: the head's recipe, else {REFERENCE_RECIPE.l2:g})")
@@ -112,6 +116,7 @@ def _train_config(args, **fields):
                        max_epochs=args.max_epochs, patience=args.patience, cache=args.cache,
                        parallel_reads=args.parallel_reads, input_norm=args.input_norm,
                        weight_decay=args.weight_decay, l2=args.l2, early_stop=args.early_stop,
+                       optimizer=args.optimizer,
                        options=given_options(args), label=args.label, reference_protocol=args.reference_protocol,
                        **fields)
 

@@ -24,6 +24,7 @@ from heads.losses import get_loss
 from heads.targets import get_target, score_scale
 from pipeline.training.fitting import (FitGroup, FitResult, TrainerSpec, loss_context, lr_stages_of,
                                        register_trainer)
+from pipeline.training.optimizers import build_optimizer
 from pipeline.training.keras_models import (average_keras, load_keras_head, mixed_precision_if_gpu, predict_keras,
                                             predict_views, set_seeds)
 
@@ -51,12 +52,10 @@ class _HeadState:
     loss_context: object = None
     history: Dict[str, list] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
 
-    def compile(self, lr: float, weight_decay: float = 0.0) -> None:
-        import keras
-
+    def compile(self, lr: float, recipe) -> None:
         self.loss = get_loss(self.spec.loss, self.loss_context)
-        adam = keras.optimizers.Adam(learning_rate=lr, weight_decay=weight_decay or None)
-        self.model.compile(optimizer=adam, loss=self.loss)
+        optimizer = build_optimizer(recipe.optimizer, lr, recipe.weight_decay)
+        self.model.compile(optimizer=optimizer, loss=self.loss)
         self.model.optimizer.build(self.model.trainable_variables)  # its slots must exist before tracing
 
     @property
@@ -85,7 +84,7 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments, reade
                        tf.summary.create_file_writer(str(run.tensorboard_dir)),
                        loss_context=loss_context(spec, cfg, group.store, raters))
     state.best_weights = model.get_weights()
-    state.compile(state.lr, group.recipe.weight_decay)
+    state.compile(state.lr, group.recipe)
     return state
 
 
@@ -191,7 +190,7 @@ def _end_epoch(h: _HeadState, epoch: int, loss: float, val: tuple, dt: float, n_
     if h.stage == len(h.stages):
         h.active = False
     else:
-        h.compile(h.lr, recipe.weight_decay)
+        h.compile(h.lr, recipe)
         h.epochs_in_stage = h.since_best = 0
     return note, True
 

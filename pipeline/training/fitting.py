@@ -42,7 +42,7 @@ class TrainConfig:
         cache: "auto", "ram" or "none" (see `features.loader.FeatureReader`).
         parallel_reads: concurrent batch reads of the loader.
         max_train_rows: scikit-learn heads use every view of every training image up to this many rows.
-        input_norm, l2, early_stop, max_epochs, patience, batch_size, weight_decay: the `Recipe` choices;
+        input_norm, l2, early_stop, max_epochs, patience, batch_size, weight_decay, optimizer: the `Recipe` choices;
             None leaves each to the head's own default (`HeadSpec.recipe`), else the reference's.
         options: the head families' own options by name (`heads.options`: the rank margin, the triplet
             margins, the embedding size, ...), checked against their declarations; each head takes the ones it
@@ -73,6 +73,7 @@ class TrainConfig:
     input_norm: Optional[str] = None
     l2: Optional[float] = None
     early_stop: Optional[str] = None
+    optimizer: Optional[str] = None
     options: Mapping[str, Any] = field(default_factory=dict)
     label: str = "mos"
     reference_protocol: bool = False
@@ -108,8 +109,9 @@ class Recipe:
         max_epochs: most epochs per learning-rate stage (reference 20).
         patience: epochs without improvement before a stage ends (reference 5).
         batch_size: training batch (reference 128).
-        weight_decay: decoupled weight decay of the Keras head's Adam (reference 0: plain Adam).
+        weight_decay: weight decay of the Keras head's optimizer (reference 0).
         lr_stages: learning-rate stages (None: the head's reference stages, `HeadSpec.lr_stages`).
+        optimizer: `pipeline.training.optimizers` name: "adam" (the reference) or "sgd" (APM's, momentum 0.9).
     """
 
     input_norm: str = "none"
@@ -120,11 +122,14 @@ class Recipe:
     batch_size: int = 128
     weight_decay: float = 0.0
     lr_stages: Optional[Tuple[float, ...]] = None
+    optimizer: str = "adam"
 
     def __post_init__(self):
         from heads.inputs import get_input_norm
+        from pipeline.training.optimizers import OPTIMIZERS
 
         get_input_norm(self.input_norm)
+        OPTIMIZERS.get(self.optimizer)
         if self.lr_stages is not None:
             object.__setattr__(self, "lr_stages", tuple(float(v) for v in self.lr_stages))
             if not self.lr_stages or not all(v > 0 for v in self.lr_stages):
@@ -141,7 +146,8 @@ class Recipe:
 
 
 REFERENCE_RECIPE = Recipe()
-RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay", "lr_stages")
+RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay", "lr_stages",
+                 "optimizer")
 
 
 def loss_context(spec, cfg: TrainConfig, store: FeatureStore, rater_columns: int = 0) -> LossContext:
