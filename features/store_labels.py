@@ -53,6 +53,15 @@ class StoreLabels:
         return list(self.attrs.get("dataset", {}).get("labels", {}).get("attributes", {}).get("names", []))
 
     @property
+    def binary_attributes(self) -> Tuple[int, ...]:
+        """Positions of the attributes whose annotated values are all 0 or 1 (AVA's style labels)."""
+        values = self.attributes
+        if values is None:
+            return ()
+        known = [values[~np.isnan(values[:, i]), i] for i in range(values.shape[1])]
+        return tuple(i for i, v in enumerate(known) if v.size and np.isin(v, (0.0, 1.0)).all())
+
+    @property
     def ratings(self) -> Optional[dict]:
         """Individual ratings {"image": (R,) row, "rater": (R,) id, "score": (R,)}, or None."""
         if "rating_image" not in self._root["labels"]:

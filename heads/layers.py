@@ -44,11 +44,12 @@ class Log1p(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="iaa")
 class SoftAssign(keras.layers.Layer):
     """Soft content-cluster membership: softmax(−‖x − c_k‖² / τ) over K fixed centres (fitted by k-means on
-    the training split and saved with the model, so new photos are assigned the same way)."""
+    the training split and saved with the model, so new photos are assigned the same way); with `unit`, x is
+    scaled to unit length first (models saved before the option have it off)."""
 
-    def __init__(self, clusters: int, **kwargs):
+    def __init__(self, clusters: int, unit: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.clusters = int(clusters)
+        self.clusters, self.unit = int(clusters), bool(unit)
 
     def build(self, input_shape):
         dim = int(input_shape[-1])
@@ -58,6 +59,8 @@ class SoftAssign(keras.layers.Layer):
 
     def call(self, x):
         x = ops.cast(x, "float32")
+        if self.unit:
+            x = x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=1, keepdims=True)), 1e-12)
         d2 = (ops.sum(ops.square(x), axis=1, keepdims=True) - 2.0 * ops.matmul(x, ops.transpose(self.centres))
               + ops.expand_dims(ops.sum(ops.square(self.centres), axis=1), 0))
         return ops.softmax(-d2 / self.temperature, axis=-1)
@@ -66,7 +69,7 @@ class SoftAssign(keras.layers.Layer):
         return (input_shape[0], self.clusters)
 
     def get_config(self):
-        return {**super().get_config(), "clusters": self.clusters}
+        return {**super().get_config(), "clusters": self.clusters, "unit": self.unit}
 
 
 @keras.saving.register_keras_serializable(package="iaa")

@@ -24,12 +24,15 @@ class LossContext:
         options: the values of the options the loss declares (`LossSpec.options`; defaults filled in, an option
             without a value left out: the loss's own default applies).
         rater_columns: R trailing target columns of per-rater scores (0: pairs by mean score).
+        binary_attributes: positions of the store's 0/1 attributes (AVA's styles), which Kong et al. learn
+            with a softmax loss instead of the Euclidean one.
     """
 
     scale: Tuple[float, float] = (0.0, 1.0)
     dataset: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
     rater_columns: int = 0
+    binary_attributes: Tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

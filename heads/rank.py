@@ -167,7 +167,8 @@ def _reg_rank(context: LossContext):
                        *context.scale, min_gap=given.get("rank_min_gap", 0.0),
                        attribute_weight=given.get("attribute_weight", ATTRIBUTE_WEIGHT),
                        rater_columns=context.rater_columns,
-                       pairs="both" if given.get("rank_pairs") == "both" else "same-rater")
+                       pairs="both" if given.get("rank_pairs") == "both" else "same-rater",
+                       binary_attributes=context.binary_attributes)
 
 
 register_loss(LossSpec("reg_rank", _reg_rank,

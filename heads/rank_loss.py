@@ -11,7 +11,9 @@ class RegRankLoss(keras.losses.Loss):
 
     Column 0 of `y_true`/`y_pred` is the score; the per-sample value is `err_i² + ω_r · B/|P| · Σ_j
     hinge_ij`, so Keras' mean over the batch gives exactly `L_reg + ω_r · L_rank`. Further columns are
-    attributes (Kong et al. eq. 3): `ω_a` × their squared error summed over the annotated (non-NaN) ones.
+    attributes (Kong et al. eq. 3): `ω_a` × their error summed over the annotated (non-NaN) ones: the squared
+    error, or for binary attributes (AVA's styles, `binary_attributes`) the two-way softmax loss of section 4.5,
+    which for one 0/1 label is the logistic loss on the attribute output taken as a logit.
     With `rater_columns` R > 0 the last R columns are each rater's own score of the photo (NaN: not rated
     by them) and pairs come from raters (section 4.2): a pair counts when a rater scored both photos
     differently, ordered by the sum of those raters' signs; `pairs="both"` adds every other untied pair,
@@ -23,11 +25,12 @@ class RegRankLoss(keras.losses.Loss):
         low, high: the dataset's score scale; scores are rescaled to [0, 1] first.
         min_gap: pairs whose rescaled scores differ by less are left out (0: every untied pair).
         attribute_weight: ω_a (attribute columns only).
+        binary_attributes: positions (0 = the first attribute) of the 0/1 attributes, learnt as logits.
     """
 
     def __init__(self, margin: float = 0.02, rank_weight: float = 1.0, low: float = 0.0, high: float = 1.0,
                  min_gap: float = 0.0, attribute_weight: float = 0.1, rater_columns: int = 0,
-                 pairs: str = "same-rater", name: str = "reg_rank", **kwargs):
+                 pairs: str = "same-rater", binary_attributes=(), name: str = "reg_rank", **kwargs):
         super().__init__(name=name, **kwargs)
         if not high > low:
             raise ValueError(f"score scale must have high > low; received ({low}, {high})")
@@ -37,6 +40,7 @@ class RegRankLoss(keras.losses.Loss):
         if pairs not in ("same-rater", "both"):
             raise ValueError(f"pairs must be 'same-rater' or 'both'; received {pairs!r}")
         self.rater_columns, self.pairs = int(rater_columns), pairs
+        self.binary_attributes = tuple(int(i) for i in binary_attributes)
 
     def _unit(self, y):
         return (ops.cast(y[:, 0], "float32") - self.low) / (self.high - self.low)
@@ -75,11 +79,17 @@ class RegRankLoss(keras.losses.Loss):
         stop = y_true.shape[-1] - self.rater_columns
         t, p = ops.cast(y_true[:, 1:stop], "float32"), ops.cast(y_pred[:, 1:], "float32")
         known = ops.logical_not(ops.isnan(t))
-        err = ops.where(known, ops.square(ops.where(known, t, 0.0) - p), 0.0)
-        return ops.sum(err, axis=1)  # Kong et al.'s Euclidean loss: the squared norm over the attribute vector
+        t = ops.where(known, t, 0.0)
+        err = ops.square(t - p)  # Kong et al.'s Euclidean loss: the squared norm over the attribute vector
+        if self.binary_attributes:
+            binary = ops.convert_to_tensor([float(i in self.binary_attributes) for i in range(p.shape[-1])])
+            logistic = ops.relu(p) - p * t + ops.log1p(ops.exp(-ops.abs(p)))  # cross-entropy on the logit p
+            err = ops.where(binary > 0, logistic, err)
+        return ops.sum(ops.where(known, err, 0.0), axis=1)
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin, "rank_weight": self.rank_weight,
                 "low": self.low, "high": self.high, "min_gap": self.min_gap,
                 "attribute_weight": self.attribute_weight, "rater_columns": self.rater_columns,
-                "pairs": self.pairs}
+                "pairs": self.pairs,
+                **({"binary_attributes": list(self.binary_attributes)} if self.binary_attributes else {})}

@@ -141,6 +141,54 @@ def test_attribute_and_content_heads_train_save_and_evaluate_attributes(tmp_path
     assert centres.shape == (10, 24) and np.abs(centres).sum() > 0  # the fitted clusters travel with the model
 
 
+def test_content_head_without_attributes_trains_with_k_clusters_on_unit_length_input(tmp_path):
+    """V-K10 (Table 2's Reg+Rank+Cont) on a store without attributes; K from --content-clusters (K14); the
+    clusters are fitted on unit-length input (V-K7), so scaling a photo's features leaves its membership."""
+    import keras
+
+    from heads.inputs import find_layer
+    from pipeline.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--store", "s", "--head", "reg_rank_cont", "--content-clusters", "3"])
+    assert args.option_content_clusters == 3
+    store = linear_store(tmp_path / "s.zarr", n=120)
+    cfg = TrainConfig(store=str(store), head="reg_rank_cont", batch_size=32, lr_stages=[1e-3], max_epochs=2,
+                      options={"content_clusters": 3})
+    result = run_heads(cfg, ["reg_rank_cont"], [tmp_path / "r"], **QUIET)[0]
+    assert np.isfinite(result.metrics["test"]["srcc"])
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["fitted_to_data"]["clusters"] == 3
+    model = keras.saving.load_model(tmp_path / "r" / "model.keras", compile=False)
+    layer = find_layer(model, "content_membership")
+    norms = np.linalg.norm(layer.centres.numpy(), axis=1)
+    assert layer.unit and (norms <= 1.0 + 1e-5).all() and (norms > 0.5).all()  # means of unit vectors
+    x = np.abs(np.random.default_rng(0).normal(size=(4, 24))).astype(np.float32)
+    np.testing.assert_allclose(layer(x).numpy(), layer(7.0 * x).numpy(), rtol=1e-4, atol=1e-6)
+    assert [l.name for l in model.layers if l.name.startswith("content") and l.name.endswith("_fc3")] == [
+        "content0_fc3", "content1_fc3", "content2_fc3"]  # a layer of its own per content branch (V-K8)
+
+
+def test_binary_attributes_are_learnt_with_the_softmax_loss(tmp_path):
+    """V-K6: for 0/1 attributes (AVA's styles) Kong et al. use a softmax loss; for one binary label that is the
+    logistic loss on the output as a logit. The store finds which attributes are binary."""
+    from heads.rank_loss import RegRankLoss
+    from tests.conftest import add_attributes
+
+    y = np.array([[0.2, 0.5, 1.0], [0.8, -0.5, 0.0], [0.4, 0.1, np.nan]], np.float32)
+    p = np.array([[0.2, 0.1, 2.0], [0.8, -0.5, 0.5], [0.4, 0.1, 9.0]], np.float32)
+    loss = RegRankLoss(margin=0.0, rank_weight=0.0, attribute_weight=0.5, binary_attributes=(1,))
+    logistic = np.log1p(np.exp(-2.0)) + np.log1p(np.exp(0.5))  # -log sigmoid(2) - log(1 - sigmoid(.5))
+    assert float(loss(y, p)) == pytest.approx(0.5 * (0.16 + logistic) / 3, rel=1e-5)
+    store = linear_store(tmp_path / "s.zarr", n=30)
+    values = np.stack([np.linspace(-1, 1, 30), (np.arange(30) % 2).astype(float), np.full(30, np.nan)], 1)
+    values[::4, 1] = np.nan
+    add_attributes(store, ["balance", "style_macro", "empty"], values.astype(np.float32))
+    from features.store import FeatureStore
+
+    with FeatureStore(store) as fs:
+        assert fs.binary_attributes == (1,)
+
+
 def test_attribute_heads_refuse_a_store_without_attributes(tmp_path):
     store = linear_store(tmp_path / "s.zarr", n=60)
     with pytest.raises(TrainError, match="no attribute labels"):
@@ -159,11 +207,12 @@ def test_attribute_loss_sums_over_the_annotated_attributes():
 
 
 @pytest.mark.parametrize("head, params", [("reg_rank", 37_044_737), ("reg_rank_att", 37_056_023),
-                                          ("reg_rank_att_cont", 37_227_716)])
+                                          ("reg_rank_att_cont", 39_598_532), ("reg_rank_cont", 39_587_147)])
 def test_parameter_counts_on_irnv2_narrow_with_aadb_attributes(head, params):
     """By hand: the Single-3FC trunk (37,044,737) + attributes Dense(1024→11) 11,275, the score layer on
-    256 + 11 inputs (+11 weights); content: 10 branches (267·10 + 10) and the 10 × 16,928 centres + τ
-    (not trainable)."""
+    256 + 11 inputs (+11 weights). Content (figure 3c, V-K8): the trunk's fc1-fc2 (36,781,056), per branch its
+    own third layer (Dense 1024→256 + BN: 263,424) and score layer (256 [+ 11] + 1), 10 branches, and the
+    10 × 16,928 centres + τ (not trainable); with attributes also their Dense(1024→11)."""
     from heads import create_head
 
     model = create_head(head, input_shape=(16928,), n_attributes=11)

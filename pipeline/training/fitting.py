@@ -157,8 +157,9 @@ def loss_context(spec, cfg: TrainConfig, store: FeatureStore, rater_columns: int
     from heads.options import options_for
 
     options, _ = options_for(LOSSES.get(spec.loss).options, cfg.options)
+    binary = store.binary_attributes if spec.target == "mos_attributes" else ()
     return LossContext(scale=store.scale, dataset=store.identity().get("dataset") or "", options=options,
-                       rater_columns=rater_columns)
+                       rater_columns=rater_columns, binary_attributes=binary)
 
 
 def uses_raters(spec, cfg: TrainConfig, store: FeatureStore) -> bool:
