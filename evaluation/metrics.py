@@ -110,6 +110,31 @@ def accuracy(y_true, y_pred, threshold: float) -> float:
     return float(((t <= threshold) == (p <= threshold)).mean())
 
 
+def tuned_threshold(y_true, y_pred, threshold: float) -> float:
+    """The cut τ on the predictions that classifies the most photos right against truth cut at `threshold`
+    (Kong et al. 2016, section 5.2: τ chosen on validation data); the midpoint between the two predictions it
+    falls between, the lowest such τ on ties.
+    """
+    t, p = _pair(y_true, y_pred)
+    order = np.argsort(p, kind="stable")
+    p, high = p[order], (t[order] > threshold)
+    # a cut after the first k sorted predictions: the k lowest called low, the rest high
+    right = np.concatenate([[0], np.cumsum(~high)]) + np.concatenate([np.cumsum(high[::-1])[::-1], [0]])
+    distinct = np.concatenate([[True], p[1:] > p[:-1], [True]])  # cuts only between different predictions
+    k = int(np.flatnonzero(distinct)[np.argmax(right[distinct])])
+    if k == 0:
+        return float(p[0] - 1.0)
+    if k == len(p):
+        return float(p[-1])
+    return float((p[k - 1] + p[k]) / 2)
+
+
+def accuracy_at(y_true, y_pred, threshold: float, cut: float) -> float:
+    """Share of photos classified right when truth is cut at `threshold` and predictions at `cut`."""
+    t, p = _pair(y_true, y_pred)
+    return float(((t <= threshold) == (p <= cut)).mean())
+
+
 def balanced_accuracy(y_true, y_pred, threshold: float) -> float:
     """Mean of the recall of the high and the low class (truth classes); NaN-free: one class only → its recall."""
     t, p = _pair(y_true, y_pred)

@@ -90,3 +90,29 @@ def test_binary_metrics_give_the_high_class_and_the_support_weighted_averages():
     assert (m["precision"], m["recall"], m["f1"]) == pytest.approx(high[:3])
     assert (m["weighted_precision"], m["weighted_recall"], m["weighted_f1"]) == pytest.approx(weighted[:3])
     assert m["weighted_recall"] == pytest.approx(m["accuracy"])
+
+
+def test_tuned_cut_is_the_best_on_validation_by_brute_force():
+    """K9 / V-K12: Kong et al. choose the classification cut τ on validation data."""
+    rng = np.random.default_rng(0)
+    t = rng.uniform(1, 10, 200)
+    p = 0.4 * t + 2.0 + rng.normal(0, 0.6, 200)  # biased low: the fixed cut at 5 misclassifies many
+    cut = m.tuned_threshold(t, p, 5.0)
+    candidates = np.concatenate([np.sort(p)[:-1] + np.diff(np.sort(p)) / 2, [p.min() - 1, p.max()]])
+    best = max(m.accuracy_at(t, p, 5.0, c) for c in candidates)
+    assert m.accuracy_at(t, p, 5.0, cut) == best > m.accuracy(t, p, 5.0) + 0.1
+    assert m.accuracy_at(t, t, 5.0, 5.0) == m.accuracy(t, t, 5.0) == 1.0
+    assert m.tuned_threshold([1.0, 9.0, 2.0, 8.0], [0.1, 0.9, 0.2, 0.8], 5.0) == pytest.approx(0.5)
+
+
+def test_report_gives_the_accuracy_at_the_validation_tuned_cut(tmp_path):
+    from evaluation.report import evaluate_run
+    from pipeline.training.train import TrainConfig, run_train
+    from tests.conftest import linear_store
+
+    store = linear_store(tmp_path / "s.zarr", n=120)
+    run_train(TrainConfig(store=str(store), head="ridge", run_dir=str(tmp_path / "r")), log=lambda msg: None)
+    metrics = evaluate_run(tmp_path / "r", log=lambda msg: None)
+    test = metrics["test"]
+    assert 0.0 <= test["accuracy_tuned_cut"] <= 1.0 and np.isfinite(test["tuned_cut"])
+    assert "the cut that is best on validation" in (tmp_path / "r" / "report.md").read_text()
