@@ -151,12 +151,25 @@ def _class_scores(t: np.ndarray, p: np.ndarray) -> Tuple[float, float, float]:
     return precision, recall, (2 * precision * recall / (precision + recall) if precision + recall else 0.0)
 
 
+def roc_auc(high, confidence) -> Optional[float]:
+    """The chance that a random high photo gets a higher confidence than a random low one (ties count half):
+    the Mann-Whitney form of the ROC area; None with one class only."""
+    from scipy.stats import rankdata
+
+    high, confidence = np.asarray(high, bool), np.asarray(confidence, np.float64)
+    n_high, n_low = int(high.sum()), int((~high).sum())
+    if not n_high or not n_low:
+        return None
+    ranks = rankdata(confidence)
+    return float((ranks[high].sum() - n_high * (n_high + 1) / 2) / (n_high * n_low))
+
+
 def binary_metrics(y_true, y_pred) -> dict:
     """Accuracy, precision, recall and F1 of the positive (high) class and their support-weighted averages over
     both classes (photo-critic's Table I, where weighted recall equals accuracy), and balanced accuracy, for
-    0/1 truth and predicted labels (or probabilities, cut at 0.5)."""
-    t, p = _pair(y_true, y_pred)
-    t, p = t > 0.5, p > 0.5
+    0/1 truth and predicted labels or confidences (cut at 0.5); with confidences also the ROC area."""
+    t, confidence = _pair(y_true, y_pred)
+    t, p = t > 0.5, confidence > 0.5
     precision, recall, f1 = _class_scores(t, p)
     low = _class_scores(~t, ~p)
     share = float(t.mean())
@@ -164,7 +177,7 @@ def binary_metrics(y_true, y_pred) -> dict:
     return {"n": int(t.size), "accuracy": float((t == p).mean()), "precision": precision, "recall": recall,
             "f1": f1, "weighted_precision": weighted[0], "weighted_recall": weighted[1], "weighted_f1": weighted[2],
             "balanced_accuracy": balanced_accuracy(t.astype(float), p.astype(float), 0.5),
-            "high_fraction": share, "predicted_high_fraction": float(p.mean())}
+            "high_fraction": share, "predicted_high_fraction": float(p.mean()), "auc": roc_auc(t, confidence)}
 
 
 def bootstrap_ci(y_true, y_pred, metric, n_boot: int = 1000, seed: int = 0, level: float = 0.95):

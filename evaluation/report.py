@@ -160,14 +160,16 @@ def _binary_table(config: dict, metrics: dict) -> list:
         f"low at or below {rule['low']:.4g}, high at or above {rule['high']:.4g}; the middle left out)"
         if rule else ""), "",
         "| split | n | accuracy | precision | recall | F1 | weighted P / R / F1 | balanced acc. | "
-        "high (true / predicted) |",
-        "|---|---|---|---|---|---|---|---|---|"]
+        "high (true / predicted) | ROC area |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     return lines + _per_split(metrics, lambda split, m: (
         f"| {split} | {m['n']} | {m['accuracy']:.2%} | {m['precision']:.2%} | {m['recall']:.2%} | {m['f1']:.4f} | "
         f"{_weighted(m)} | {m['balanced_accuracy']:.2%} | {m['high_fraction']:.1%} / "
-        f"{m['predicted_high_fraction']:.1%} |")) + [
+        f"{m['predicted_high_fraction']:.1%} | {_num(m, 'auc')} |")) + [
         "", "Precision, recall and F1 are the high class's; the weighted ones average both classes by their share "
-        "of the photos (photo-critic's Table I reports those: weighted recall equals accuracy)."]
+        "of the photos (photo-critic's Table I reports those: weighted recall equals accuracy). The predictions are "
+        "the classifier's confidence that a photo is high (cut at 0.5 for the labels), so `predictions_test.csv` "
+        "ranks the test photos and the ROC area says how well."]
 
 
 def _weighted(m: dict) -> str:

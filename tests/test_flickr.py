@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from evaluation.rundir import RunDir
 from features import store as st
 from pipeline.datasets import DatasetError, load_dataset
 from pipeline.training.train import TrainConfig, TrainError, run_heads
@@ -112,6 +113,10 @@ def test_binary_baselines_learn_the_top_and_bottom_20_percent(tmp_path):
         assert {"accuracy", "precision", "recall", "f1", "balanced_accuracy"} <= set(m)
         assert m["n"] == kept[320:].sum() and m["accuracy"] >= 0.85, (head, m)
         assert "| test |" in (tmp_path / head / "report.md").read_text()
+        # V-P4 / K12: the predictions are confidences that rank the test photos, not hard labels
+        pred = RunDir.open(tmp_path / head).read_predictions("test")["pred"]
+        assert ((pred > 0) & (pred < 1)).mean() > 0.5 and len(np.unique(pred)) > 10, (head, pred[:8])
+        assert m["auc"] >= m["balanced_accuracy"] - 0.05 and m["auc"] > 0.9, (head, m["auc"])
 
 
 def test_label_choices_are_checked(tmp_path, capsys):

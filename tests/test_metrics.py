@@ -116,3 +116,13 @@ def test_report_gives_the_accuracy_at_the_validation_tuned_cut(tmp_path):
     test = metrics["test"]
     assert 0.0 <= test["accuracy_tuned_cut"] <= 1.0 and np.isfinite(test["tuned_cut"])
     assert "the cut that is best on validation" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_roc_area_is_the_share_of_high_low_pairs_ordered():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(2)
+    high = rng.random(80) > 0.6
+    confidence = np.round(high * 0.3 + rng.random(80), 1)  # ties included
+    assert m.roc_auc(high, confidence) == pytest.approx(roc_auc_score(high, confidence), abs=1e-12)
+    assert m.roc_auc(np.ones(5, bool), np.arange(5.0)) is None
