@@ -44,12 +44,11 @@ def predict_sklearn(model, x: np.ndarray) -> np.ndarray:
     (the SVMs; in the order of Platt's probabilities, which would cost an internal cross-validation). Both
     exceed 0.5 exactly where `predict` says high.
     """
-    from sklearn.base import is_classifier
-
     rows = np.asarray(x, np.float32).reshape(len(x), -1)
-    if not is_classifier(model):
+    classes = list(getattr(model, "classes_", None) if hasattr(model, "classes_") else [])
+    if not classes:  # a regressor, or a seed ensemble averaging its members' outputs
         return np.asarray(model.predict(rows), np.float32).reshape(-1, 1)
-    high = list(model.classes_).index(1) if 1 in model.classes_ else len(model.classes_) - 1
+    high = classes.index(1) if 1 in classes else len(classes) - 1
     if hasattr(model, "predict_proba"):
         confidence = model.predict_proba(rows)[:, high]
     else:
