@@ -122,6 +122,9 @@ for _spec in (
     HeadSpec("mean_huber", MeanHuber, DIST_KINDS, "mos", "keras", NARROW_STAGES, "huber_mean",
              description="FC(4096)+ReLU → FC(1): the mean score, Huber loss (APM's -mean variant)",
              reference="Murray & Gordo 2017"),
+    HeadSpec("dist_mse", DistHuber, DIST_KINDS, "dist", "keras", NARROW_STAGES, "euclidean_dist",
+             description="dist_huber's architecture trained with the Euclidean loss over bins (APM's -dist-Eucl)",
+             reference="Murray & Gordo 2017, Table 1"),
     HeadSpec("dist_emd", DistEMD, DIST_KINDS, "dist", "keras", NARROW_STAGES, "emd",
              description="FC(2048)+ReLU → dropout → softmax(K), EMD r=2 over CDFs",
              reference="Talebi & Milanfar 2018 (NIMA)"),
@@ -148,6 +151,12 @@ def _huber_mean(context: LossContext):
     return HuberPerBin(1.0 / HUBER_SIGMA**2 * span / AVA_SPAN, name="huber_mean")
 
 
+def _euclidean_dist(context: LossContext):
+    from heads.distribution_loss import EuclideanPerBin
+
+    return EuclideanPerBin(name="euclidean_dist")
+
+
 def _emd(context: LossContext):
     from heads.distribution_loss import EarthMoversDistance
 
@@ -160,3 +169,6 @@ register_loss(LossSpec("huber_mean", _huber_mean,
                        "Huber on the mean score, delta = 1/9 on a 1-10 scale, scaled with the dataset's scale "
                        "(Murray & Gordo 2017, the -mean variant)"))
 register_loss(LossSpec("emd", _emd, "EMD r = 2 over the CDFs (Talebi & Milanfar 2018)"))
+register_loss(LossSpec("euclidean_dist", _euclidean_dist,
+                       "Euclidean loss between histograms, 1/2 sum of squared bin errors (Murray & Gordo 2017's "
+                       "-dist-Eucl)"))

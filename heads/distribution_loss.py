@@ -60,3 +60,12 @@ class EarthMoversDistance(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "r": self.r}
+
+
+@keras.saving.register_keras_serializable(package="iaa")
+class EuclideanPerBin(keras.losses.Loss):
+    """Caffe's Euclidean loss between histograms, ½ Σ_bins (ŷ − y)² per photo (APM's "-dist-Eucl" models)."""
+
+    def call(self, y_true, y_pred):
+        error = keras.ops.cast(y_pred, "float32") - keras.ops.cast(y_true, "float32")
+        return 0.5 * keras.ops.sum(keras.ops.square(error), axis=-1)

@@ -148,10 +148,16 @@ def test_mean_huber_is_apm_mean_variant_with_delta_on_the_dataset_scale(tmp_path
     assert float(loss(t, p)) == pytest.approx(want, rel=1e-4)
     store = linear_store(tmp_path / "s.zarr", n=200, hist_bins=10)
     cfg = TrainConfig(store=str(store), head="mean_huber", batch_size=32, lr_stages=[1e-3], max_epochs=3)
-    results = run_heads(cfg, ["mean_huber", "dist_huber"], [tmp_path / "m", tmp_path / "d"], log=lambda m: None)
+    results = run_heads(cfg, ["mean_huber", "dist_huber", "dist_mse"], [tmp_path / "m", tmp_path / "d", tmp_path / "e"],
+                        log=lambda m: None)
     assert json.loads((tmp_path / "m" / "config.json").read_text())["head"]["loss_settings"]["delta"] == \
         pytest.approx(1 / 9)
     assert results[0].metrics["test"]["srcc"] > 0.5
+    assert {"kl", "cd_loss"} <= set(results[2].metrics["test"]["distribution"])  # APM's Table 1 columns
+    # APM's -dist-Eucl (A9): Caffe's Euclidean loss, half the summed squared bin errors
+    euclid = get_loss("euclidean_dist")
+    t, p = np.array([[0.2, 0.8], [0.5, 0.5]], np.float32), np.array([[0.4, 0.4], [0.5, 0.7]], np.float32)
+    assert float(euclid(t, p)) == pytest.approx(np.mean([0.5 * (0.04 + 0.16), 0.5 * 0.04]), rel=1e-5)
 
 
 DIST_HEADS = [h for h in KERAS_HEADS if get_head(h).target == "dist"]
