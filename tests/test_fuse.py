@@ -12,7 +12,7 @@ from tests.conftest import linear_store, make_store
 QUIET = dict(log=lambda m: None)
 
 
-def _two_branch_store(path, n=300, seed=0):
+def _two_branch_store(path, n=300, seed=0, hist=False):
     """The score depends on two latent parts; GMP sees one of them, SPP the other (noisily)."""
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, 2))
@@ -21,8 +21,9 @@ def _two_branch_store(path, n=300, seed=0):
     spp = np.clip(4 + z[:, 1:] @ rng.normal(size=(1, 36)) + 0.3 * rng.normal(size=(n, 36)), 0, None)
     spp /= np.linalg.norm(spp, axis=1, keepdims=True)
     split = np.array(["train"] * 200 + ["val"] * 40 + ["test"] * 60, dtype=object)
+    votes = np.exp(-0.5 * (np.arange(1, 11)[None, :] - mos[:, None]) ** 2) if hist else None  # around the MOS
     return make_store(path, {"gmp": gmp[:, None].astype(np.float32), "spp": spp[:, None].astype(np.float32)},
-                      mos, split)
+                      mos, split, hist=votes)
 
 
 def test_fusing_the_spp_and_gmp_branches_beats_each(tmp_path):
@@ -39,6 +40,23 @@ def test_fusing_the_spp_and_gmp_branches_beats_each(tmp_path):
     assert config["kind"] == "spp+gmp" and config["fusion"]["weight"] == metrics["weight"]
     assert "late fusion" in (tmp_path / "fused" / "report.md").read_text()
     assert (tmp_path / "fused" / "predictions_per_view.csv").is_file()
+
+
+def test_two_distribution_branches_fuse_as_a_distribution_with_its_metrics(tmp_path):
+    """V-A1: APM averages the branches' distributions; the fused run has KL and CDLoss (Table 1)."""
+    from evaluation.rundir import RunDir
+
+    store = _two_branch_store(tmp_path / "s.zarr", hist=True)
+    runs = [tmp_path / "dist_spp", tmp_path / "dist_gmp"]
+    for kind, run in zip(("spp", "gmp"), runs):
+        cfg = TrainConfig(store=str(store), head="dist_huber", kind=kind, batch_size=32, lr_stages=[1e-3], max_epochs=4)
+        run_heads(cfg, ["dist_huber"], [run], **QUIET)
+    metrics = fuse_runs(*runs, out=tmp_path / "fused", **QUIET)
+    assert {"kl", "cd_loss", "emd_r2"} <= set(metrics["test"]["distribution"])
+    w = metrics["weight"]
+    a, b, fused = (RunDir.open(r).read_predictions("test") for r in (*runs, tmp_path / "fused"))
+    np.testing.assert_allclose(fused["dist"], w * a["dist"] + (1 - w) * b["dist"], atol=1e-4)
+    assert json.loads((tmp_path / "fused" / "config.json").read_text())["fusion"]["fused"] == "distributions"
 
 
 def test_weight_grid_includes_either_member_alone():

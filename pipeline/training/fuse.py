@@ -4,7 +4,11 @@ Each run's predictions are standardised with its validation mean and std (a dist
 bin and a score head's MOS then share a scale); the fused score is `w·a + (1 − w)·b` with w chosen on the
 validation split (the grid 0, 0.01, ..., 1 maximising validation SRCC; ties go to the most even weight),
 then mapped onto the target scale by a least-squares line fitted on validation, so PLCC and RMSE mean what
-they mean for the members. The fused run directory has its own predictions, metrics and report.
+they mean for the members. When both runs predict distributions over the same bins (APM's two branches),
+the fused run is the distribution `w·p_a + (1 − w)·p_b` instead, as APM fuses them, with w chosen the same way
+on the members' mean scores (the mean of the mixture is the mixture of the means), so its report has the
+distribution metrics (KL, CDLoss, EMD) of Table 1. The fused run directory has its own predictions, metrics
+and report.
 
 Reference: Murray & Gordo 2017, section 4.1: the SPP and GMP branches' distributions are "combined with late
 fusion as a weighted averaged of the predictions, where the optimal weights are learned on the validation set".
@@ -79,6 +83,9 @@ def fuse_runs(run_a: str | Path, run_b: str | Path, out: Optional[str | Path] = 
     def standard(x, i):
         return (np.asarray(x, np.float64) - moments[i][0]) / moments[i][1]
 
+    out = Path(out) if out else runs[0].path.parent / f"fuse_{names[0]}+{names[1]}"
+    if _both_distributions(val + test):
+        return _fuse_distributions(runs, names, val, test, (val_order, test_order), out, log)
     a_val, b_val = standard(val[0]["pred"], 0), standard(val[1]["pred"][val_order], 1)
     w = best_weight(a_val, b_val, val[0]["true"])
     slope, intercept = np.polyfit(w * a_val + (1 - w) * b_val, val[0]["true"], 1)
@@ -89,7 +96,6 @@ def fuse_runs(run_a: str | Path, run_b: str | Path, out: Optional[str | Path] = 
     def fused(a, b):
         return intercept + slope * (w * standard(a, 0) + (1 - w) * standard(b, 1))
 
-    out = Path(out) if out else runs[0].path.parent / f"fuse_{names[0]}+{names[1]}"
     config = _config(runs, {"members": [str(r.path.resolve()) for r in runs], "weight": w,
                             "standardised_by": moments, "line_on_validation": [float(slope), float(intercept)],
                             "weight_grid": f"{WEIGHT_GRID[0]:g}..{WEIGHT_GRID[-1]:g} step 0.01, max validation SRCC"})
@@ -98,11 +104,36 @@ def fuse_runs(run_a: str | Path, run_b: str | Path, out: Optional[str | Path] = 
                                 fused(val[0]["pred"], val[1]["pred"][val_order])[:, None, None])
     fused_run.write_predictions("test", test[0]["id"], test[0]["path"], test[0]["true"],
                                 fused(per_view[0], per_view[1])[..., None])
-    metrics = evaluate_run(out, log)
+    return _evaluated(fused_run, runs, names, w, log)
+
+
+def _both_distributions(predictions) -> bool:
+    """Every member split has predicted and true distributions over one number of bins."""
+    dists = [p["dist"] for p in predictions] + [p["true_dist"] for p in predictions]
+    return all(d is not None for d in dists) and len({d.shape[1] for d in dists}) == 1
+
+
+def _fuse_distributions(runs, names, val, test, orders, out: Path, log) -> dict:
+    """APM's fusion of two distribution runs: `w·p_a + (1 − w)·p_b`, w by validation SRCC of the means."""
+    w = best_weight(val[0]["pred"], val[1]["pred"][orders[0]], val[0]["true"])
+    config = _config(runs, {"members": [str(r.path.resolve()) for r in runs], "weight": w, "fused": "distributions",
+                            "weight_grid": f"{WEIGHT_GRID[0]:g}..{WEIGHT_GRID[-1]:g} step 0.01, max validation SRCC "
+                                           f"of the mixture's mean"})
+    config["head"]["target"] = "dist"
+    fused_run = RunDir.create(out, config)
+    for split, members, order in (("val", val, orders[0]), ("test", test, orders[1])):
+        mixture = w * members[0]["dist"] + (1 - w) * members[1]["dist"][order]
+        fused_run.write_predictions(split, members[0]["id"], members[0]["path"], members[0]["true"],
+                                    mixture[:, None, :], true_hist=members[0]["true_dist"])
+    return _evaluated(fused_run, runs, names, w, log)
+
+
+def _evaluated(fused_run: RunDir, runs, names, w: float, log) -> dict:
+    metrics = evaluate_run(fused_run.path, log)
     member_srcc = {n: (r.read_metrics() or {}).get("test", {}).get("srcc") for n, r in zip(names, runs)}
     fused_run.update_config(member_test_srcc=member_srcc)
     log(f"fused {names[0]} (w = {w:.2f}) and {names[1]} ({1 - w:.2f}): test SRCC {metrics['test']['srcc']:.4f} "
-        f"(members {', '.join(f'{k} {v:.4f}' for k, v in member_srcc.items() if v is not None)}) -> {out}")
+        f"(members {', '.join(f'{k} {v:.4f}' for k, v in member_srcc.items() if v is not None)}) -> {fused_run.path}")
     return {**metrics, "members": member_srcc, "weight": w}
 
 
