@@ -76,6 +76,11 @@ class StoreLabels:
         return self._strings("labels/group") if "group" in self._root["labels"] else None
 
     @property
+    def photo_tags(self) -> Optional[np.ndarray]:
+        """(N,) semantic tags of each photo joined by ";" (`labels/tags`, AVA's; "" without), or None."""
+        return self._strings("labels/tags") if "tags" in self._root["labels"] else None
+
+    @property
     def n_bins(self) -> int:
         """Histogram bins K of `labels/hist` (0 when the dataset has only mean scores)."""
         return int(self._root["labels/hist"].shape[1]) if "hist" in self._root["labels"] else 0

@@ -39,9 +39,9 @@ EXTRACTION_KEYS = ("schema_version", "settings", "backbone", "weights", "blocks"
 INITIALIZED = "initialized"
 GROUPS = "groups"  # further backbones: {backbone: its extraction record, settings and kinds}
 APPENDING = "appending"  # attribute present while rows are being appended (a rerun finishes the append)
-PER_IMAGE_LABELS = ("attributes", "group")  # extra labels with one row per image (the others are long format)
+PER_IMAGE_LABELS = ("attributes", "group", "tags")  # extra labels with one row per image (the others are long format)
 PER_IMAGE_ARRAYS = ("ids", "split", "path", "width", "height", "status", "reason", "labels/mos")
-OPTIONAL_LABELS = ("hist", "attributes", "rating_image", "rating_rater", "rating_score", "group")
+OPTIONAL_LABELS = ("hist", "attributes", "rating_image", "rating_rater", "rating_score", "group", "tags")
 
 
 class StoreError(IAAError):

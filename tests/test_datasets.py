@@ -105,3 +105,58 @@ def test_biq2021_reads_as_a_folder():
     m = load_dataset("folder", SHARED_DATA / "biq2021-dev")
     assert len(m) == 2000 and m.paths[0].is_file()
     assert m.split_counts()["test"] == 400 and "val" in m.split_counts()
+
+
+def _ava_with_side_information(root):
+    """A 6-photo AVA layout with the release's tags, challenges and style lists (D3)."""
+    from tests.conftest import random_photo, write_image
+
+    lines = []
+    for i in range(6):
+        tags = (14, 18) if i % 2 else (0, 0)
+        lines.append(f"{i + 1} {100 + i} " + " ".join(str((i + k) % 5) for k in range(10)) + f" {tags[0]} {tags[1]} 1396")
+        write_image(root / "images" / f"{100 + i}.jpg", random_photo(40, 48, seed=i))
+    (root / "AVA.txt").write_text("\n".join(lines) + "\n")
+    (root / "aesthetics_image_lists").mkdir(parents=True)
+    (root / "aesthetics_image_lists" / "generic_test.jpgl").write_text("104\n105\n")
+    (root / "tags.txt").write_text("14 Landscape\n18 Nature\n")
+    (root / "challenges.txt").write_text("1396 100_Meters\n")
+    styles = root / "style_image_lists"
+    styles.mkdir()
+    (styles / "styles.txt").write_text("1 Complementary_Colors\n2 Duotones\n3 HDR\n")
+    (styles / "train.jpgl").write_text("100\n101\n")
+    (styles / "train.lab").write_text("2\n3\n")
+    (styles / "test.jpgl").write_text("104\n")
+    (styles / "test.multilab").write_text("1 0 1\n")
+
+
+def test_ava_side_information_reaches_the_store(tmp_path):
+    from features import store as st
+    from pipeline.extraction.extract import ExtractConfig, run_extract
+
+    _ava_with_side_information(tmp_path / "ava")
+    m = load_dataset("ava", tmp_path / "ava")
+    assert m.attribute_names == ["style_Complementary_Colors", "style_Duotones", "style_HDR"]
+    np.testing.assert_array_equal(m.attributes[[0, 1, 4]], [[0, 1, 0], [0, 0, 1], [1, 0, 1]])
+    assert np.isnan(m.attributes[[2, 3, 5]]).all()  # not in the style lists
+    assert m.groups[0] == "1396 100_Meters" and m.tags[:2] == ["", "Landscape;Nature"]
+    store = tmp_path / "ava.zarr"
+    run_extract(ExtractConfig(dataset="ava", data_dir=str(tmp_path / "ava"), store=str(store), backbone="vgg16_hed",
+                              weights="random:0", features="mlsp_narrow", views="none", scheduler="inprocess"),
+                log=lambda msg: None)
+    with st.FeatureStore(store) as fs:
+        assert fs.attribute_names[1] == "style_Duotones" and fs.binary_attributes == (0, 1, 2)
+        assert list(fs.photo_tags[:2]) == ["", "Landscape;Nature"] and fs.photo_groups[5] == "1396 100_Meters"
+    (tmp_path / "ava" / "style_image_lists" / "train.lab").write_text("2\n9\n")
+    with pytest.raises(DatasetError, match=r"train.lab:2: expected one style id of 1..3"):
+        load_dataset("ava", tmp_path / "ava")
+
+
+@pytest.mark.skipif(not (AVA_LABELS / "style_image_lists").is_dir(), reason="../shared/data/ava-labels not present")
+def test_ava_side_information_from_the_real_release_files(tmp_path):
+    m = build_ava_manifest(AVA_LABELS / "AVA_partial.txt", AVA_LABELS / "aesthetics_image_lists" / "generic_test.jpgl",
+                           tmp_path / "images", AVA_LABELS)
+    assert len(m.attribute_names) == 14 and m.attribute_names[0] == "style_Complementary_Colors"
+    styled = np.isfinite(m.attributes).all(axis=1)
+    assert 0 < styled.sum() < len(m) and (m.attributes[styled].sum(axis=1) >= 1).mean() > 0.9  # a few test rows: none
+    assert sum(bool(t) for t in m.tags) > len(m) / 2 and all(" " in g for g in m.groups[:100])

@@ -16,6 +16,7 @@ from typing import Tuple
 
 import numpy as np
 
+from pipeline.datasets.ava_side import read_styles, tags_and_challenges
 from pipeline.datasets.base import DatasetError, DatasetSpec, Manifest, register_dataset, seeded_split
 
 SPLIT_SEED = 0
@@ -29,7 +30,13 @@ DOWNLOAD_HELP = (
 
 def parse_ava_txt(path: Path) -> Tuple[list, np.ndarray]:
     """Reads AVA.txt → (ids, votes (N, 10) int32). Errors name the line."""
-    ids, votes = [], []
+    ids, votes, _ = parse_ava_columns(path)
+    return ids, votes
+
+
+def parse_ava_columns(path: Path) -> Tuple[list, np.ndarray, np.ndarray]:
+    """Reads AVA.txt → (ids, votes (N, 10) int32, side (N, 3) int32: tag 1, tag 2, challenge id; 0 = none)."""
+    ids, votes, side = [], [], []
     with open(path, "r", encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, start=1):
             fields = line.split()
@@ -43,9 +50,11 @@ def parse_ava_txt(path: Path) -> Tuple[list, np.ndarray]:
             try:
                 counts = [int(v) for v in fields[2:12]]
                 int(fields[1])
+                side.append([int(v) for v in fields[12:15]])
             except ValueError:
                 raise DatasetError(
-                    f"{path}:{lineno}: image id and vote counts must be integers: {line.strip()[:80]!r}"
+                    f"{path}:{lineno}: image id, vote counts, tags and challenge must be integers: "
+                    f"{line.strip()[:80]!r}"
                 ) from None
             if min(counts) < 0:
                 raise DatasetError(f"{path}:{lineno}: negative vote count")
@@ -61,7 +70,7 @@ def parse_ava_txt(path: Path) -> Tuple[list, np.ndarray]:
                 break
             seen.add(i)
         raise DatasetError(f"{path}: image id {dup} appears more than once")
-    return ids, np.asarray(votes, dtype=np.int32)
+    return ids, np.asarray(votes, dtype=np.int32), np.asarray(side, dtype=np.int32)
 
 
 def read_id_list(path: Path) -> set:
@@ -83,7 +92,7 @@ def build_ava_manifest(label_file: Path, test_list: Path, image_dir: Path, root:
     """AVA's manifest: ids and 10-bin votes from `label_file`, the official test list as `test`, a seeded
     split of the rest into train and validation; images without a file under `image_dir` are left out.
     """
-    ids, votes = parse_ava_txt(label_file)
+    ids, votes, side = parse_ava_columns(label_file)
     test_ids = read_id_list(test_list)
     is_test = np.array([i in test_ids for i in ids])
     rest = np.flatnonzero(~is_test)
@@ -92,6 +101,7 @@ def build_ava_manifest(label_file: Path, test_list: Path, image_dir: Path, root:
     split[rest] = rest_split
     mos = mos_from_votes(votes)
     no_votes = int(np.isnan(mos).sum())
+    styles, named = read_styles(root, ids), tags_and_challenges(root, side)
     return Manifest(
         name="ava",
         root=root,
@@ -101,10 +111,16 @@ def build_ava_manifest(label_file: Path, test_list: Path, image_dir: Path, root:
         split=[str(s) for s in split],
         hist=votes.astype(np.float32),
         scale=(1.0, 10.0),
-        label_source=[label_file, test_list],
+        label_source=[label_file, test_list] + named["sources"] + (styles["sources"] if styles else []),
         notes={"split": f"test = {test_list.name}; rest {1 - VAL_FRACTION:.0%} train / "
                         f"{VAL_FRACTION:.0%} val, seed {SPLIT_SEED}",
-               "split_seed": SPLIT_SEED, "images_without_votes": no_votes},
+               "split_seed": SPLIT_SEED, "images_without_votes": no_votes,
+               "side_information": "styles as binary attributes (NaN outside the style lists), the challenge as "
+                                   "the group, semantic tags as labels/tags (pipeline.datasets.ava_side)"},
+        attributes=styles["values"] if styles else None,
+        attribute_names=styles["names"] if styles else [],
+        groups=named["groups"],
+        tags=named["tags"],
     )
 
 

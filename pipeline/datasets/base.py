@@ -67,6 +67,7 @@ class Manifest:
             (`iaa train --label NAME`); recorded in the store.
         groups: per image the group it belongs to (a source, a photographer, a shoot), when the dataset names
             them; benchmarks then report SRCC within each group beside the pooled figure.
+        tags: per image its semantic tags joined by ";" ("" without), when the dataset has them (AVA).
     """
 
     name: str
@@ -84,11 +85,13 @@ class Manifest:
     ratings: Optional[Ratings] = None
     attribute_scales: Optional[List[Tuple[float, float]]] = None
     groups: Optional[List[str]] = None
+    tags: Optional[List[str]] = None
 
     def __post_init__(self):
         n = len(self.ids)
         for name, seq in (("paths", self.paths), ("mos", self.mos), ("split", self.split),
-                          ("groups", self.groups if self.groups is not None else self.ids)):
+                          ("groups", self.groups if self.groups is not None else self.ids),
+                          ("tags", self.tags if self.tags is not None else self.ids)):
             if len(seq) != n:
                 raise ValueError(f"manifest {self.name}: {len(seq)} {name} for {n} ids")
         if self.attributes is not None:
@@ -110,6 +113,8 @@ class Manifest:
             out["attributes"] = self.attributes
         if self.groups is not None:
             out["group"] = np.asarray(self.groups, dtype=str)
+        if self.tags is not None:
+            out["tags"] = np.asarray(self.tags, dtype=str)
         if self.ratings is not None:
             out.update(rating_image=self.ratings.image, rating_rater=np.asarray(self.ratings.rater, dtype=str),
                        rating_score=self.ratings.score)
@@ -128,6 +133,8 @@ class Manifest:
                               "scale": list(self.ratings.scale)}
         if self.groups is not None:
             out["groups"] = {"n": len(set(self.groups))}
+        if self.tags is not None:
+            out["tags"] = {"names": sorted({t for row in self.tags for t in row.split(";") if t})}
         return out
 
     def take(self, order: Sequence[int]) -> "Manifest":
@@ -145,7 +152,8 @@ class Manifest:
                        mos=np.asarray(self.mos)[order], split=[self.split[i] for i in order],
                        hist=None if self.hist is None else np.asarray(self.hist)[order],
                        attributes=None if self.attributes is None else self.attributes[order], ratings=ratings,
-                       groups=None if self.groups is None else [self.groups[i] for i in order])
+                       groups=None if self.groups is None else [self.groups[i] for i in order],
+                       tags=None if self.tags is None else [self.tags[i] for i in order])
 
     def split_counts(self) -> dict:
         """{split name: images} of the manifest."""
