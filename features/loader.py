@@ -34,15 +34,21 @@ class FeatureReader:
         rows: store row numbers this reader serves; `read` takes positions into this list.
         cache: "ram" (copy all views of these rows into memory), "none" (stream), or "auto"
             (ram when it fits with room to spare).
+        channels: read only these channels (the last axis) of each sample, e.g. a subset of MLSP blocks
+            (`iaa train --blocks`); None: all.
     """
 
-    def __init__(self, store: FeatureStore, kind: str, rows: Sequence[int], cache: str = "auto"):
+    def __init__(self, store: FeatureStore, kind: str, rows: Sequence[int], cache: str = "auto",
+                 channels: Optional[np.ndarray] = None):
         if cache not in ("auto", "ram", "none"):
             raise UsageError(f"cache must be auto, ram or none; received {cache!r}")
         self.kind = kind
         self.rows = np.asarray(rows, dtype=np.int64)
         arr = store.features(kind)
-        self.sample_shape = tuple(arr.shape[2:])
+        self.channels = None if channels is None else np.asarray(channels, np.int64)
+        self._stored_shape = tuple(arr.shape[2:])
+        self.sample_shape = tuple(arr.shape[2:-1]) + (
+            (int(arr.shape[-1]),) if self.channels is None else (len(self.channels),))
         self.n_views = int(arr.shape[1])
         self.sample_bytes = int(np.prod(self.sample_shape)) * 2
         self.samples_read = 0
@@ -76,7 +82,7 @@ class FeatureReader:
         while i < len(sorted_rows):
             lo = sorted_rows[i]
             j = np.searchsorted(sorted_rows, lo + block, side="left")
-            chunk = np.asarray(arr[lo: sorted_rows[j - 1] + 1])
+            chunk = self._selected(np.asarray(arr[lo: sorted_rows[j - 1] + 1]))
             out[order[i:j]] = chunk[sorted_rows[i:j] - lo]
             i = j
         return out
@@ -89,14 +95,19 @@ class FeatureReader:
             self.samples_read += len(positions)
         if self._ram is not None:
             return self._ram[positions, views]
-        rows = self.rows[positions]
+        return self._selected(self._read_stored(self.rows[positions], views))
+
+    def _read_stored(self, rows: np.ndarray, views: np.ndarray) -> np.ndarray:
         if self._ts is not None:
             return np.asarray(self._ts.vindex[rows, views].read().result())
         if self._remote is not None:
             samples = self._pool.map(lambda rv: np.asarray(self._remote[rv[0], rv[1]]), zip(rows, views))
-            return np.stack(list(samples)) if len(rows) else np.empty((0,) + self.sample_shape, np.float16)
+            return np.stack(list(samples)) if len(rows) else np.empty((0,) + self._stored_shape, np.float16)
         with self._h5_lock:
             return np.stack([self._h5[r, v] for r, v in zip(rows, views)])
+
+    def _selected(self, samples: np.ndarray) -> np.ndarray:
+        return samples if self.channels is None else samples[..., self.channels]
 
 
 def train_plan(n: int, n_views: int, seed: int, epoch: int):

@@ -27,6 +27,24 @@ class ChannelSlice(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="iaa")
+class ChannelGather(keras.layers.Layer):
+    """x[..., indices]: the channels of selected MLSP blocks out of a whole stored kind (`iaa train --blocks`)."""
+
+    def __init__(self, indices, **kwargs):
+        super().__init__(**kwargs)
+        self.indices = [int(i) for i in indices]
+
+    def call(self, x):
+        return ops.take(x, ops.convert_to_tensor(self.indices, dtype="int32"), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (len(self.indices),)
+
+    def get_config(self):
+        return {**super().get_config(), "indices": self.indices}
+
+
+@keras.saving.register_keras_serializable(package="iaa")
 class Log1p(keras.layers.Layer):
     """sign(x) · log(1 + |x|): features spread over orders of magnitude, compressed before standardising.
 

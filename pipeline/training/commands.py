@@ -46,6 +46,8 @@ def _add_training_options(p) -> None:
                    + f" (default: the head's recipe, else {REFERENCE_RECIPE.input_norm})")
     p.add_argument("--weight-decay", type=float, help="weight decay of Keras heads' optimizer (default: "
                    f"the head's recipe, else {REFERENCE_RECIPE.weight_decay:g})")
+    p.add_argument("--blocks", metavar="last:N|first:N|NAME,...", help="train on these MLSP blocks of the kind "
+                   "only (Hosu et al. 2019: Single-1FC (5) = last:5; figure 7 = last:1 ... last:11)")
     p.add_argument("--optimizer", help="Keras heads' optimizer: " + "; ".join(
         f"{o.name}: {o.description} ({o.reference})" for o in OPTIMIZERS) + " (default: the head's recipe, else "
         f"{REFERENCE_RECIPE.optimizer})")
@@ -116,7 +118,7 @@ def _train_config(args, **fields):
                        max_epochs=args.max_epochs, patience=args.patience, cache=args.cache,
                        parallel_reads=args.parallel_reads, input_norm=args.input_norm,
                        weight_decay=args.weight_decay, l2=args.l2, early_stop=args.early_stop,
-                       optimizer=args.optimizer,
+                       optimizer=args.optimizer, blocks=args.blocks,
                        options=given_options(args), label=args.label, reference_protocol=args.reference_protocol,
                        **fields)
 

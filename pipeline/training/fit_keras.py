@@ -24,6 +24,7 @@ from heads.losses import get_loss
 from heads.targets import get_target, score_scale
 from pipeline.training.fitting import (FitGroup, FitResult, TrainerSpec, loss_context, lr_stages_of,
                                        register_trainer)
+from pipeline.training.block_selection import keras_taking_the_whole_kind
 from pipeline.training.optimizers import build_optimizer
 from pipeline.training.keras_models import (average_keras, load_keras_head, mixed_precision_if_gpu, predict_keras,
                                             predict_views, set_seeds)
@@ -76,7 +77,7 @@ def _new_head(group: FitGroup, j: int, shape: tuple, mixed: bool, moments, reade
     own = own[:, :own.shape[1] - raters]  # without the per-rater columns that only order rank pairs
     model = trainable_model(spec, input_shape=shape, train_targets=own, input_norm=group.recipe.input_norm,
                             moments=moments, l2=group.recipe.l2, n_bins=group.store.n_bins,
-                            blocks=group.store.blocks_of(group.kind), seed=cfg.seed,
+                            blocks=group.blocks, seed=cfg.seed,
                             n_attributes=len(group.store.attribute_names), options=cfg.options, mixed=mixed)
     if spec.fit_to_data:
         run.update_config(fitted_to_data=_fit_to_data(spec, model, reader, cfg.seed, group.log))
@@ -204,10 +205,9 @@ def fit_keras_heads(group: FitGroup) -> List[FitResult]:
         One `FitResult` per head (validation and test predictions per view); models are saved.
     """
     cfg, fs, kind, log = group.cfg, group.store, group.kind, group.log
-    shape = fs.kind_shape(kind)
     mixed = mixed_precision_if_gpu()
-    train_reader = FeatureReader(fs, kind, group.rows["train"], cfg.cache)
-    val_reader = FeatureReader(fs, kind, group.rows["val"], cfg.cache)
+    train_reader, val_reader = group.reader("train"), group.reader("val")
+    shape = train_reader.sample_shape
     n_train, n_val, n_views = len(group.rows["train"]), len(group.rows["val"]), train_reader.n_views
     moments = _input_moments(group, train_reader)
     heads = [_new_head(group, j, shape, mixed, moments, train_reader) for j in range(len(group.specs))]
@@ -251,11 +251,11 @@ def _finish(group: FitGroup, heads: List[_HeadState], val_reader, reader_mode: s
     val_pred = predict_views(models, val_reader, group.recipe.batch_size, cfg.parallel_reads)
     test_pred = [None] * len(models)
     if len(group.rows["test"]):
-        test_reader = FeatureReader(group.store, group.kind, group.rows["test"], cfg.cache)
+        test_reader = group.reader("test")
         test_pred = predict_views(models, test_reader, group.recipe.batch_size, cfg.parallel_reads)
     results = []
     for j, h in enumerate(heads):
-        h.run.save_keras(h.model)
+        h.run.save_keras(group.whole_kind(h.model, keras_taking_the_whole_kind))
         h.writer.close()
         results.append(FitResult(val_views=val_pred[j], test_views=test_pred[j], seconds=seconds,
                                  reader_mode=reader_mode, trained_with=[x.spec.name for x in heads],

@@ -12,9 +12,10 @@ from typing import List
 import numpy as np
 
 from evaluation.rundir import RunDir
-from features.loader import FeatureReader, fixed_views
+from features.loader import fixed_views
 from heads import create_head, list_heads
 from heads.inputs import get_input_norm, sklearn_normaliser
+from pipeline.training.block_selection import sklearn_taking_the_whole_kind
 from pipeline.training.fitting import FitGroup, FitResult, TrainError, TrainerSpec, register_trainer
 
 
@@ -61,7 +62,7 @@ def _views_of(model, group: FitGroup, split: str):
     rows = group.rows[split]
     if not len(rows):
         return None
-    reader = FeatureReader(group.store, group.kind, rows, group.cfg.cache)
+    reader = group.reader(split)
     m = len(rows)
     preds = [predict_sklearn(model, reader.read(np.arange(m), np.full(m, v)).astype(np.float32))
              for v in range(reader.n_views)]
@@ -82,7 +83,7 @@ def _validation_kwargs(spec, group: FitGroup, col, normaliser) -> dict:
     if not spec.uses_validation:
         return {}
     rows = group.rows["val"]
-    reader = FeatureReader(group.store, group.kind, rows, group.cfg.cache)
+    reader = group.reader("val")
     n = len(rows)
     x = reader.read(np.arange(n), fixed_views(n, reader.n_views, group.cfg.seed)).astype(np.float32).reshape(n, -1)
     return {"x_val": normaliser.transform(x) if normaliser is not None else x,
@@ -103,7 +104,7 @@ def fit_sklearn_heads(group: FitGroup) -> List[FitResult]:
     from sklearn.pipeline import make_pipeline
 
     cfg, log = group.cfg, group.log
-    reader = FeatureReader(group.store, group.kind, group.rows["train"], cfg.cache)
+    reader = group.reader("train")
     results = []
     for spec, cols, run in zip(group.specs, group.columns, group.runs):
         pos, views = training_rows(len(group.rows["train"]), reader.n_views, cfg.max_train_rows, spec.max_rows,
@@ -119,7 +120,7 @@ def fit_sklearn_heads(group: FitGroup) -> List[FitResult]:
         seconds = time.perf_counter() - t0
         log(f"  fitted in {seconds:.1f} s")
         model = make_pipeline(normaliser, model) if normaliser is not None else model
-        run.save_sklearn(model)
+        run.save_sklearn(group.whole_kind(model, sklearn_taking_the_whole_kind))
         results.append(FitResult(val_views=_views_of(model, group, "val"), test_views=_views_of(model, group, "test"),
                                  seconds=seconds, reader_mode=reader.mode, trained_with=[spec.name]))
     return results

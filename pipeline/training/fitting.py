@@ -8,24 +8,18 @@ a head names a registered trainer in its spec.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
 from evaluation.rundir import RunDir
-from features.core.errors import UsageError
 from features.core.registry import Registry
 from features.store import FeatureStore
 from heads.baselines import MAX_RBF_ROWS
 from heads.losses import LossContext
 from pipeline.training.folds import Fold
-
-
-EARLY_STOP = ("loss", "srcc")
-
-
-class TrainError(UsageError):
-    """A run that cannot start: store, splits or settings; the message says what to do."""
+from pipeline.training.recipe import (EARLY_STOP, RECIPE_FIELDS, REFERENCE_RECIPE, Recipe,  # noqa: F401
+                                      TrainError, lr_stages_of, recipe_for)
 
 
 @dataclass
@@ -52,6 +46,8 @@ class TrainConfig:
         reference_protocol: train by the MLSP paper's protocol (`REFERENCE_RECIPE`: raw input, batch 128, stages
             of 20 epochs, patience 5 on the validation loss, no penalty) instead of each head's own recipe;
             choices the run sets explicitly still apply.
+        blocks: train on these MLSP blocks of the kind only (`pipeline.training.block_selection`: `last:5`,
+            `first:3`, names); None: all.
         folds, fold: 0 trains on the store's split column; K >= 2 trains on fold `fold` of a K-fold
             cross-validation over every usable photo (`pipeline.training.folds`: fold `fold` tests, a tenth of the
             rest validates).
@@ -79,6 +75,7 @@ class TrainConfig:
     reference_protocol: bool = False
     folds: int = 0
     fold: int = 0
+    blocks: Optional[str] = None
 
     def __post_init__(self):
         if self.folds:
@@ -94,60 +91,6 @@ class TrainConfig:
     def recipe_overrides(self) -> dict:
         """The recipe choices this run sets (the others are left to each head)."""
         return {k: getattr(self, k) for k in RECIPE_FIELDS if getattr(self, k) is not None}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a head is trained beyond the reference protocol, resolved for one head of one run.
-
-    Attributes:
-        input_norm: input normalisation (`heads.inputs.INPUT_NORMS`), fitted on the training split and
-            saved in the model.
-        l2: L2 penalty on Keras kernels in standard units (`heads.regularisation`).
-        early_stop: what picks a Keras head's best epoch and ends a stage: "loss" (the reference) or
-            "srcc" (validation SRCC, the metric heads are judged by).
-        max_epochs: most epochs per learning-rate stage (reference 20).
-        patience: epochs without improvement before a stage ends (reference 5).
-        batch_size: training batch (reference 128).
-        weight_decay: weight decay of the Keras head's optimizer (reference 0).
-        lr_stages: learning-rate stages (None: the head's reference stages, `HeadSpec.lr_stages`).
-        optimizer: `pipeline.training.optimizers` name: "adam" (the reference) or "sgd" (APM's, momentum 0.9).
-    """
-
-    input_norm: str = "none"
-    l2: float = 0.0
-    early_stop: str = "loss"
-    max_epochs: int = 20
-    patience: int = 5
-    batch_size: int = 128
-    weight_decay: float = 0.0
-    lr_stages: Optional[Tuple[float, ...]] = None
-    optimizer: str = "adam"
-
-    def __post_init__(self):
-        from heads.inputs import get_input_norm
-        from pipeline.training.optimizers import OPTIMIZERS
-
-        get_input_norm(self.input_norm)
-        OPTIMIZERS.get(self.optimizer)
-        if self.lr_stages is not None:
-            object.__setattr__(self, "lr_stages", tuple(float(v) for v in self.lr_stages))
-            if not self.lr_stages or not all(v > 0 for v in self.lr_stages):
-                raise TrainError(f"lr_stages are learning rates > 0, at least one; received {list(self.lr_stages)}")
-        if self.early_stop not in EARLY_STOP:
-            raise TrainError(f"early stopping is on one of {', '.join(EARLY_STOP)}; received {self.early_stop!r}")
-        if not self.l2 >= 0:
-            raise TrainError(f"l2 must be >= 0; received {self.l2}")
-        if not self.weight_decay >= 0:
-            raise TrainError(f"weight_decay must be >= 0; received {self.weight_decay}")
-        for name in ("max_epochs", "patience", "batch_size"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise TrainError(f"{name} must be a whole number >= 1; received {getattr(self, name)!r}")
-
-
-REFERENCE_RECIPE = Recipe()
-RECIPE_FIELDS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay", "lr_stages",
-                 "optimizer")
 
 
 def loss_context(spec, cfg: TrainConfig, store: FeatureStore, rater_columns: int = 0) -> LossContext:
@@ -189,22 +132,6 @@ def ignored_options(spec, cfg: TrainConfig) -> list:
     return options_for(head_options(spec), cfg.options)[1]
 
 
-def recipe_for(spec, cfg: TrainConfig) -> Recipe:
-    """The head's recipe in this run: the run's choices, else the head's defaults (unless the run asks for the
-    reference protocol), else the reference's; a head with a fixed published input (`HeadSpec.input_norm`)
-    keeps it."""
-    fields = {**({} if cfg.reference_protocol else dict(spec.recipe)), **cfg.recipe_overrides()}
-    if spec.input_norm:
-        fields["input_norm"] = spec.input_norm
-    return Recipe(**fields)
-
-
-def lr_stages_of(spec, recipe: Recipe) -> Optional[List[float]]:
-    """The learning-rate stages a Keras head trains with: its recipe's, else its reference stages."""
-    stages = recipe.lr_stages or spec.lr_stages
-    return list(stages) if stages else None
-
-
 @dataclass
 class FitGroup:
     """Heads trained together on one feature kind of one store.
@@ -221,6 +148,7 @@ class FitGroup:
         runs: per head, its run directory.
         log: where progress lines go.
         recipe: the heads' shared `Recipe`.
+        selection: the MLSP blocks the heads read (`--blocks`), or None for the whole kind.
     """
 
     cfg: TrainConfig
@@ -234,6 +162,23 @@ class FitGroup:
     log: Callable[[str], None] = print
     recipe: Recipe = REFERENCE_RECIPE
     rater_columns: List[int] = field(default_factory=list)
+    selection: Optional[object] = None
+
+    def reader(self, split: str, cache: Optional[str] = None):
+        """A `FeatureReader` of one split's rows (only the selected blocks' channels)."""
+        from features.loader import FeatureReader
+
+        return FeatureReader(self.store, self.kind, self.rows[split], cache or self.cfg.cache,
+                             channels=None if self.selection is None else self.selection.channels)
+
+    @property
+    def blocks(self) -> list:
+        """The MLSP blocks the heads see: the kind's, or the selected ones re-numbered."""
+        return self.store.blocks_of(self.kind) if self.selection is None else self.selection.renumbered
+
+    def whole_kind(self, model, wrap):
+        """The model to save: `wrap(model, selection, stored shape)` when the heads read a selection."""
+        return model if self.selection is None else wrap(model, self.selection, self.store.kind_shape(self.kind))
 
 
 @dataclass

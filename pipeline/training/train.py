@@ -21,6 +21,7 @@ from heads.losses import LOSSES, get_loss, loss_settings
 from heads.targets import get_target
 from pipeline.training import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
 from pipeline.training.folds import Fold
+from pipeline.training.block_selection import select_blocks
 from pipeline.training.fitting import (
     TRAINERS,
     FitGroup,
@@ -232,12 +233,15 @@ def run_heads(cfg: TrainConfig, heads: Sequence[str], run_dirs: Optional[Sequenc
             threshold = (extremes["low"] + extremes["high"]) / 2 if extremes else threshold_for_scale(fs.scale)
             rows = split_rows(fs, kind, labels, extremes, Fold(cfg.folds, cfg.fold) if cfg.folds else None)
             matrices, columns = target_matrix(fs, rows, targets, threshold)
+            selection = select_blocks(cfg.blocks, fs.blocks_of(kind), kind)
             raters = {i: _rater_columns(fs, rows, keys[i], columns, log, recipe.batch_size) for i in members}
             runs = [RunDir.create(run_dirs[i], _config(cfg, specs[i], fs, kind, rows, threshold, recipe, raters[i],
                                                        extremes)) for i in members]
+            for run in runs if selection else ():
+                run.update_config(block_selection=selection.record())
             group = FitGroup(cfg, [specs[i] for i in members], fs, kind, rows, matrices,
                              [columns[keys[i]] for i in members], runs, log, recipe,
-                             [raters[i] for i in members])
+                             [raters[i] for i in members], selection)
             outs = TRAINERS.get(trainer).fit(group)
             for i, run, out in zip(members, runs, outs):
                 results[i] = record_run(run, specs[i], fs, rows, out, log)
