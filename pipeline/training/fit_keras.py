@@ -204,7 +204,7 @@ def fit_keras_heads(group: FitGroup) -> List[FitResult]:
     Returns:
         One `FitResult` per head (validation and test predictions per view); models are saved.
     """
-    cfg, fs, kind, log = group.cfg, group.store, group.kind, group.log
+    cfg, kind, log = group.cfg, group.kind, group.log
     mixed = mixed_precision_if_gpu()
     train_reader, val_reader = group.reader("train"), group.reader("val")
     shape = train_reader.sample_shape
