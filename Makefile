@@ -53,7 +53,7 @@ EXTRACT_ARGS = --dataset $(DATASET) --data-dir $(DATA_DIR) --backbone $(BACKBONE
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_SIDE),--max-side $(MAX_SIDE)) \
 	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
-.PHONY: install test demo ablate bench-ablate bench-quality bench-nystroem bench-precision bench-score bench-memory extract train score best-shot video explain export serve bench-serve describe describe-head store-info bench-extract bench-train clean
+.PHONY: install test demo ablate bench-ablate bench-quality bench-nystroem bench-precision bench-score bench-memory extract train score best-shot video explain export serve bench-serve describe describe-head store-info bench-extract bench-train reproduce-ava clean
 
 install: $(STAMP)
 
@@ -100,6 +100,15 @@ bench-quality: $(STAMP)
 
 train: $(STAMP)
 	$(IAA) train --store $(STORE) --head $(HEAD) --run-dir $(RUN_DIR) --seed $(SEED) --cache $(CACHE) $(TRAIN_ARGS)
+
+# MLSP's Table 3 rows (InceptionResNet-v2, full resolution, 8 views) for users with AVA under AVA_DIR and a
+# GPU: docs/reproduce/mlsp.md lists every command and the paper's figures.
+AVA_DIR ?= data/ava
+reproduce-ava: $(STAMP)
+	$(IAA) extract --dataset ava --data-dir $(AVA_DIR) --backbone irnv2 --weights imagenet \
+		--features mlsp_narrow,mlsp_wide --views crop_flip --store stores/ava_irnv2.zarr
+	$(IAA) train --store stores/ava_irnv2.zarr --head pool3fc --reference-protocol --run-dir runs/mlsp_t3_pool3fc
+	$(IAA) train --store stores/ava_irnv2.zarr --head single3fc --reference-protocol --run-dir runs/mlsp_t3_single3fc
 
 # Score photos (files or folders) with a trained run, or with an ablation's best run.
 score: $(STAMP)

@@ -30,7 +30,7 @@ from features.backbones import DEFAULT_BACKBONE  # noqa: E402
 quiet_tensorflow()
 
 BIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "biq2021-dev"
-HEADS = {"mlsp_narrow": ["mlp", "single1fc", "single3fc", "multi3fc", "reg_rank", "triplet", "ridge", "svr",
+HEADS = {"mlsp_narrow": ["mlp", "single1fc", "single3fc", "multi3fc", "reg_rank", "reg_rank_cont", "triplet", "ridge", "svr",
                          "svm_photo_critic", "rf"],
          "mlsp_wide": ["pool3fc", "reg_rank_wide"], "spp": ["mean_huber"], "spp_max": ["mean_huber"],
          "gmp": ["mean_huber"]}

@@ -63,12 +63,18 @@ def within_group_srcc(y_true, y_pred, groups) -> dict:
     """SRCC inside each group (e.g. a photo's source) and their unweighted mean, under "mean".
 
     Pooled SRCC rewards getting the groups' mean ratings apart (BIQ2021's three sources alone give about
-    0.62); within-group SRCC is what a ranking of one collection needs. Groups with fewer than 3 photos are
-    left out.
+    0.62); within-group SRCC is what a ranking of one collection needs. Groups with fewer than 3 photos, and
+    groups where SRCC is undefined (all scores or all predictions equal: a small AVA challenge) are left out.
     """
     groups = np.asarray(groups)
-    out = {str(g): srcc(np.asarray(y_true)[groups == g], np.asarray(y_pred)[groups == g])
-           for g in sorted(set(groups.tolist())) if int(np.sum(groups == g)) >= 3}
+    out = {}
+    for g in sorted(set(groups.tolist())):
+        inside = groups == g
+        if int(inside.sum()) >= 3:
+            try:
+                out[str(g)] = srcc(np.asarray(y_true)[inside], np.asarray(y_pred)[inside])
+            except MetricError:
+                continue
     out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
     return out
 

@@ -25,11 +25,12 @@ from typing import Sequence
 
 import numpy as np
 
-from heads.mlsp_fc import fc_layers
+from heads.mlsp_fc import BN_MOMENTUM, FC3_DROPOUT, fc_layers
 from heads.options import HeadOption, declare_options
 from heads.registry import NARROW_STAGES, Block, HeadSpec, register_head
 
 CONTENT_CLUSTERS = 10
+CONTENT_UNITS = 256  # each branch's own features: the width of the Single-3FC trunk's third layer
 KMEANS_ROWS = 10_000  # training photos the clusters are fitted on (view 0 of each); more add little
 
 
@@ -67,17 +68,26 @@ def RegRankAtt(input_shape: Sequence[int], *, n_bins: int = 0, blocks: Sequence[
 
 
 def _content_score(inp, shared, attributes, clusters: int):
-    """K content branches (own features ‖ attributes → score) mixed by soft membership of the unit-length input."""
+    """K content branches (own features ‖ attributes → score) mixed by soft membership of the unit-length input.
+
+    The K branches are computed together: one Dense of K × 256 units is K Dense(256) layers side by side (its
+    BatchNormalization normalises each unit alone, so per branch too), and an `EinsumDense` with a (K, F) kernel
+    gives each branch its own score layer; the parameters are those of K separate branches.
+    """
     from keras import layers
 
     from heads.layers import SoftAssign
 
-    scores = []
-    for k in range(clusters):
-        own = fc_layers(shared, f"content{k}_fc", 3, 3)  # the trunk's third layer, one per content
-        joined = own if attributes is None else layers.Concatenate(name=f"content{k}_features")([own, attributes])
-        scores.append(layers.Dense(1, name=f"content{k}_score")(joined))
-    branch_scores = layers.Concatenate(name="content_scores")(scores) if clusters > 1 else scores[0]
+    own = layers.Dense(CONTENT_UNITS * clusters, activation="relu", kernel_initializer="he_normal",
+                       name="content_fc3")(shared)
+    own = layers.BatchNormalization(momentum=BN_MOMENTUM, name="content_fc3_bn")(own)
+    own = layers.Dropout(FC3_DROPOUT[2], name="content_fc3_dropout")(own)
+    own = layers.Reshape((clusters, CONTENT_UNITS), name="content_features")(own)  # (B, K, 256): one row per branch
+    if attributes is not None:
+        repeated = layers.RepeatVector(clusters, name="attributes_per_branch")(attributes)
+        own = layers.Concatenate(name="content_and_attributes")([own, repeated])
+    branch_scores = layers.EinsumDense("bkf,kf->bk", output_shape=(clusters,), bias_axes="k",
+                                       name="content_scores")(own)
     weights = SoftAssign(clusters, unit=True, name="content_membership")(inp)
     return layers.Dot(axes=1, name="score")([weights, branch_scores])
 

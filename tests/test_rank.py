@@ -164,8 +164,8 @@ def test_content_head_without_attributes_trains_with_k_clusters_on_unit_length_i
     assert layer.unit and (norms <= 1.0 + 1e-5).all() and (norms > 0.5).all()  # means of unit vectors
     x = np.abs(np.random.default_rng(0).normal(size=(4, 24))).astype(np.float32)
     np.testing.assert_allclose(layer(x).numpy(), layer(7.0 * x).numpy(), rtol=1e-4, atol=1e-6)
-    assert [l.name for l in model.layers if l.name.startswith("content") and l.name.endswith("_fc3")] == [
-        "content0_fc3", "content1_fc3", "content2_fc3"]  # a layer of its own per content branch (V-K8)
+    assert find_layer(model, "content_fc3").units == 3 * 256  # each branch its own 256 features (V-K8) ...
+    assert tuple(find_layer(model, "content_scores").kernel.shape) == (3, 256)  # ... and its own score layer
 
 
 def test_binary_attributes_are_learnt_with_the_softmax_loss(tmp_path):

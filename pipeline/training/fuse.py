@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from evaluation.metrics import srcc
+from evaluation.metrics import MetricError, srcc
 from evaluation.report import evaluate_run
 from evaluation.rundir import RunDir
 from features.core.errors import UsageError
@@ -44,10 +44,17 @@ def _aligned(a: dict, b: dict, split: str, names) -> np.ndarray:
 
 def best_weight(a: np.ndarray, b: np.ndarray, truth: np.ndarray) -> float:
     """The grid weight w of `w·a + (1 − w)·b` with the highest SRCC against `truth` (ties: nearest 0.5)."""
-    scores = [srcc(truth, w * a + (1 - w) * b) for w in WEIGHT_GRID]
-    scores = np.nan_to_num(np.asarray(scores, np.float64), nan=-2.0)
+    scores = np.nan_to_num(np.asarray([_srcc_or_nan(truth, w * a + (1 - w) * b) for w in WEIGHT_GRID]), nan=-2.0)
     best = np.flatnonzero(scores >= scores.max() - 1e-12)
     return float(WEIGHT_GRID[best[np.argmin(np.abs(WEIGHT_GRID[best] - 0.5))]])
+
+
+def _srcc_or_nan(truth: np.ndarray, pred: np.ndarray) -> float:
+    """SRCC, NaN where undefined (a member whose validation predictions are all equal)."""
+    try:
+        return srcc(truth, pred)
+    except MetricError:
+        return float("nan")
 
 
 def _check_member(run: RunDir) -> None:
