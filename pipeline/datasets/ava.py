@@ -119,7 +119,7 @@ def build_ava_manifest(label_file: Path, test_list: Path, image_dir: Path, root:
                                    "the group, semantic tags as labels/tags (pipeline.datasets.ava_side)"},
         attributes=styles["values"] if styles else None,
         attribute_names=styles["names"] if styles else [],
-        groups=named["groups"],
+        groups=named["challenges"],
         tags=named["tags"],
     )
 

@@ -95,4 +95,4 @@ def tags_and_challenges(root: Path, side: np.ndarray) -> dict:
     tags = [";".join(tag_names.get(int(t), str(int(t))) for t in row[:2] if t) for row in side]
     groups = [f"{int(c)} {challenge_names[int(c)]}" if int(c) in challenge_names else str(int(c)) for c in side[:, 2]]
     sources = [p for p in (root / "tags.txt", root / "challenges.txt") if p.is_file()]
-    return {"tags": tags, "groups": groups, "sources": sources}
+    return {"tags": tags, "challenges": groups, "sources": sources}
