@@ -186,17 +186,36 @@ def binary_metrics(y_true, y_pred) -> dict:
             "high_fraction": share, "predicted_high_fraction": float(p.mean()), "auc": roc_auc(t, confidence)}
 
 
+def _rowwise_correlation(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Pearson's r of each row pair of two (B, n) arrays; NaN where a row is constant."""
+    t, p = t - t.mean(axis=1, keepdims=True), p - p.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((t * t).sum(axis=1) * (p * p).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denominator > 0, (t * p).sum(axis=1) / denominator, np.nan)
+    return np.clip(r, -1.0, 1.0)
+
+
 def bootstrap_ci(y_true, y_pred, metric, n_boot: int = 1000, seed: int = 0, level: float = 0.95):
-    """Percentile bootstrap interval of a correlation; resamples where it is undefined are skipped."""
+    """Percentile bootstrap interval of a correlation; resamples where it is undefined are skipped.
+    SRCC and PLCC are computed for every resample at once (the same draws as one at a time)."""
+    from scipy.stats import rankdata
+
     t, p = _pair(y_true, y_pred)
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, t.size, t.size)
-        try:
-            values.append(metric(t[idx], p[idx]))
-        except MetricError:
-            continue
+    draws = [rng.integers(0, t.size, t.size) for _ in range(n_boot)]
+    if metric in (srcc, plcc):
+        idx = np.stack(draws)
+        ts, ps = t[idx], p[idx]
+        if metric is srcc:
+            ts, ps = rankdata(ts, axis=1), rankdata(ps, axis=1)
+        values = [float(v) for v in _rowwise_correlation(ts, ps) if np.isfinite(v)]
+    else:
+        values = []
+        for idx in draws:
+            try:
+                values.append(metric(t[idx], p[idx]))
+            except MetricError:
+                continue
     if len(values) < n_boot // 2:
         return None
     lo, hi = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])

@@ -5,12 +5,12 @@ holds small synthetic datasets where the pages expect the real ones (`data/ava` 
 `data/aadb` in the official layout with raters, `data/flickr`, and `../shared/data/biq2021-dev` as a folder),
 after the substitutions below, which every page lists under "How this page is tested":
 
-- backbones other than VGG16 become `efficientnet_lite0` (17 blocks, enough for every `--blocks` selection), and
-  `--weights imagenet` becomes `random:0` (no downloads, no ImageNet weights in CI; VGG16 stays VGG16 for `fc7`);
+- backbones other than VGG16 become `vgg16_hed` (5 blocks: a small graph for Multi-3FC), and `--weights imagenet`
+  becomes `random:0` (no downloads, no ImageNet weights in CI; VGG16 stays VGG16 for `fc7`);
 - `--resize short-side:500` / `warp:256` become 64 px (the photos are 48 × 64);
 - `--seeds N` becomes 1, `--folds K` 2; `train`/`ablate` get one stage of one epoch (`--max-epochs 1 --lr-stages
   1e-3`); `extract` runs its worker in-process;
-- a `for X in A B ... Z; do ...; done` loop runs for its first and last value.
+- a `for X in A B ... Z; do ...; done` loop runs for its first value.
 
 Then each page's runs are checked for the paper's metrics in their reports.
 """
@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import random_photo, write_image
 
 PAGES = Path(__file__).resolve().parents[1] / "docs" / "reproduce"
-STAND_INS = ((r"--backbone (?!vgg16\b)\S+", "--backbone efficientnet_lite0"), (r"--weights imagenet", "--weights random:0"),
+STAND_INS = ((r"--backbone (?!vgg16\b)\S+", "--backbone vgg16_hed"), (r"--weights imagenet", "--weights random:0"),
              (r"short-side:500", "short-side:64"), (r"warp:256", "warp:64"), (r"--seeds \d+", "--seeds 1"),
              (r"\.\./shared/data/biq2021-dev", "data/biq"), (r"--folds \d+", "--folds 2"))
 ONE_EPOCH = ["--max-epochs", "1", "--lr-stages", "1e-3"]
@@ -33,8 +33,8 @@ LOOP = re.compile(r"for (\w+) in ([^;]+); do (.+); done")
 
 
 def page_commands(name: str) -> list:
-    """The `iaa` command lines of a page's bash blocks (continuations joined, comments dropped, loops expanded
-    for their first and last value)."""
+    """The `iaa` command lines of a page's bash blocks (continuations joined, comments dropped, loops run for
+    their first value)."""
     text = (PAGES / f"{name}.md").read_text()
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
@@ -42,9 +42,8 @@ def page_commands(name: str) -> list:
             line = line.split(" # ")[0].strip()
             loop = LOOP.fullmatch(line)
             if loop:
-                values = loop.group(2).split()
-                lines += [re.sub(rf"\${{?{loop.group(1)}}}?", v, loop.group(3)) for v in dict.fromkeys(
-                    [values[0], values[-1]])]
+                first = loop.group(2).split()[0]
+                lines.append(re.sub(rf"\${{?{loop.group(1)}}}?", first, loop.group(3)))
             elif line.startswith("iaa "):
                 lines.append(line)
     return lines
@@ -157,14 +156,14 @@ def _report(path) -> str:
 
 def test_commands_are_read_from_the_pages_with_their_stand_ins():
     assert stand_in("iaa extract --backbone irnv2 --weights imagenet --resize warp:256")[:5] == [
-        "extract", "--backbone", "efficientnet_lite0", "--weights", "random:0"]
+        "extract", "--backbone", "vgg16_hed", "--weights", "random:0"]
     assert stand_in("iaa extract --backbone vgg16 --weights imagenet")[2] == "vgg16"
     assert set(p.stem for p in PAGES.glob("*.md")) == {"mlsp", "apm", "kong", "photo_critic", "schwarz"}
 
 
 def test_mlsp_tables_2_and_3(tmp_path, monkeypatch):
     run_page("mlsp", tmp_path, monkeypatch, ["ava", "biq"])
-    for run in ("mlsp_t2_single1fc5", "mlsp_t3_pool3fc", "mlsp_t3_single3fc_noaug", "mlsp_fig7_single3fc_last11"):
+    for run in ("mlsp_t2_single1fc5", "mlsp_t3_pool3fc", "mlsp_t3_single3fc_noaug", "mlsp_fig7_single3fc_last1"):
         text = _report(tmp_path / "runs" / run)
         assert "SRCC" in text and "PLCC" in text and "accuracy" in text, run
 
