@@ -92,23 +92,48 @@ def best_worst_grid(pred: dict, path: Path, n: int = 6) -> Path:
     """The n best- and n worst-predicted test images with predicted and true scores."""
     import numpy as np
 
+    order = np.argsort(np.abs(pred["pred"] - pred["true"]), kind="stable")
+    picks = [("best", i) for i in order[:n]] + [("worst", i) for i in order[::-1][:n]]
+    return _photo_grid(pred, picks, path, n, "predicted / true score: best (top) and worst (bottom) test predictions")
+
+
+def failure_cases(pred: dict, path: Path, n: int = 40, among_top: int = 0) -> Path:
+    """Hosu et al. 2019's failure cases (section 5.2, figures 8-9): among the `among_top` test photos with the
+    highest true score (0: the top quarter, the paper's 5,000 of AVA's 20,000), the n with the smallest and the
+    n with the largest absolute error."""
+    low, high, considered = failure_picks(pred["true"], pred["pred"], n, among_top)
+    picks = [("low error", i) for i in low] + [("high error", i) for i in high]
+    return _photo_grid(pred, picks, path, min(len(low), 10), f"predicted / true score of the {considered} highest-rated "
+                       f"test photos: the {len(low)} lowest errors, then the {len(high)} highest")
+
+
+def failure_picks(true, pred, n: int, among_top: int = 0):
+    """(lowest-error indices, highest-error indices (largest first), photos considered) of `failure_cases`."""
+    import numpy as np
+
+    true, pred = np.asarray(true, np.float64), np.asarray(pred, np.float64)
+    top = among_top or max(1, len(true) // 4)
+    high = np.argsort(-true, kind="stable")[:top]
+    order = high[np.argsort(np.abs(pred - true)[high], kind="stable")]
+    n = min(n, len(order))
+    return order[:n].tolist(), order[::-1][:n].tolist(), len(order)
+
+
+def _photo_grid(pred: dict, picks, path: Path, cols: int, title: str) -> Path:
     from features.images import ImageError, decode_image
 
-    err = np.abs(pred["pred"] - pred["true"])
-    order = np.argsort(err)
-    picks = [("best", i) for i in order[:n]] + [("worst", i) for i in order[::-1][:n]]
-    plt, fig, _ = _figure((2.2 * n, 5.2))
+    rows = -(-len(picks) // cols)
+    plt, fig, _ = _figure((2.2 * cols, 2.6 * rows))
     fig.clf()
     for k, (label, i) in enumerate(picks):
-        ax = fig.add_subplot(2, n, k + 1)
+        ax = fig.add_subplot(rows, cols, k + 1)
         try:
-            img = decode_image(pred["path"][i], max_side=256)
-            ax.imshow(img)
+            ax.imshow(decode_image(pred["path"][i], max_side=256))
         except ImageError:
             ax.text(0.5, 0.5, "missing", ha="center")
         ax.set_title(f"{label}: {pred['pred'][i]:.2f} / {pred['true'][i]:.2f}", fontsize=8)
         ax.axis("off")
-    fig.suptitle("predicted / true score: best (top) and worst (bottom) test predictions", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

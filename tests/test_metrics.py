@@ -128,3 +128,14 @@ def test_roc_area_is_the_share_of_high_low_pairs_ordered():
     confidence = np.round(high * 0.3 + rng.random(80), 1)  # ties included
     assert m.roc_auc(high, confidence) == pytest.approx(roc_auc_score(high, confidence), abs=1e-12)
     assert m.roc_auc(np.ones(5, bool), np.arange(5.0)) is None
+
+
+def test_failure_cases_are_the_extreme_errors_among_the_highest_rated():
+    """M21: Hosu et al.'s figures 8-9 sort the highest-MOS test photos by absolute error."""
+    from evaluation.plots import failure_picks
+
+    true = np.array([9.0, 8.0, 7.0, 6.0, 1.0, 2.0, 3.0, 4.0])
+    pred = np.array([8.0, 8.1, 3.0, 6.5, 9.0, 2.0, 3.0, 4.0])  # photo 4's error is largest but its MOS is low
+    low, high, considered = failure_picks(true, pred, n=2, among_top=4)
+    assert considered == 4 and low == [1, 3] and high == [2, 0]
+    assert failure_picks(true, pred, n=1)[2] == 2  # a quarter of the test split by default

@@ -166,6 +166,7 @@ def test_mlsp_tables_2_and_3(tmp_path, monkeypatch):
     for run in ("mlsp_t2_single1fc5", "mlsp_t3_pool3fc", "mlsp_t3_single3fc_noaug", "mlsp_fig7_single3fc_last1"):
         text = _report(tmp_path / "runs" / run)
         assert "SRCC" in text and "PLCC" in text and "accuracy" in text, run
+    assert (tmp_path / "runs" / "mlsp_t3_pool3fc" / "failure_cases.png").is_file()
 
 
 def test_apm_table_1(tmp_path, monkeypatch):

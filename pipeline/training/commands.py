@@ -95,6 +95,11 @@ def _add_inspection(sub) -> None:
 
     ev = sub.add_parser("evaluate", help="metrics, report and figures of a run directory")
     ev.add_argument("run_dir")
+    ev.add_argument("--failure-cases", type=positive_int, metavar="N", help="also draw failure_cases.png: among the "
+                    "highest-rated test photos, the N lowest and N highest errors (Hosu et al. 2019, figures 8-9: 40)")
+    ev.add_argument("--among-top", type=positive_int, metavar="M", default=0,
+                    help="with --failure-cases: the M highest-rated test photos (default a quarter of the test split, "
+                         "the paper's 5,000 of 20,000)")
     dh = sub.add_parser("describe-head", help="layers and parameter count of a head")
     dh.add_argument("head", help=HEADS.help())
     dh.add_argument("--input-shape", required=True, help="e.g. 16928 or 5,5,16928")
@@ -155,6 +160,15 @@ def cmd_evaluate(args) -> int:
     test = m.get("test") or {}
     print(f"{args.run_dir}: report.md, metrics.json and figures written; test SRCC {test.get('srcc')}, "
           f"PLCC {test.get('plcc')}, accuracy {test.get('accuracy')}")
+    if args.failure_cases:
+        from evaluation.plots import failure_cases
+        from evaluation.rundir import RunDir
+
+        run = RunDir.open(args.run_dir)
+        predictions = run.read_predictions("test")
+        if predictions is None:
+            raise UsageError(f"{args.run_dir} has no test predictions: --failure-cases needs a test split")
+        print(f"failure cases: {failure_cases(predictions, run.file('failure_cases.png'), args.failure_cases, args.among_top)}")
     return EXIT_OK
 
 
