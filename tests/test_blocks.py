@@ -79,3 +79,25 @@ def test_multi3fc_sees_the_selected_blocks_and_the_cli_takes_blocks(tmp_path):
                  "--lr-stages", "1e-3", "--run-dir", str(tmp_path / "wide")]) == 0
     assert main(["train", "--store", str(store), "--head", "ridge", "--blocks", "last:7",
                  "--run-dir", str(tmp_path / "bad")]) == 2
+
+
+def test_resolution_baseline_measures_what_size_alone_predicts(tmp_path, capsys):
+    """M22: Hosu et al. 2019, section 4.3 (SRCC of pixels and MOS; an 11-9-7-2 net on width and height)."""
+    import zarr
+
+    from pipeline.cli import main
+    from pipeline.training.resolution_baseline import resolution_baseline
+
+    store = _three_block_store(tmp_path / "s.zarr", n=240)
+    root = zarr.open_group(str(store), mode="r+")
+    rng = np.random.default_rng(1)
+    mos = rng.uniform(2, 9, 240).astype(np.float32)
+    root["labels/mos"][:] = mos
+    width = np.where(mos > 5.0, 800, 400) + rng.integers(0, 40, len(mos))  # better photos are larger
+    root["width"][:] = width
+    root["height"][:] = rng.integers(300, 600, len(mos))
+    result = resolution_baseline(str(store), str(tmp_path / "out"), log=lambda m: None)
+    assert result["pixels_srcc"]["test"] > 0.5 and result["accuracy"] > 0.9 > result["majority_accuracy"]
+    assert "| SRCC(pixels, MOS), test |" in (tmp_path / "out" / "resolution.md").read_text()
+    assert main(["resolution-baseline", "--store", str(store), "--out", str(tmp_path / "cli")]) == 0
+    assert "size-only classifier" in capsys.readouterr().out

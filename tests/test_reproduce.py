@@ -167,6 +167,7 @@ def test_mlsp_tables_2_and_3(tmp_path, monkeypatch):
         text = _report(tmp_path / "runs" / run)
         assert "SRCC" in text and "PLCC" in text and "accuracy" in text, run
     assert (tmp_path / "runs" / "mlsp_t3_pool3fc" / "failure_cases.png").is_file()
+    assert "SRCC(pixels, MOS)" in (tmp_path / "runs" / "mlsp_resolution" / "resolution.md").read_text()
 
 
 def test_apm_table_1(tmp_path, monkeypatch):

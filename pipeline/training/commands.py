@@ -100,6 +100,10 @@ def _add_inspection(sub) -> None:
     ev.add_argument("--among-top", type=positive_int, metavar="M", default=0,
                     help="with --failure-cases: the M highest-rated test photos (default a quarter of the test split, "
                          "the paper's 5,000 of 20,000)")
+    rb = sub.add_parser("resolution-baseline", help="how much the photos' width and height alone predict (Hosu et "
+                        "al. 2019, section 4.3): SRCC(pixels, MOS) and a size-only classifier")
+    rb.add_argument("--store", required=True)
+    rb.add_argument("--out", help="output directory (default next to the store: resolution_<store>)")
     dh = sub.add_parser("describe-head", help="layers and parameter count of a head")
     dh.add_argument("head", help=HEADS.help())
     dh.add_argument("--input-shape", required=True, help="e.g. 16928 or 5,5,16928")
@@ -172,6 +176,14 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
+def cmd_resolution_baseline(args) -> int:
+    """`iaa resolution-baseline --store S`: the rating explained by photo size alone."""
+    from pipeline.training.resolution_baseline import resolution_baseline
+
+    resolution_baseline(args.store, args.out, log=lambda m: print(m, flush=True))
+    return EXIT_OK
+
+
 def cmd_ablate(args) -> int:
     """`iaa ablate`: heads x seeds (x folds) and a leaderboard."""
     from pipeline.training.ablate import run_ablation
@@ -239,5 +251,5 @@ def cmd_fuse(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "ablate": cmd_ablate, "evaluate": cmd_evaluate, "describe-head": cmd_describe_head,
-            "fuse": cmd_fuse}
+            "fuse": cmd_fuse, "resolution-baseline": cmd_resolution_baseline}
 USES_TENSORFLOW = ("train", "ablate", "describe-head")
