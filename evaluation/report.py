@@ -13,6 +13,8 @@ import numpy as np
 
 from evaluation import plots
 from evaluation.metrics import binary_metrics, distribution_metrics, score_metrics, within_group_srcc
+from evaluation.raters import RATINGS_FILE, rater_agreement
+from evaluation.raters import markdown_lines as raters_markdown
 from evaluation.rundir import RunDir
 
 
@@ -67,6 +69,9 @@ def evaluate_run(run_dir: str | Path, log=print) -> dict:
         if test["group"] is not None and not binary:
             metrics["test"]["within_group_srcc"] = within_group_srcc(test["true"], test["pred"], test["group"])
         _attribute_metrics(run, "test", metrics["test"])
+        agreement = rater_agreement(run.file(RATINGS_FILE), test) if not binary else None
+        if agreement:
+            metrics["test"]["raters"] = agreement
         if not binary:
             if val is not None and not scale_free:
                 metrics["test"].update(_tuned_cut(val, test, threshold))
@@ -230,6 +235,7 @@ def markdown_report(config: dict, metrics: dict, run_dir: Path) -> str:
     if attributes:
         lines += ["", "| attribute (test) | n | SRCC | PLCC |", "|---|---|---|---|"]
         lines += [f"| {a} | {m['n']} | {_fmt(m, 'srcc')} | {_fmt(m, 'plcc')} |" for a, m in attributes.items()]
+    lines += raters_markdown((metrics.get("test") or {}).get("raters"))
     dist = (metrics.get("test") or {}).get("distribution")
     if dist:
         lines += ["", "Distribution metrics (test): " + ", ".join(f"{k} {v:.4f}" for k, v in dist.items())]

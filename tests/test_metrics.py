@@ -139,3 +139,21 @@ def test_failure_cases_are_the_extreme_errors_among_the_highest_rated():
     low, high, considered = failure_picks(true, pred, n=2, among_top=4)
     assert considered == 4 and low == [1, 3] and high == [2, 0]
     assert failure_picks(true, pred, n=1)[2] == 2  # a quarter of the test split by default
+
+
+def test_rater_agreement_compares_each_rater_and_the_model_on_the_same_photos(tmp_path):
+    """K10: Kong et al.'s Table 6, by how many photos each rater rated."""
+    from evaluation.raters import rater_agreement, write_ratings
+
+    ids = [f"p{i}" for i in range(6)]
+    truth = np.arange(6, dtype=float)
+    pred = {"id": ids, "true": truth, "pred": np.array([0, 1, 2, 3, 5, 4], float)}
+    rows = [(i, "keen", truth[k]) for k, i in enumerate(ids)]  # agrees perfectly, rated 150 photos
+    rows += [(i, "casual", s) for i, s in zip(ids[:4], [2, 1, 3, 4])] + [("p5", "once", 1.0)]
+    write_ratings(tmp_path / "r.csv", [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                  {"keen": 150, "casual": 20, "once": 1})
+    out = rater_agreement(tmp_path / "r.csv", pred)["buckets"]
+    assert out[0]["raters"] == 2 and out[0]["human_srcc"] == pytest.approx((1.0 + 0.8) / 2)  # "once": 1 photo
+    assert out[1]["raters"] == 1 and out[1]["human_srcc"] == 1.0 and out[1]["model_srcc"] == pytest.approx(0.942857, 1e-4)
+    assert out[2]["raters"] == 0 and out[2]["human_srcc"] is None
+    assert rater_agreement(tmp_path / "absent.csv", pred) is None

@@ -105,8 +105,8 @@ def _aadb(root, n=60):
     url = "http://farm1.staticflickr.com/{s}/{p}_b.jpg"
     header = "HITId,WorkerId," + ",".join(f"Input.image_url{k},Answer.overallScore{k}" for k in (1, 2, 3))
     rows = [f"h{w}_{j},W{w}," + ",".join(f"{url.format(s=100 + i, p=f'p{i}')},{1 + int(4 * score[i] + w % 2)}"
-                                         for i in (j, (j + 7) % 40, (j + 13) % 40))
-            for w in range(4) for j in range(0, 40, 2)]
+                                         for i in (j, (j + 7) % n, (j + 13) % n))
+            for w in range(4) for j in range(0, n, 2)]
     (root / "AADB_AllinAll.csv").write_text("\n".join([header] + rows) + "\n")
 
 
@@ -179,6 +179,7 @@ def test_apm_table_1(tmp_path, monkeypatch):
 def test_kong_tables_2_and_3(tmp_path, monkeypatch):
     run_page("kong", tmp_path, monkeypatch, ["aadb", "ava"])
     assert "| attribute (test) |" in _report(tmp_path / "runs" / "kong_aadb" / "reg_rank_att_cont_seed0")
+    assert "Table 6" in _report(tmp_path / "runs" / "kong_aadb_within_rater")  # per-rater agreement (K10)
     assert "the cut that is best on validation" in _report(tmp_path / "runs" / "kong_ava_reg_rank_att")
 
 

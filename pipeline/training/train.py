@@ -166,6 +166,19 @@ def _groups(specs, kinds, recipes, joint: bool) -> Dict[tuple, List[int]]:
     return groups
 
 
+def _write_test_ratings(run: RunDir, fs: st.FeatureStore, test_rows: np.ndarray) -> None:
+    """The individual ratings of the test photos, for the report's rater agreement (`evaluation.raters`)."""
+    from collections import Counter
+
+    from evaluation.raters import RATINGS_FILE, write_ratings
+
+    ratings = fs.ratings
+    rated = Counter(ratings["rater"])
+    keep = np.isin(ratings["image"], test_rows)
+    write_ratings(run.file(RATINGS_FILE), fs.ids[ratings["image"][keep]], np.asarray(ratings["rater"])[keep],
+                  ratings["score"][keep], rated)
+
+
 def record_run(run: RunDir, spec, fs: st.FeatureStore, rows: dict, out: FitResult, log) -> TrainResult:
     """Writes a fitted head's predictions, history and config into its run directory, then its metrics,
     report and figures; returns the run's `TrainResult`.
@@ -188,6 +201,8 @@ def record_run(run: RunDir, spec, fs: st.FeatureStore, rows: dict, out: FitResul
                 views = views[..., :1]
             groups = None if fs.photo_groups is None else fs.photo_groups[r]
             run.write_predictions(split, fs.ids[r], fs.paths[r], fs.mos[r], views, true_hist, groups)
+    if out.test_views is not None and fs.ratings is not None and fs.label == "mos":
+        _write_test_ratings(run, fs, rows["test"])
     metrics = evaluate_run(run.path, log)
     return TrainResult(str(run.path), metrics, out.seconds, out.history)
 
