@@ -177,7 +177,7 @@ def test_apm_table_1(tmp_path, monkeypatch):
 
 
 def test_kong_tables_2_and_3(tmp_path, monkeypatch):
-    run_page("kong", tmp_path, monkeypatch, ["aadb", "ava"])
+    run_page("kong", tmp_path, monkeypatch, ["aadb", "ava", "biq"])
     assert "| attribute (test) |" in _report(tmp_path / "runs" / "kong_aadb" / "reg_rank_att_cont_seed0")
     assert "Table 6" in _report(tmp_path / "runs" / "kong_aadb_within_rater")  # per-rater agreement (K10)
     assert "the cut that is best on validation" in _report(tmp_path / "runs" / "kong_ava_reg_rank_att")
