@@ -119,22 +119,27 @@ def failure_picks(true, pred, n: int, among_top: int = 0):
     return order[:n].tolist(), order[::-1][:n].tolist(), len(order)
 
 
+TILE, CAPTION, HEADER = 200, 18, 24  # px: a photo's cell, its caption line, the title line
+
+
 def _photo_grid(pred: dict, picks, path: Path, cols: int, title: str) -> Path:
+    """A mosaic of the picked photos (fitted into square cells), each captioned "label: predicted / true"."""
+    from PIL import Image, ImageDraw, ImageOps
+
     from features.images import ImageError, decode_image
 
     rows = -(-len(picks) // cols)
-    plt, fig, _ = _figure((2.2 * cols, 2.6 * rows))
-    fig.clf()
+    sheet = Image.new("RGB", (cols * TILE, HEADER + rows * (TILE + CAPTION)), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((6, 6), title, fill="black")
     for k, (label, i) in enumerate(picks):
-        ax = fig.add_subplot(rows, cols, k + 1)
+        x, y = (k % cols) * TILE, HEADER + (k // cols) * (TILE + CAPTION)
         try:
-            ax.imshow(decode_image(pred["path"][i], max_side=256))
+            photo = Image.fromarray(decode_image(pred["path"][i], max_side=2 * TILE))
+            photo = ImageOps.contain(photo, (TILE - 8, TILE - 8))
+            sheet.paste(photo, (x + (TILE - photo.width) // 2, y + (TILE - photo.height) // 2))
         except ImageError:
-            ax.text(0.5, 0.5, "missing", ha="center")
-        ax.set_title(f"{label}: {pred['pred'][i]:.2f} / {pred['true'][i]:.2f}", fontsize=8)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+            draw.text((x + TILE // 3, y + TILE // 2), "missing", fill="grey")
+        draw.text((x + 4, y + TILE + 2), f"{label}: {pred['pred'][i]:.2f} / {pred['true'][i]:.2f}", fill="black")
+    sheet.save(path)
     return path
