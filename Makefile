@@ -101,10 +101,17 @@ bench-quality: $(STAMP)
 train: $(STAMP)
 	$(IAA) train --store $(STORE) --head $(HEAD) --run-dir $(RUN_DIR) --seed $(SEED) --cache $(CACHE) $(TRAIN_ARGS)
 
-# MLSP's Table 3 rows (InceptionResNet-v2, full resolution, 8 views) for users with AVA under AVA_DIR and a
-# GPU: docs/reproduce/mlsp.md lists every command and the paper's figures.
+# MLSP's Table 2 rows (Inception-v3 narrow MLSP of 256x256 warped photos) and its Table 3 Pool-3FC /
+# Single-3FC rows (InceptionResNet-v2, full resolution, 8 views) for users with AVA under AVA_DIR and a GPU:
+# docs/reproduce/mlsp.md lists every command, the paper's figures and the projected time.
 AVA_DIR ?= data/ava
 reproduce-ava: $(STAMP)
+	$(IAA) extract --dataset ava --data-dir $(AVA_DIR) --backbone iv3 --weights imagenet --features mlsp_narrow \
+		--views crop_flip --resize warp:256 --store stores/ava_iv3_warp256.zarr
+	$(IAA) ablate --store stores/ava_iv3_warp256.zarr --heads single3fc,multi3fc,single1fc --reference-protocol \
+		--out runs/mlsp_t2
+	$(IAA) train --store stores/ava_iv3_warp256.zarr --head single1fc --blocks last:5 --reference-protocol \
+		--run-dir runs/mlsp_t2_single1fc5
 	$(IAA) extract --dataset ava --data-dir $(AVA_DIR) --backbone irnv2 --weights imagenet \
 		--features mlsp_narrow,mlsp_wide --views crop_flip --store stores/ava_irnv2.zarr
 	$(IAA) train --store stores/ava_irnv2.zarr --head pool3fc --reference-protocol --run-dir runs/mlsp_t3_pool3fc
