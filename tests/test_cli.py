@@ -34,6 +34,7 @@ def _bad_invocations(tmp_path):
         "export": ["export", str(not_a_store), "--out", str(tmp_path / "m")],
         "serve": ["serve", str(not_a_store)],
         "fuse": ["fuse", str(not_a_store), str(tmp_path)],
+        "resolution-baseline": ["resolution-baseline", "--store", str(not_a_store)],
         "compact": ["compact", missing, "--compress", "zstd"],
     }
 
