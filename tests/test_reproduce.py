@@ -2,13 +2,13 @@
 
 The pages' ```bash blocks are read as they are; each `iaa` command runs in-process in a scratch folder that
 holds small synthetic datasets where the pages expect the real ones (`data/ava` with the release's side files,
-`data/aadb` in the official layout with raters, `data/flickr`, and `../shared/data/biq2021-dev` as a folder),
+`data/aadb` in the official layout with raters, `data/flickr`),
 after the substitutions below, which every page lists under "How this page is tested":
 
 - backbones other than VGG16 become `vgg16_hed` (5 blocks: a small graph for Multi-3FC), and `--weights imagenet`
   becomes `random:0` (no downloads, no ImageNet weights in CI; VGG16 stays VGG16 for `fc7`);
 - `--resize short-side:500` / `warp:256` become 64 px (the photos are 48 × 64);
-- `--seeds N` becomes 1, `--folds K` 2; `train`/`ablate` get one stage of one epoch (`--max-epochs 1 --lr-stages
+- `--seeds N` becomes 1; `train`/`ablate` get one stage of one epoch (`--max-epochs 1 --lr-stages
   1e-3`); `extract` runs its worker in-process;
 - a `for X in A B ... Z; do ...; done` loop runs for its first value.
 
@@ -19,14 +19,12 @@ import shlex
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.conftest import random_photo, write_image
 
 PAGES = Path(__file__).resolve().parents[1] / "docs" / "reproduce"
 STAND_INS = ((r"--backbone (?!vgg16\b)\S+", "--backbone vgg16_hed"), (r"--weights imagenet", "--weights random:0"),
-             (r"short-side:500", "short-side:64"), (r"warp:256", "warp:64"), (r"--seeds \d+", "--seeds 1"),
-             (r"\.\./shared/data/biq2021-dev", "data/biq"), (r"--folds \d+", "--folds 2"))
+             (r"short-side:500", "short-side:64"), (r"warp:256", "warp:64"), (r"--seeds \d+", "--seeds 1"))
 ONE_EPOCH = ["--max-epochs", "1", "--lr-stages", "1e-3"]
 EXTRA = {"extract": ["--scheduler", "inprocess"], "train": ONE_EPOCH, "ablate": ONE_EPOCH}
 LOOP = re.compile(r"for (\w+) in ([^;]+); do (.+); done")
@@ -122,18 +120,7 @@ def _flickr(root, n=60):
     (root / "flickr.csv").write_text("\n".join(["file,views,favs,days,owner"] + rows) + "\n")
 
 
-def _biq(root, n=60):
-    rng = np.random.default_rng(3)
-    lines = ["file,mos,split"]
-    for i in range(n):
-        mos = rng.uniform(0, 1)
-        write_image(root / f"ss0{1 + i % 3}_{i}.jpg", np.clip(random_photo(48, 64, seed=i) * (0.3 + mos), 0, 255)
-                    .astype(np.uint8))
-        lines.append(f"ss0{1 + i % 3}_{i}.jpg,{mos:.3f},{'test' if i % 5 == 0 else 'train'}")
-    (root / "labels.csv").write_text("\n".join(lines) + "\n")
-
-
-DATASETS = {"ava": _ava, "aadb": _aadb, "flickr": _flickr, "biq": _biq}
+DATASETS = {"ava": _ava, "aadb": _aadb, "flickr": _flickr}
 
 
 def run_page(name: str, tmp_path, monkeypatch, datasets) -> list:
@@ -162,7 +149,7 @@ def test_commands_are_read_from_the_pages_with_their_stand_ins():
 
 
 def test_mlsp_tables_2_and_3(tmp_path, monkeypatch):
-    run_page("mlsp", tmp_path, monkeypatch, ["ava", "biq"])
+    run_page("mlsp", tmp_path, monkeypatch, ["ava"])
     for run in ("mlsp_t2_single1fc5", "mlsp_t3_pool3fc", "mlsp_t3_single3fc_noaug", "mlsp_fig7_single3fc_last1"):
         text = _report(tmp_path / "runs" / run)
         assert "SRCC" in text and "PLCC" in text and "accuracy" in text, run
@@ -177,7 +164,7 @@ def test_apm_table_1(tmp_path, monkeypatch):
 
 
 def test_kong_tables_2_and_3(tmp_path, monkeypatch):
-    run_page("kong", tmp_path, monkeypatch, ["aadb", "ava", "biq"])
+    run_page("kong", tmp_path, monkeypatch, ["aadb", "ava"])
     assert "| attribute (test) |" in _report(tmp_path / "runs" / "kong_aadb" / "reg_rank_att_cont_seed0")
     assert "Table 6" in _report(tmp_path / "runs" / "kong_aadb_within_rater")  # per-rater agreement (K10)
     assert "the cut that is best on validation" in _report(tmp_path / "runs" / "kong_ava_reg_rank_att")
