@@ -76,3 +76,14 @@ def test_best_shot_command_groups_bursts_and_marks_the_best(scored, tmp_path, ca
     assert rows[0]["capture_time"].startswith("2024-05-01T10:00:00")
     page = (out / "best_shot.html").read_text()
     assert page.count('class="photo pick"') == 2 and page.count('class="photo"') == 3
+
+
+def test_photos_beyond_pillows_bomb_limit_are_hashed_from_their_decoding(tmp_path, monkeypatch):
+    from pipeline.scoring.best_shot import perceptual_hash
+
+    path = tmp_path / "huge.jpg"
+    _save_with_time(path, random_photo(96, 128), "2024:05:01 10:00:00")
+    normal = perceptual_hash(str(path))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the photo is now a "bomb" to Pillow's open
+    assert capture_time(str(path)) is None
+    assert perceptual_hash(str(path)) - normal <= 4

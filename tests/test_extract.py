@@ -22,7 +22,7 @@ def test_end_to_end_on_a_tiny_folder(tiny_folder, tmp_path):
     res = run_extract(_cfg(tiny_folder, store, batch_views=16), log=logs.append)
     assert res.counts == {"pending": 0, "done": 6, "failed": 3} and res.exit_code == 1
     reasons = dict(res.failures)
-    assert "not a decodable image" in reasons["broken.jpg"]
+    assert "not an image we accept" in reasons["broken.jpg"]
     assert "too small" in reasons["small.png"] and "16 px" in reasons["small.png"]
     assert reasons["missing.jpg"] == "file not found"
 

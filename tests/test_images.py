@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from features.images import ImageError, decode_image
+from features.images import (ImageError, ImageHeader, ImageTooLarge, UnsupportedImage, decode_bytes, decode_image,
+                             read_header)
 from tests.conftest import random_photo, write_image
+from tests.fuzz_corpus import header_bomb
 
 
 def test_rgb_jpeg_round_trip(tmp_path):
@@ -65,7 +67,8 @@ def test_max_side_shrinks_only(tmp_path):
 
 @pytest.mark.parametrize("content,reason", [
     (b"", "empty file"),
-    (b"hello, not an image", "not a decodable image"),
+    (b"hello, not an image", "not an image we accept: its content is no JPEG, PNG"),
+    (b"GIF89a" + bytes(64), "not an image we accept"),
 ])
 def test_bad_files_give_reasons(tmp_path, content, reason):
     p = tmp_path / "bad.jpg"
@@ -86,3 +89,29 @@ def test_truncated_jpeg(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ImageError, match="file not found"):
         decode_image(tmp_path / "nope.jpg")
+
+
+@pytest.mark.parametrize("fmt,side", [("PNG", 60000), ("BMP", 60000), ("JPEG", 60000), ("TIFF", 60000),
+                                      ("WEBP", 16384)])
+def test_header_bombs_are_refused_with_their_size_before_decoding(fmt, side):
+    data = header_bomb(fmt, side)
+    assert read_header(data) == ImageHeader({"WEBP": "WebP"}.get(fmt, fmt), side, side)
+    with pytest.raises(ImageTooLarge, match=f"too many pixels: {side}x{side} = "):
+        decode_bytes(data, max_megapixels=50)
+    assert ImageTooLarge.status == 413 and UnsupportedImage.status == 415 and ImageError.status == 422
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF"])
+def test_every_accepted_format_decodes_after_its_header_check(fmt):
+    buf = io.BytesIO()
+    Image.fromarray(random_photo(24, 40)).save(buf, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    assert read_header(buf.getvalue()).width == 40
+    assert decode_bytes(buf.getvalue(), max_megapixels=0.001).shape == (24, 40, 3)
+
+
+def test_multi_page_tiff_checks_and_decodes_its_first_page():
+    buf = io.BytesIO()
+    first, second = Image.fromarray(random_photo(20, 30)), Image.new("RGB", (300, 300))
+    first.save(buf, "TIFF", save_all=True, append_images=[second])
+    assert read_header(buf.getvalue()) == ImageHeader("TIFF", 30, 20)
+    assert decode_bytes(buf.getvalue(), max_megapixels=0.001).shape == (20, 30, 3)

@@ -46,7 +46,7 @@ def test_score_command_writes_ranked_csv_and_contact_sheet(scored, tmp_path, cap
     assert scores == sorted(scores, reverse=True)
     assert abs(sum(float(ok[0][f"p{k}"]) for k in range(1, 11)) - 1) < 1e-4
     failed = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in rows if r["status"] == "failed"}
-    assert "not a decodable image" in failed["broken.jpg"] and failed["gone.jpg"] == "file not found"
+    assert "not an image we accept" in failed["broken.jpg"] and failed["gone.jpg"] == "file not found"
     page = (out / "scores.html").read_text()
     assert page.count("data:image/jpeg;base64,") == 24 and page.count("<svg") == 24
     assert "http" not in page.replace("charset", "")  # self-contained: nothing fetched

@@ -30,8 +30,8 @@ def capture_time(path: str) -> Optional[float]:
     try:
         with Image.open(path) as img:
             exif = img.getexif()
-    except (OSError, UnidentifiedImageError, ValueError):
-        return None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return None  # a photo beyond Pillow's bomb limit (179 MP) still scores; it only has no capture time
     sub = exif.get_ifd(EXIF_IFD)
     text = sub.get(DATETIME_ORIGINAL) or exif.get(DATETIME)
     if not text:
@@ -45,13 +45,22 @@ def capture_time(path: str) -> Optional[float]:
 
 
 def perceptual_hash(path: str):
-    """The 64-bit pHash of the photo as displayed (EXIF orientation applied), or None when unreadable."""
+    """The 64-bit pHash of the photo as displayed (EXIF orientation applied), or None when unreadable.
+
+    A photo beyond Pillow's bomb limit (179 MP) is hashed from its decoding, shrunk, as scoring decodes it."""
     import imagehash
     from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from features.images import ImageError, decode_image
 
     try:
         with Image.open(path) as img:
             return imagehash.phash(ImageOps.exif_transpose(img))
+    except Image.DecompressionBombError:
+        try:
+            return imagehash.phash(Image.fromarray(decode_image(path, max_side=1024)))
+        except ImageError:
+            return None
     except (OSError, UnidentifiedImageError, ValueError):
         return None
 

@@ -12,7 +12,6 @@ is written under a name the client chooses, nothing is kept after scoring). Limi
 queue answers 503 with Retry-After; a bad image in a batch fails only itself.
 """
 import asyncio
-import io
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,11 +21,10 @@ import numpy as np
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from features.images import ImageError, decode_bytes
+from features.images import ImageError, ImageTooLarge, UnsupportedImage, decode_bytes
 from pipeline.scoring.serve.batcher import Batcher, QueueFull
 
 STATIC = Path(__file__).parent / "static"
-FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF"}
 
 
 @dataclass(frozen=True)
@@ -49,24 +47,15 @@ class Rejected(Exception):
 
 def check_image(data: bytes, limits: Limits, max_side) -> np.ndarray:
     """Sniffs the type from the bytes (not the name), checks size and pixels from the header before
-    decoding, then decodes as extraction does."""
-    from PIL import Image, UnidentifiedImageError
-
+    decoding, then decodes as extraction does. Every refusal is a `Rejected` with its 4xx status."""
     if len(data) > limits.max_file_mb * 1e6:
         raise Rejected(413, f"file too large: {len(data) / 1e6:.1f} MB > {limits.max_file_mb:g} MB")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt, (w, h) = img.format, img.size
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise Rejected(415, "not an image: its content is no JPEG, PNG, WebP, BMP or TIFF") from None
-    if fmt not in FORMATS:
-        raise Rejected(415, f"unsupported image type {fmt}: send JPEG, PNG, WebP, BMP or TIFF")
-    if w * h > limits.max_megapixels * 1e6:
-        raise Rejected(413, f"too many pixels: {w}x{h} = {w * h / 1e6:.0f} MP > {limits.max_megapixels:g} MP")
-    try:
-        return decode_bytes(data, max_side)
+        return decode_bytes(data, max_side, limits.max_megapixels)
+    except (UnsupportedImage, ImageTooLarge) as exc:
+        raise Rejected(exc.status, str(exc)) from None
     except ImageError as exc:
-        raise Rejected(422, f"cannot decode: {exc}") from None
+        raise Rejected(exc.status, f"cannot decode: {exc}") from None
 
 
 def model_card(predictor, limits: Limits) -> dict:
