@@ -2,7 +2,7 @@
 prediction read through it).
 
     config.json               everything resolved for the run (head, store identity, splits, training)
-    model.keras | model.joblib  the trained head (a joblib file is loaded only if its sha256 matches)
+    model.keras | model.skops   the trained head (Keras safe mode; skops with an allow-list, sha256 checked)
     history.csv               one row per epoch (Keras heads)
     predictions.csv           test: id, path, true, pred (+ p1..pK, t1..tK for distribution heads)
     predictions_val.csv       the same for validation
@@ -14,7 +14,6 @@ A run directory is self-describing: it can be re-evaluated (and later scored fro
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -71,7 +70,6 @@ class RunDir:
 
     CONFIG = "config.json"
     KERAS_MODEL = "model.keras"
-    SKLEARN_MODEL = "model.joblib"
     HISTORY = "history.csv"
     PER_VIEW = "predictions_per_view.csv"
     METRICS = "metrics.json"
@@ -270,27 +268,22 @@ class RunDir:
         path = self.path / self.KERAS_MODEL
         if not path.is_file():
             raise RunDirError(f"{path} is missing: the run did not finish training; retrain it")
-        return keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
 
     def save_sklearn(self, model) -> str:
-        """Pickles a fitted estimator and records its sha256 in the config; returns the digest."""
-        import joblib
+        """Saves a fitted estimator without pickle (`evaluation.sklearn_files`), its sha256 in the config."""
+        from evaluation import sklearn_files
 
-        path = self.path / self.SKLEARN_MODEL
-        joblib.dump(model, path)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = sklearn_files.save(model, self.path / sklearn_files.MODEL_FILE)
         self.update_config(model_sha256=digest)
         return digest
 
     def load_sklearn(self):
-        """Loads a baseline only if its file still has the sha256 recorded at training time."""
-        import joblib
+        """The fitted estimator, if its file has the sha256 recorded at training and names only allowed types;
+        a run holding only a pickle (`model.joblib`) is refused, saying how to convert it."""
+        from evaluation import sklearn_files
 
-        path = self.path / self.SKLEARN_MODEL
-        expected = self.config.get("model_sha256")
-        if not path.is_file() or expected is None:
-            raise RunDirError(f"{path} or its sha256 in {self.CONFIG} is missing; retrain the run")
-        if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
-            raise RunDirError(f"{path} does not match the sha256 in {self.CONFIG}; refusing to unpickle a "
-                              f"file that changed since training")
-        return joblib.load(path)
+        path = self.path / sklearn_files.MODEL_FILE
+        if not path.is_file() and (self.path / sklearn_files.LEGACY_FILE).is_file():
+            sklearn_files.refuse_legacy(self.path)
+        return sklearn_files.load(path, self.config.get("model_sha256") or "")

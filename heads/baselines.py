@@ -69,6 +69,7 @@ def _rf(input_shape=(), *, n_bins: int = 0, blocks=(), seed: int = 0):
 
 
 _SKLEARN = dict(trainer="sklearn", lr_stages=None, loss=None, input_norm="none")  # as published
+_TREES = ("sklearn.tree._tree.Tree",)  # the forests' fitted trees (skops does not trust them by default)
 for _spec in (
     HeadSpec("svm_photo_critic", _svr, POOLED_KINDS, "mos", max_rows=MAX_RBF_ROWS, **_SKLEARN,
              description="photo-critic's fixed setting: SVR, RBF kernel, C=10, gamma=1e-6, on standardised "
@@ -80,12 +81,12 @@ for _spec in (
     HeadSpec("svm_binary_nystroem", _nystroem_svc, POOLED_KINDS, "top_bottom", **_SKLEARN,
              description=f"svm_binary for large sets: Nystroem RBF map (gamma=1e-6, {NYSTROEM_COMPONENTS} "
                          f"components) + linear SVC (C=10)", reference="photo-critic baseline, approximated"),
-    HeadSpec("rf_binary", _rf_classifier, POOLED_KINDS, "top_bottom", **_SKLEARN,
+    HeadSpec("rf_binary", _rf_classifier, POOLED_KINDS, "top_bottom", saved_types=_TREES, **_SKLEARN,
              description="random forest classifier, 10 trees, on the top vs bottom 20 % by score",
              reference="photo-critic baseline"),
     HeadSpec("svm_linear", _linear_svr, POOLED_KINDS, "mos", **_SKLEARN,
              description="standardised features + linear SVR: the RBF SVM's stand-in for large sets"),
-    HeadSpec("rf", _rf, POOLED_KINDS, "mos", **_SKLEARN, description="random forest regressor, 10 trees",
+    HeadSpec("rf", _rf, POOLED_KINDS, "mos", saved_types=_TREES, **_SKLEARN, description="random forest regressor, 10 trees",
              reference="photo-critic baseline"),
 ):
     register_head(_spec)

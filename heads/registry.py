@@ -61,6 +61,8 @@ class HeadSpec:
         recipe: the head's own defaults for the training choices a run can override (`input_norm`,
             `l2`, `early_stop`, `max_epochs`, `patience`, `batch_size`, `weight_decay`; see `pipeline.training.fitting.Recipe`), set where
             measurements showed them.
+        saved_types: types (`module.Name`) beyond scikit-learn's estimators that the fitted estimator holds:
+            loading its saved file (no pickle, `evaluation.sklearn_files`) builds only these and sklearn's.
         description: one line for `describe-head`, the help and the run config.
         reference: paper the head follows.
     """
@@ -81,6 +83,7 @@ class HeadSpec:
     uses_validation: bool = False
     input_norm: Optional[str] = None
     recipe: Mapping[str, object] = field(default_factory=dict, compare=False)
+    saved_types: Tuple[str, ...] = ()
     description: str = ""
     reference: str = ""
 

@@ -29,8 +29,10 @@ def SVRValidated(input_shape=(), *, n_bins: int = 0, blocks=(), seed: int = 0):
 _VALIDATED = dict(trainer="sklearn", lr_stages=None, loss=None, uses_validation=True,
                   recipe={"input_norm": "log-standard"})
 register_head(HeadSpec("ridge", Ridge, POOLED_KINDS, "mos", **_VALIDATED,
+                       saved_types=("heads.validated_estimators.ValidatedRidge",),
                        description="ridge regression, penalty chosen on validation SRCC (25 values, 6 decades)",
                        reference="the fair linear yardstick (issue 9)"))
 register_head(HeadSpec("svr", SVRValidated, POOLED_KINDS, "mos", max_rows=MAX_RBF_ROWS, **_VALIDATED,
+                       saved_types=("heads.validated_estimators.ValidatedSVR",),
                        description="RBF SVR, C in {1, 10, 100} and gamma in {0.1, 1, 10}/d chosen on validation",
                        reference="photo-critic's SVM with its parameters tuned"))

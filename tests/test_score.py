@@ -120,7 +120,7 @@ def test_bad_run_directories_get_one_line(scored, tmp_path, capsys):
     assert main(["score", str(tmp_path / "nothing"), str(scored["folder"])]) == 2
     assert "is not a run directory" in capsys.readouterr().err
     run, config = _copy_run(scored, tmp_path, "ridge")
-    (run / "model.joblib").write_bytes(b"changed")
+    (run / "model.skops").write_bytes(b"changed")
     assert main(["score", str(run), str(scored["folder"])]) == 2
     assert "does not match the sha256" in capsys.readouterr().err
     del config["extraction"]

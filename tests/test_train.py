@@ -19,15 +19,16 @@ def _cfg(store, head, run_dir, **kw):
 
 def test_seeded_end_to_end_learns_a_known_function_and_reproduces(tmp_path):
     store = linear_store(tmp_path / "s.zarr", n=800, views=2, dim=16)
-    a = run_train(_cfg(store, "single3fc", tmp_path / "a"), **QUIET)
-    assert a.metrics["test"]["srcc"] > 0.85, a.metrics["test"]
+    fast = [3e-3, 3e-4]  # 1e-3 reached 0.82-0.91 in 12 epochs depending on the installed packages' numerics
+    a = run_train(_cfg(store, "single3fc", tmp_path / "a", lr_stages=fast), **QUIET)
+    assert a.metrics["test"]["srcc"] > 0.9, a.metrics["test"]
     run = tmp_path / "a"
     for name in ("config.json", "model.keras", "history.csv", "training_curves.png", "predictions.csv",
                  "predictions_per_view.csv", "metrics.json"):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").rglob("*tfevents*"))
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["lr_stages"] == [1e-3, 1e-4] and cfg["train"]["batch_size"] == 32 and cfg["kind"] == "mlsp_narrow"
+    assert cfg["lr_stages"] == fast and cfg["train"]["batch_size"] == 32 and cfg["kind"] == "mlsp_narrow"
     per_view = (run / "predictions_per_view.csv").read_text().splitlines()
     assert per_view[0] == "id,view,pred" and len(per_view) == 1 + 160 * 2
     assert len(a.metrics["test_per_view"]) == 2
@@ -35,7 +36,7 @@ def test_seeded_end_to_end_learns_a_known_function_and_reproduces(tmp_path):
     for name in ("report.md", "scatter.png", "residuals.png", "histograms.png"):
         assert (run / name).is_file(), name
 
-    run_train(_cfg(store, "single3fc", tmp_path / "b"), **QUIET)
+    run_train(_cfg(store, "single3fc", tmp_path / "b", lr_stages=fast), **QUIET)
     pa = np.loadtxt(run / "predictions.csv", delimiter=",", skiprows=1, usecols=3)
     pb = np.loadtxt(tmp_path / "b" / "predictions.csv", delimiter=",", skiprows=1, usecols=3)
     np.testing.assert_allclose(pa, pb, rtol=1e-5, atol=1e-5)
@@ -86,7 +87,7 @@ def test_svm_baseline_and_hash_checked_loading(tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["head"]["name"] == "svm_photo_critic"
     model = RunDir.open(tmp_path / "r").load_sklearn()
     assert hasattr(model, "predict")
-    with open(tmp_path / "r" / "model.joblib", "ab") as f:
+    with open(tmp_path / "r" / "model.skops", "ab") as f:
         f.write(b"tampered")
     with pytest.raises(RunDirError, match="sha256"):
         RunDir.open(tmp_path / "r").load_sklearn()
