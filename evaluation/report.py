@@ -15,6 +15,7 @@ from evaluation import plots
 from evaluation.metrics import binary_metrics, distribution_metrics, score_metrics, within_group_srcc
 from evaluation.raters import RATINGS_FILE, rater_agreement
 from evaluation.raters import markdown_lines as raters_markdown
+from evaluation.model_card import write_model_card
 from evaluation.rundir import RunDir
 
 
@@ -83,6 +84,7 @@ def evaluate_run(run_dir: str | Path, log=print) -> dict:
     metrics["evaluated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     run.write_metrics(metrics)
     run.write_report(markdown_report(config, metrics, run.path))
+    write_model_card(run)
     return metrics
 
 

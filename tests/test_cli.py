@@ -36,6 +36,9 @@ def _bad_invocations(tmp_path):
         "fuse": ["fuse", str(not_a_store), str(tmp_path)],
         "resolution-baseline": ["resolution-baseline", "--store", str(not_a_store)],
         "compact": ["compact", missing, "--compress", "zstd"],
+        "pack": ["pack", str(not_a_store), "--out", str(tmp_path / "m.iaa")],
+        "convert": ["convert", str(not_a_store), "--trust"],
+        "describe-run": ["describe-run", str(tmp_path / "missing.iaa")],
     }
 
 

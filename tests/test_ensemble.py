@@ -6,6 +6,7 @@ import pytest
 
 from evaluation.metrics import srcc
 from evaluation.rundir import RunDir, RunDirError
+from pipeline.scoring.predictor import Predictor
 from pipeline.training.ablate import run_ablation
 from pipeline.training.ensemble import load_run_model, members_of, train_seeds, write_ensemble
 from pipeline.training.fitting import TrainError
@@ -107,3 +108,19 @@ def test_score_resolves_an_ablations_best_row_to_its_ensemble(ensemble_runs, tmp
     (tmp_path / "ab" / "leaderboard.csv").write_text("head,val_srcc_mean\nrf ensemble,0.5\nrf,0.4\n")
     run, note = resolve_run_dir(str(tmp_path / "ab"))
     assert run == str(tmp_path / "ab" / "rf_ensemble") and "rf_ensemble" in note
+
+
+@pytest.mark.parametrize("head", ["single1fc", "rf"])
+def test_a_pack_carries_every_member_and_scores_like_the_directory(scored, ensemble_runs, head, tmp_path,
+                                                                   monkeypatch):
+    from evaluation.pack import write_pack
+    from pipeline.scoring.score import resolve_run_dir
+
+    monkeypatch.setenv("IAA_PACK_CACHE", str(tmp_path / "cache"))
+    manifest = write_pack(ensemble_runs[head].run_dir, tmp_path / "ens.iaa")
+    assert sum(name.endswith("/config.json") for name in manifest["files"]) == 3  # the ensemble + 2 members
+    unpacked, _ = resolve_run_dir(str(tmp_path / "ens.iaa"))
+    photos = [str(p) for p in sorted((scored["folder"] / "images").glob("p1*.jpg"))]
+    mine = Predictor.from_run(unpacked).score_paths(photos).score
+    np.testing.assert_allclose(mine, Predictor.from_run(ensemble_runs[head].run_dir).score_paths(photos).score,
+                               rtol=1e-6)

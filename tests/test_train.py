@@ -33,7 +33,7 @@ def test_seeded_end_to_end_learns_a_known_function_and_reproduces(tmp_path):
     assert per_view[0] == "id,view,pred" and len(per_view) == 1 + 160 * 2
     assert len(a.metrics["test_per_view"]) == 2
     assert a.metrics["val"]["n"] == 80 and a.metrics["test"]["srcc_ci95"][0] < a.metrics["test"]["srcc"]
-    for name in ("report.md", "scatter.png", "residuals.png", "histograms.png"):
+    for name in ("report.md", "MODEL_CARD.md", "scatter.png", "residuals.png", "histograms.png"):
         assert (run / name).is_file(), name
 
     run_train(_cfg(store, "single3fc", tmp_path / "b", lr_stages=fast), **QUIET)

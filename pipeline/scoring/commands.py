@@ -98,7 +98,8 @@ def cmd_score(args) -> int:
 
     from pipeline.scoring.score import SCORES_CSV, SCORES_HTML, run_score
 
-    out = args.out or f"scores_{Path(args.run_dir).resolve().name}"
+    given = Path(args.run_dir).resolve()
+    out = args.out or f"scores_{given.stem if given.is_file() else given.name}"  # a pack: without .iaa
     result = run_score(args.run_dir, args.paths, out, weights=args.weights, store=args.store, chunk=args.chunk,
                        memory_gb=args.memory_gb, embeddings=args.embeddings,
                        sheet_size=args.sheet_size, log=lambda m: print(m, flush=True))
@@ -204,13 +205,19 @@ def cmd_export(args) -> int:
 
 def cmd_evaluate_on(args) -> int:
     """`iaa evaluate-on RUN_DIR STORE`: a run scored on another store's split (cross-dataset)."""
+    from pathlib import Path
+
     from pipeline.scoring.evaluate_on import evaluate_on
     from pipeline.scoring.score import resolve_run_dir
+
+    from evaluation.pack import is_pack
 
     run_dir, note = resolve_run_dir(args.run_dir)
     if note:
         print(note)
-    evaluate_on(run_dir, args.store, split=args.split, out=args.out, log=lambda m: print(m, flush=True))
+    out = args.out or (f"evaluate_on_{Path(args.run_dir).stem}/{Path(args.store).stem}_{args.split}"
+                       if is_pack(args.run_dir) else None)  # not inside the pack's cache
+    evaluate_on(run_dir, args.store, split=args.split, out=out, log=lambda m: print(m, flush=True))
     return EXIT_OK
 
 
