@@ -126,14 +126,16 @@ def open_pack(path: str | Path, cache: str | Path | None = None) -> Path:
     digest = sklearn_files.sha256_of(path)
     root = Path(cache or os.environ.get("IAA_PACK_CACHE") or Path.home() / ".cache" / "mlsp-iaa" / "packs")
     target = root / digest[:32]
-    if (target / "run" / RunDir.CONFIG).is_file():
-        return target / "run"
+    done = [p.parent for p in target.glob(f"*/{RunDir.CONFIG}")]
+    if done:
+        return done[0]
     try:
         z = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
         raise PackError(f"{path} is neither a run directory nor a model pack (not a zip file)") from None
     with z:
         manifest = read_manifest(z, path)
+        run_name = _run_name(manifest)
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=".unpacking-"))
         try:
@@ -142,8 +144,9 @@ def open_pack(path: str | Path, cache: str | Path | None = None) -> Path:
                 if hashlib.sha256(data).hexdigest() != expected:
                     raise PackError(f"{path}: {name} does not match its sha256 in {MANIFEST}; the file is damaged "
                                     f"or was changed: get it again")
-                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / name).write_bytes(data)
+                dest = tmp / name.replace("run/", f"{run_name}/", 1)  # the run keeps its name on disk
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
             if target.exists():  # another process unpacked the same pack meanwhile
                 shutil.rmtree(tmp)
             else:
@@ -151,7 +154,12 @@ def open_pack(path: str | Path, cache: str | Path | None = None) -> Path:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return target / "run"
+    return target / run_name
+
+
+def _run_name(manifest: dict) -> str:
+    name = str(manifest.get("run") or "")
+    return name if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", name) else "run"
 
 
 def is_pack(path: str | Path) -> bool:

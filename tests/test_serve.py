@@ -105,3 +105,86 @@ def test_a_full_queue_answers_503_with_retry_after(served, monkeypatch):
     monkeypatch.setattr(client.app.state.batcher, "submit", full)
     r = client.post("/api/score", files=_files(photos[:1]))
     assert r.status_code == 503 and r.headers["retry-after"] == "2"
+
+
+TOKEN = "a-token-of-some-length"
+
+
+@pytest.fixture(scope="module")
+def guarded(scored):
+    predictor = Predictor.from_run(scored["runs"]["ridge"])
+    return TestClient(create_app(predictor, token=TOKEN)), predictor
+
+
+def test_a_token_guards_every_api_call_and_healthz_names_the_model(guarded, scored):
+    from evaluation.pack import model_checksum
+
+    client, predictor = guarded
+    photo = sorted((scored["folder"] / "images").glob("*.jpg"))[:1]
+    for wrong in ({}, {"Authorization": "Bearer nope"}, {"Authorization": TOKEN}):
+        assert client.get("/api/model", headers=wrong).status_code == 401
+        r = client.post("/api/score", files=_files(photo), headers=wrong)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    ok = {"Authorization": f"Bearer {TOKEN}"}
+    card = client.get("/api/model", headers=ok).json()
+    assert "# Model card: ridge" in card["card"] and "## Known limits" in card["card"]
+    assert client.post("/api/score", files=_files(photo), headers=ok).status_code == 200
+    health = client.get("/healthz").json()  # liveness stays open, and names what is served
+    assert health["model_sha256"] == model_checksum(predictor.run) == card["model_sha256"]
+    assert client.get("/").status_code == 200
+
+
+def test_cors_is_off_unless_an_origin_is_named(served, scored):
+    client, predictor, _ = served
+    origin = {"Origin": "http://elsewhere.example"}
+    assert "access-control-allow-origin" not in client.get("/api/model", headers=origin).headers
+    allowed = TestClient(create_app(predictor, cors_origins=["http://elsewhere.example"]))
+    assert allowed.get("/api/model", headers=origin).headers["access-control-allow-origin"] == "http://elsewhere.example"
+
+
+def test_a_request_past_its_time_limit_answers_503_and_the_server_goes_on(scored):
+    import time
+
+    predictor = Predictor.from_run(scored["runs"]["ridge"])
+    photos = sorted((scored["folder"] / "images").glob("*.jpg"))[:2]
+    predictor.score_paths([str(p) for p in photos])  # built and warm: a later request takes milliseconds
+    slow, calls = predictor.score_arrays, []
+
+    def first_call_stalls(images, names):
+        calls.append(len(images))
+        if len(calls) == 1:
+            time.sleep(1.0)
+        return slow(images, names)
+
+    predictor.score_arrays = first_call_stalls
+    client = TestClient(create_app(predictor, Limits(time_limit_s=0.5)))
+    r = client.post("/api/score", files=_files(photos))
+    assert r.status_code == 503 and r.headers["retry-after"] and "longer than 0.5 s" in r.json()["detail"]
+    time.sleep(0.7)  # the stalled batch ends; its answer is dropped
+    assert client.post("/api/score", files=_files(photos)).status_code == 200 and calls == [2, 2]
+
+
+def test_stopping_finishes_the_batch_in_progress_and_the_queued_ones(scored):
+    from pipeline.scoring.serve.batcher import Batcher, QueueFull
+
+    predictor = Predictor.from_run(scored["runs"]["ridge"])
+    image = np.full((48, 64, 3), 120, np.uint8)
+    batcher = Batcher(predictor, queue_size=8, batch_images=2)
+    futures = [batcher.submit([image, image]) for _ in range(5)]
+    assert batcher.close(timeout=60)
+    assert all(f.done() and f.result().ok.all() for f in futures)
+    with pytest.raises(QueueFull):
+        batcher.submit([image])
+    with TestClient(create_app(predictor)) as client:  # the app's shutdown closes its batcher
+        assert client.get("/healthz").status_code == 200
+    assert not client.app.state.batcher._thread.is_alive()
+
+
+def test_serving_beyond_loopback_needs_a_token_or_no_auth(scored, capsys):
+    from pipeline.cli import main
+
+    run = str(scored["runs"]["ridge"])
+    assert main(["serve", run, "--host", "0.0.0.0"]) == 2
+    assert "give --token TOKEN" in capsys.readouterr().err
+    assert main(["serve", run, "--host", "0.0.0.0", "--token", "short"]) == 2
+    assert "at least 16" in capsys.readouterr().err

@@ -24,8 +24,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(scored):
+TOKEN = "browser-test-token-1234"
+
+
+def _serve(scored, **app_options):
     import uvicorn
 
     from pipeline.scoring.predictor import Predictor
@@ -33,16 +35,46 @@ def server(scored):
 
     predictor = Predictor.from_run(scored["runs"]["pool3fc_dist"])
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(create_app(predictor, **app_options), host="127.0.0.1", port=port,
+                                        log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(200):
         if srv.started:
             break
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", predictor
+    return f"http://127.0.0.1:{port}", predictor, srv, thread
+
+
+@pytest.fixture(scope="module")
+def server(scored):
+    url, predictor, srv, thread = _serve(scored)
+    yield url, predictor
     srv.should_exit = True
     thread.join(timeout=10)
+
+
+def test_a_token_server_asks_once_and_shows_the_model_card(scored):
+    url, _, srv, thread = _serve(scored, token=TOKEN)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_selector("#token")
+            page.fill("#token", TOKEN)
+            page.click("#usetoken")
+            page.wait_for_function("document.getElementById('card').textContent.includes('pool3fc_dist')")
+            page.click("#card summary")
+            assert "## Known limits" in page.inner_text("#cardtext")
+            fresh = browser.new_page()
+            fresh.goto(f"{url}/#token={TOKEN}")  # a link carrying the token: no question, no token left in the bar
+            fresh.wait_for_function("document.getElementById('card').textContent.includes('pool3fc_dist')")
+            assert "token" not in fresh.url
+            browser.close()
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_the_page_scores_ranks_shows_errors_and_downloads_csv(server, scored, tmp_path):

@@ -4,22 +4,28 @@
     POST /api/score    multipart field `files` (one or many images) → scores, ranks, histograms
     POST /api/explain  multipart field `file` → PNG of the photo with its heat map
     GET  /api/model    the model card
-    GET  /healthz      liveness and queue length
+    GET  /healthz      liveness, queue length and the model's sha256
     GET  /docs         OpenAPI documentation
 
 Uploads stay in memory (Starlette spools large parts to anonymous temporary files it deletes; nothing
 is written under a name the client chooses, nothing is kept after scoring). Limits answer 4xx; a full
-queue answers 503 with Retry-After; a bad image in a batch fails only itself.
+queue, a request past its time limit or a server stopping answers 503 with Retry-After; a bad image in a
+batch fails only itself. With a token, every /api/ call needs `Authorization: Bearer <token>` (401
+otherwise). No CORS header is sent unless origins are named, so other sites' pages cannot read answers.
+Stopping (Ctrl-C, SIGTERM) lets requests in flight finish, then the batch in progress and those queued.
 """
 import asyncio
+import hmac
 import time
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Sequence
 
 import numpy as np
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from features.images import ImageError, ImageTooLarge, UnsupportedImage, decode_bytes
 from pipeline.scoring.serve.batcher import Batcher, QueueFull
@@ -36,6 +42,7 @@ class Limits:
     max_megapixels: float = 50.0
     queue_size: int = 8
     batch_images: int = 16
+    time_limit_s: float = 60.0  # waiting in the queue and scoring; beyond it 503 + Retry-After
 
 
 class Rejected(Exception):
@@ -59,7 +66,11 @@ def check_image(data: bytes, limits: Limits, max_side) -> np.ndarray:
 
 
 def model_card(predictor, limits: Limits) -> dict:
-    """What the page and `/api/model` show about the served run: head, kind, backbone, test figures, limits."""
+    """What the page and `/api/model` show about the served run: head, kind, backbone, test figures, limits,
+    the model's sha256 and its card (`MODEL_CARD.md`)."""
+    from evaluation.model_card import read_model_card
+    from evaluation.pack import model_checksum
+
     cfg, metrics = predictor.run.config, predictor.run.read_metrics() or {}
     store, test = cfg.get("store") or {}, metrics.get("test") or {}
     return {"run": predictor.run.path.name, "head": cfg["head"]["name"], "kind": cfg["kind"],
@@ -68,14 +79,64 @@ def model_card(predictor, limits: Limits) -> dict:
             "views": store.get("view_set"), "dataset": store.get("dataset"),
             "train_images": (cfg.get("splits") or {}).get("train"), "test_srcc": test.get("srcc"),
             "test_plcc": test.get("plcc"), "distribution": predictor.dist, "max_side": predictor.job.max_side,
-            "scale": cfg.get("scale"), "limits": asdict(limits)}
+            "scale": cfg.get("scale"), "limits": asdict(limits), "model_sha256": model_checksum(predictor.run),
+            "card": read_model_card(predictor.run)}
 
 
-def create_app(predictor, limits: Limits = Limits()):
-    """The FastAPI app serving one predictor."""
-    app = FastAPI(title="mlsp-iaa scoring", description="Aesthetic scores of photos from one trained run.")
+def _busy(why: str) -> JSONResponse:
+    return JSONResponse({"detail": f"busy: {why}, retry shortly"}, 503, headers={"Retry-After": "2"})
+
+
+def _bearer(token: Optional[str]):
+    """A dependency refusing API calls without `Authorization: Bearer <token>` (none when token is None)."""
+    from fastapi import HTTPException
+
+    def check(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(401, "missing or wrong token: send Authorization: Bearer <token> (the one given "
+                                     "to iaa serve --token)", headers={"WWW-Authenticate": "Bearer"})
+    return check
+
+
+def create_app(predictor, limits: Limits = Limits(), token: Optional[str] = None,
+               cors_origins: Sequence[str] = ()):
+    """The FastAPI app serving one predictor.
+
+    Args:
+        token: when given, every /api/ call needs `Authorization: Bearer <token>`.
+        cors_origins: origins whose pages may call the API from a browser (none by default).
+    """
     batcher = Batcher(predictor, limits.queue_size, limits.batch_images)
     card = model_card(predictor, limits)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await run_in_threadpool(batcher.close, limits.time_limit_s)
+
+    app = FastAPI(title="mlsp-iaa scoring", description="Aesthetic scores of photos from one trained run.",
+                  lifespan=lifespan)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization"])
+    api = APIRouter(prefix="/api", dependencies=[Depends(_bearer(token))])
+
+    async def scored(future):
+        """The batcher's answer, or a 503 response when the queue is full or the time limit passes (the job is
+        then dropped unless it already runs), or a 422 saying why the model failed on these photos."""
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future()), limits.time_limit_s)
+        except QueueFull:
+            return _busy("the scoring queue is full")
+        except asyncio.TimeoutError:
+            return _busy(f"the request took longer than {limits.time_limit_s:g} s")
+        except Exception as exc:  # noqa: BLE001  (the model failed on these photos: said, not a 500)
+            return JSONResponse({"detail": f"cannot score these photos: {type(exc).__name__}: {exc}"}, 422)
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -83,14 +144,14 @@ def create_app(predictor, limits: Limits = Limits()):
 
     @app.get("/healthz")
     def healthz():
-        return {"status": "ok", "waiting": batcher.waiting}
+        return {"status": "ok", "waiting": batcher.waiting, "run": card["run"], "model_sha256": card["model_sha256"]}
 
-    @app.get("/api/model")
+    @api.get("/model")
     def model():
         return card
 
-    @app.post("/api/score")
-    async def score(request: Request, files: List[UploadFile] = File(...)):  # noqa: B008  (FastAPI's idiom)
+    @api.post("/score")
+    async def score(files: List[UploadFile] = File(...)):  # noqa: B008  (FastAPI's idiom)
         t0 = time.perf_counter()
         if len(files) > limits.max_files:
             return JSONResponse({"detail": f"too many files: {len(files)} > {limits.max_files} per request"}, 413)
@@ -98,25 +159,23 @@ def create_app(predictor, limits: Limits = Limits()):
         for f in files:
             data = await f.read(int(limits.max_file_mb * 1e6) + 1)
             await f.close()
-            try:
-                images.append(check_image(data, limits, predictor.job.max_side))
+            try:  # decoding in a worker thread: one large photo does not hold up other requests
+                images.append(await run_in_threadpool(check_image, data, limits, predictor.job.max_side))
                 slots.append(len(results))
                 results.append({"name": f.filename, "score": None, "error": None})
             except Rejected as exc:
                 results.append({"name": f.filename, "score": None, "error": exc.message, "status": exc.status})
         if images:
-            try:
-                scored = await asyncio.wrap_future(batcher.submit(images))
-            except QueueFull:
-                return JSONResponse({"detail": "busy: the scoring queue is full, retry shortly"}, 503,
-                                    headers={"Retry-After": "2"})
-            _fill(results, slots, scored)
+            answer = await scored(lambda: batcher.submit(images))
+            if isinstance(answer, Response):
+                return answer
+            _fill(results, slots, answer)
         if not any(r["score"] is not None for r in results):
             status = next((r.get("status", 422) for r in results if r["error"]), 422)
             return JSONResponse({"detail": "no image could be scored", "results": results}, status)
         return {"results": results, "run": card["run"], "seconds": time.perf_counter() - t0}
 
-    @app.post("/api/explain", responses={200: {"content": {"image/png": {}}}})
+    @api.post("/explain", responses={200: {"content": {"image/png": {}}}})
     async def explain_photo(file: UploadFile = File(...)):  # noqa: B008  (FastAPI's idiom)
         """The photo with its heat map: red raises the score, blue lowers it (gradient for Keras heads,
         occlusion otherwise; see `iaa explain`)."""
@@ -125,17 +184,16 @@ def create_app(predictor, limits: Limits = Limits()):
         data = await file.read(int(limits.max_file_mb * 1e6) + 1)
         await file.close()
         try:
-            image = check_image(data, limits, predictor.job.max_side)
+            image = await run_in_threadpool(check_image, data, limits, predictor.job.max_side)
         except Rejected as exc:
             return JSONResponse({"detail": exc.message}, exc.status)
-        try:
-            exp = await asyncio.wrap_future(batcher.submit_call(lambda p: explain(p, image)))
-        except QueueFull:
-            return JSONResponse({"detail": "busy: the scoring queue is full, retry shortly"}, 503,
-                                headers={"Retry-After": "2"})
+        exp = await scored(lambda: batcher.submit_call(lambda p: explain(p, image)))
+        if isinstance(exp, Response):
+            return exp
         return Response(overlay_png(exp, image), media_type="image/png",
                         headers={"X-Score": f"{exp.score:.6g}", "X-Method": exp.method})
 
+    app.include_router(api)
     app.state.batcher = batcher
     return app
 

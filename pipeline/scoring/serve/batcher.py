@@ -16,7 +16,7 @@ import numpy as np
 
 
 class QueueFull(Exception):
-    """The queue holds as many requests as it may: come back later."""
+    """The queue holds as many requests as it may (or the server is stopping): come back later."""
 
 
 @dataclass
@@ -39,8 +39,17 @@ class Batcher:
         self.predictor = predictor
         self.batch_images = batch_images
         self._queue: "queue.Queue[_Job]" = queue.Queue(maxsize=queue_size)
+        self._closing = self._stopping = False
+        self.scored_batches = 0
         self._thread = threading.Thread(target=self._run, name="iaa-batcher", daemon=True)
         self._thread.start()
+
+    def close(self, timeout: float = 60.0) -> bool:
+        """Stops taking work, finishes the batch in progress and the jobs already queued; True when done in time."""
+        self._closing = True
+        self._queue.put(_Job([], call=_STOP))  # blocks only while the queue is full, i.e. while work drains
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def submit(self, images: List[np.ndarray]) -> Future:
         """A future of the images' `PhotoScores`; raises `QueueFull` when the queue is full."""
@@ -51,6 +60,8 @@ class Batcher:
         return self._put(_Job([], call=call))
 
     def _put(self, job: _Job) -> Future:
+        if self._closing:
+            raise QueueFull
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -61,15 +72,28 @@ class Batcher:
     def waiting(self) -> int:
         return self._queue.qsize()
 
+    def _take(self, block: bool) -> Optional[_Job]:
+        """The next job whose request still waits for it (a request past its time limit cancelled its own)."""
+        while True:
+            job = self._queue.get(block=block)
+            if job.call is _STOP or job.future.set_running_or_notify_cancel():
+                return job
+
     def _next_batch(self) -> List[_Job]:
-        jobs = [self._queue.get()]
-        total = len(jobs[0].images)
-        while jobs[0].call is None and total < self.batch_images:
+        """The next job alone when it is a call (or the stop), else queued images' jobs joined up to a batch."""
+        first = self._take(block=True)
+        if first.call is not None:
+            return [first]
+        jobs, total = [first], len(first.images)
+        while total < self.batch_images:
             try:
-                job = self._queue.get_nowait()
+                job = self._take(block=False)
             except queue.Empty:
                 break
-            if job.call is not None:  # runs on its own, next
+            if job.call is _STOP:  # nothing was queued after it: end after this batch
+                self._stopping = True
+                break
+            if job.call is not None:  # runs on its own, now
                 self._run_call(job)
                 continue
             jobs.append(job)
@@ -83,8 +107,10 @@ class Batcher:
             job.future.set_exception(exc)
 
     def _run(self) -> None:
-        while True:
+        while not self._stopping:
             jobs = self._next_batch()
+            if jobs[0].call is _STOP:
+                return
             if jobs[0].call is not None:
                 self._run_call(jobs[0])
                 continue
@@ -95,11 +121,16 @@ class Batcher:
                 for job in jobs:
                     job.future.set_exception(exc)
                 continue
+            self.scored_batches += 1
             start = 0
             for job in jobs:
                 stop = start + len(job.images)
                 job.future.set_result(_slice(result, start, stop))
                 start = stop
+
+
+def _STOP(predictor):  # noqa: N802  (a marker job: the worker ends after the work queued before it)
+    return None
 
 
 def _slice(result, start: int, stop: int):

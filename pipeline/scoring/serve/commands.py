@@ -1,8 +1,13 @@
 """The `iaa serve` subcommand (listed by `pipeline.cli`)."""
 from __future__ import annotations
 
-from features.core.errors import EXIT_OK
+import os
+
+from features.core.errors import EXIT_OK, UsageError
 from pipeline.arguments import positive_int
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TOKEN_ENV = "IAA_SERVE_TOKEN"
 
 
 def add_parsers(sub) -> None:
@@ -11,16 +16,38 @@ def add_parsers(sub) -> None:
 
     d = Limits()
     sv = sub.add_parser("serve", help="a web page and JSON API scoring uploaded photos with a trained run")
-    sv.add_argument("run_dir", help="a run directory (or an ablation directory: its best run)")
+    sv.add_argument("run_dir", help="a run directory, a model pack (NAME.iaa) or an ablation directory (its best run)")
     sv.add_argument("--host", default="127.0.0.1",
-                    help="address to bind (default loopback; 0.0.0.0 exposes it to the network)")
+                    help="address to bind (default loopback; any other needs --token or --no-auth)")
     sv.add_argument("--port", type=positive_int, default=8000)
+    auth = sv.add_mutually_exclusive_group()
+    auth.add_argument("--token", help=f"require `Authorization: Bearer TOKEN` on every API call (or set {TOKEN_ENV}; "
+                                      f"the page asks for it once, or takes it from its address: /#token=TOKEN)")
+    auth.add_argument("--no-auth", action="store_true", help="serve beyond loopback without a token (say you mean it)")
+    sv.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                    help="let pages of this origin call the API from a browser (repeatable; default: none)")
+    sv.add_argument("--time-limit", type=float, default=d.time_limit_s,
+                    help=f"seconds a request may wait and score before 503 + Retry-After (default {d.time_limit_s:g})")
     sv.add_argument("--max-file-mb", type=float, default=d.max_file_mb, help=f"default {d.max_file_mb:g}")
     sv.add_argument("--max-files", type=positive_int, default=d.max_files, help=f"per request (default {d.max_files})")
     sv.add_argument("--max-megapixels", type=float, default=d.max_megapixels,
                     help=f"pixels per image, read from its header before decoding (default {d.max_megapixels:g})")
     sv.add_argument("--queue", type=positive_int, default=d.queue_size,
                     help=f"requests waiting before 503 + Retry-After (default {d.queue_size})")
+
+
+def serve_token(args):
+    """The token to require (None: none), refusing a non-loopback address without --token or --no-auth."""
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.no_auth:
+        return None
+    if token is None and args.host not in LOOPBACK:
+        raise UsageError(f"--host {args.host} lets other machines reach the scorer: give --token TOKEN (or set "
+                         f"{TOKEN_ENV}) to require it on every API call, or --no-auth to serve without one")
+    if token is not None and len(token) < 16:
+        raise UsageError(f"the token is {len(token)} characters: give at least 16 (e.g. python -c \"import secrets; "
+                         f"print(secrets.token_urlsafe())\")")
+    return token
 
 
 def cmd_serve(args) -> int:
@@ -30,15 +57,19 @@ def cmd_serve(args) -> int:
     from pipeline.scoring.commands import _predictor
     from pipeline.scoring.serve.app import Limits, create_app
 
+    token = serve_token(args)
+    if min(args.time_limit, args.max_file_mb, args.max_megapixels) <= 0:
+        raise UsageError("--time-limit, --max-file-mb and --max-megapixels must be positive")
     predictor = _predictor(args)
     limits = Limits(max_file_mb=args.max_file_mb, max_files=args.max_files, max_megapixels=args.max_megapixels,
-                    queue_size=args.queue)
-    app = create_app(predictor, limits)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"note: listening on {args.host}: anyone who can reach this machine can use the scorer")
-    print(f"serving {predictor.run.path.name} at http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)",
-          flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+                    queue_size=args.queue, time_limit_s=args.time_limit)
+    app = create_app(predictor, limits, token=token, cors_origins=args.cors_origin)
+    if args.host not in LOOPBACK and token is None:
+        print(f"note: listening on {args.host} without a token (--no-auth): anyone who can reach it can use the scorer")
+    print(f"serving {predictor.run.path.name} at http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops "
+          f"after the work in progress){'; token required' if token else ''}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=args.time_limit)
+    print("stopped: requests in flight answered, queued batches scored", flush=True)
     return EXIT_OK
 
 
