@@ -79,9 +79,10 @@ def read_header(data: bytes) -> ImageHeader:
         if factory is None or (accept and accept(prefix) is not True):
             continue
         try:
-            with warnings.catch_warnings(), factory(io.BytesIO(data), "") as img:
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a damaged header's complaints: the decoder's verdict follows
-                width, height = img.size
+                with factory(io.BytesIO(data), "") as img:
+                    width, height = img.size
         except (SyntaxError, IndexError, TypeError, ValueError, struct.error, OSError, EOFError,
                 ZeroDivisionError, KeyError, MemoryError, RecursionError):
             continue

@@ -47,8 +47,17 @@ def open_video(path: str):
 
     if not Path(path).is_file():
         raise VideoError(f"{path}: no such video file")
-    cap = cv2.VideoCapture(str(path))
-    ok, _ = cap.read() if cap.isOpened() else (False, None)
+    from features.images import MAX_MEGAPIXELS
+
+    try:
+        cap = cv2.VideoCapture(str(path))
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if w * h > MAX_MEGAPIXELS * 1e6:  # from the container's header, before a frame is decoded
+            cap.release()
+            raise VideoError(f"{path}: frames of {w}x{h} = {w * h / 1e6:,.0f} MP > {MAX_MEGAPIXELS:g} MP")
+        ok, _ = cap.read() if cap.isOpened() else (False, None)
+    except cv2.error as exc:
+        raise VideoError(f"{path}: OpenCV cannot decode it ({str(exc).strip().splitlines()[-1]})") from None
     if not ok:
         cap.release()
         raise VideoError(f"{path}: cannot be decoded as a video by OpenCV (not a video, or a codec this "

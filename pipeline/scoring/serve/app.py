@@ -102,12 +102,13 @@ def _bearer(token: Optional[str]):
 
 
 def create_app(predictor, limits: Limits = Limits(), token: Optional[str] = None,
-               cors_origins: Sequence[str] = ()):
+               cors_origins: Sequence[str] = (), log=lambda line: None):
     """The FastAPI app serving one predictor.
 
     Args:
         token: when given, every /api/ call needs `Authorization: Bearer <token>`.
         cors_origins: origins whose pages may call the API from a browser (none by default).
+        log: told when the server has stopped, and how.
     """
     batcher = Batcher(predictor, limits.queue_size, limits.batch_images)
     card = model_card(predictor, limits)
@@ -115,7 +116,9 @@ def create_app(predictor, limits: Limits = Limits(), token: Optional[str] = None
     @asynccontextmanager
     async def lifespan(app):
         yield
-        await run_in_threadpool(batcher.close, limits.time_limit_s)
+        drained = await run_in_threadpool(batcher.close, limits.time_limit_s)
+        log(f"stopped after {batcher.scored_batches} batches: " + ("requests in flight answered, queued batches "
+            "scored" if drained else f"queued work still running after {limits.time_limit_s:g} s, left"))
 
     app = FastAPI(title="mlsp-iaa scoring", description="Aesthetic scores of photos from one trained run.",
                   lifespan=lifespan)

@@ -63,13 +63,17 @@ def cmd_serve(args) -> int:
     predictor = _predictor(args)
     limits = Limits(max_file_mb=args.max_file_mb, max_files=args.max_files, max_megapixels=args.max_megapixels,
                     queue_size=args.queue, time_limit_s=args.time_limit)
-    app = create_app(predictor, limits, token=token, cors_origins=args.cors_origin)
+    app = create_app(predictor, limits, token=token, cors_origins=args.cors_origin,
+                     log=lambda line: print(line, flush=True))
     if args.host not in LOOPBACK and token is None:
         print(f"note: listening on {args.host} without a token (--no-auth): anyone who can reach it can use the scorer")
     print(f"serving {predictor.run.path.name} at http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops "
           f"after the work in progress){'; token required' if token else ''}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=args.time_limit)
-    print("stopped: requests in flight answered, queued batches scored", flush=True)
+    try:  # uvicorn stops gracefully on Ctrl-C / SIGTERM, then re-raises the signal (its usual exit status)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                    timeout_graceful_shutdown=args.time_limit)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a server is meant to stop: not an interruption to resume
     return EXIT_OK
 
 
