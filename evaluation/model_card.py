@@ -54,8 +54,33 @@ def _training(config: dict) -> list:
     return lines
 
 
+def _personal_card(config: dict, name: str) -> str:
+    p = config["personal"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    return "\n".join([
+        f"# Model card: {name} (personal)", "",
+        f"**Predicts** one person's preference among photos, on the general run's scale: the general run "
+        f"`{p['general_run']}` (carried under `{p['general']}`, model sha256 {p['general_model_sha256'][:16]}…) "
+        f"plus what this person's answers add.", "",
+        "## Learnt from",
+        f"- {p['pair_answers']} pair answers and {p['ratings']} ratings ({p['pairs_learnt']} pairs) on a library of "
+        f"{p['library_photos']} photos ({p['folder']})",
+        f"- Kept: the {'personal model (penalty ' + format(p['penalty'], 'g') + ')' if p['choice'] == 'personal' else 'general ranking (the answers did not beat it on held-back answers)'}",
+        f"- Agreement with held-back answers (k-fold over the answers): {fmt(p['agreement_held_back'])} "
+        f"(general run alone: {fmt(p['agreement_held_back_general'])})", "",
+        "## Intended use",
+        "Ranking this person's photos by their taste (`iaa score`, `best-shot`, `serve`). It is one person's: "
+        "not a judgement for anyone else.", "",
+        "## Known limits",
+        "- A few dozen answers teach a few directions of taste; photos unlike the library are ranked mostly by "
+        "the general run.",
+        "- Its agreement figure comes from the answers themselves: noisy with few answers."]) + "\n"
+
+
 def model_card_markdown(config: dict, metrics: Optional[dict], name: str) -> str:
     """The card's Markdown for a run's config and metrics."""
+    if config.get("personal"):
+        return _personal_card(config, name)
     store, head = config.get("store") or {}, config.get("head") or {}
     test = (metrics or {}).get("test") or {}
     extraction = config.get("extraction") or {}

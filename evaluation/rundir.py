@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from evaluation import sklearn_files
 from evaluation.metrics import mos_from_distribution
 from features.core.errors import IAAError
 
@@ -270,20 +271,17 @@ class RunDir:
             raise RunDirError(f"{path} is missing: the run did not finish training; retrain it")
         return keras.saving.load_model(path, compile=False, safe_mode=True)
 
-    def save_sklearn(self, model) -> str:
-        """Saves a fitted estimator without pickle (`evaluation.sklearn_files`), its sha256 in the config."""
-        from evaluation import sklearn_files
-
-        digest = sklearn_files.save(model, self.path / sklearn_files.MODEL_FILE)
+    def save_sklearn(self, model, allowed: Sequence[str]) -> str:
+        """Saves a fitted estimator without pickle (`evaluation.sklearn_files`; `allowed`: the types beyond
+        scikit-learn's it may hold), its sha256 in the config."""
+        digest = sklearn_files.save(model, self.path / sklearn_files.MODEL_FILE, allowed)
         self.update_config(model_sha256=digest)
         return digest
 
-    def load_sklearn(self):
-        """The fitted estimator, if its file has the sha256 recorded at training and names only allowed types;
-        a run holding only a pickle (`model.joblib`) is refused, saying how to convert it."""
-        from evaluation import sklearn_files
-
+    def load_sklearn(self, allowed: Sequence[str]):
+        """The fitted estimator, if its file has the sha256 recorded at training and names only scikit-learn's
+        and `allowed` types; a run holding only a pickle (`model.joblib`) is refused, saying how to convert it."""
         path = self.path / sklearn_files.MODEL_FILE
         if not path.is_file() and (self.path / sklearn_files.LEGACY_FILE).is_file():
             sklearn_files.refuse_legacy(self.path)
-        return sklearn_files.load(path, self.config.get("model_sha256") or "")
+        return sklearn_files.load(path, self.config.get("model_sha256") or "", allowed)

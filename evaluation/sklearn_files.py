@@ -2,8 +2,9 @@
 
 A skops file is a zip of a JSON schema and numpy arrays (saved with `allow_pickle=False`). Loading builds
 only the types on an allow-list: scikit-learn's own estimators (skops trusts them), plus the types the
-registered heads declare (`HeadSpec.saved_types`) and our input normalisation's function. A file naming
-anything else (a function such as `os.system`, a class of its own) is refused before any object is built.
+caller allows (the trainer passes `BASE_TYPES` and the registered heads' `HeadSpec.saved_types`). A file
+naming anything else (a function such as `os.system`, a class of its own) is refused before any object is
+built.
 
 `model.joblib` (a pickle: loading it can run any code) is no longer read; `convert_legacy` rewrites a run
 that has one, once, when its owner says they trust it (`iaa convert RUN --trust`).
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import List
+from typing import Sequence
 
-from evaluation.rundir import RunDirError
+from features.core.errors import IAAError
 
 MODEL_FILE = "model.skops"
 LEGACY_FILE = "model.joblib"
@@ -22,23 +23,16 @@ LEGACY_FILE = "model.joblib"
 BASE_TYPES = ("features.loader.signed_log1p",)
 
 
-class ModelFileError(RunDirError):
+class ModelFileError(IAAError):
     """A model file that is missing, changed, not ours, or would need code to load."""
 
 
-def allowed_types() -> List[str]:
-    """The allow-list: `BASE_TYPES` and every registered head's `saved_types`."""
-    from heads import HEADS  # importing the package registers every head family
-
-    declared = {t for spec in HEADS for t in spec.saved_types}
-    return sorted(set(BASE_TYPES) | declared)
-
-
-def save(model, path: Path) -> str:
-    """Writes a fitted estimator to `path` (skops format); returns the file's sha256."""
+def save(model, path: Path, allowed: Sequence[str]) -> str:
+    """Writes a fitted estimator to `path` (skops format); returns the file's sha256. Refuses an estimator
+    holding types outside `allowed` (no loader would accept the file)."""
     import skops.io as sio
 
-    unknown = sorted(set(sio.get_untrusted_types(data=sio.dumps(model))) - set(allowed_types()))
+    unknown = sorted(set(sio.get_untrusted_types(data=sio.dumps(model))) - set(allowed))
     if unknown:  # refuse now, not when someone tries to score with it
         raise ModelFileError(f"the fitted estimator holds types no loader would accept: {', '.join(unknown)}; "
                              f"declare them in the head's HeadSpec(saved_types=...)")
@@ -46,8 +40,8 @@ def save(model, path: Path) -> str:
     return sha256_of(path)
 
 
-def load(path: Path, expected_sha256: str):
-    """The estimator in `path`, if its sha256 matches and it names only allowed types.
+def load(path: Path, expected_sha256: str, allowed: Sequence[str]):
+    """The estimator in `path`, if its sha256 matches and it names only scikit-learn's and `allowed` types.
 
     Raises:
         ModelFileError: missing, changed since training, or naming a type outside the allow-list.
@@ -61,7 +55,7 @@ def load(path: Path, expected_sha256: str):
         raise ModelFileError(f"{path} does not match the sha256 in its run's config.json; it changed since "
                              f"training: retrain the run or restore the file")
     try:
-        return sio.load(path, trusted=allowed_types())
+        return sio.load(path, trusted=list(allowed))
     except UntrustedTypesFoundException as exc:
         raise ModelFileError(f"{path} names types outside the allow-list, refused without loading: {exc}") from None
     except Exception as exc:  # noqa: BLE001  (a damaged or foreign zip: one line, not a traceback)
@@ -76,7 +70,7 @@ def refuse_legacy(run_path: Path) -> None:
                          f"iaa convert {run_path} --trust")
 
 
-def convert_legacy(run_path: Path, expected_sha256: str) -> str:
+def convert_legacy(run_path: Path, expected_sha256: str, allowed: Sequence[str]) -> str:
     """Loads `model.joblib` once (sha256 checked), writes `model.skops`, removes the pickle; returns the new sha256."""
     import joblib
 
@@ -84,7 +78,7 @@ def convert_legacy(run_path: Path, expected_sha256: str) -> str:
     if sha256_of(legacy) != expected_sha256:
         raise ModelFileError(f"{legacy} does not match the sha256 in its config.json; not converting a pickle "
                              f"that changed since training")
-    digest = save(joblib.load(legacy), run_path / MODEL_FILE)
+    digest = save(joblib.load(legacy), run_path / MODEL_FILE, allowed)
     legacy.unlink()
     return digest
 

@@ -10,4 +10,4 @@ from heads.registry import (  # noqa: F401
     option_users,
     register_head,
 )
-from heads import adaptive, baselines, distribution, mlp, mlsp_fc, pool3fc, rank, triplet, validated  # noqa: F401  (registration)
+from heads import adaptive, baselines, distribution, mlp, mlsp_fc, personal, pool3fc, rank, triplet, validated  # noqa: F401  (registration)

@@ -19,7 +19,7 @@ from heads.options import HeadOption, options_for
 NARROW_STAGES = (1e-3, 1e-4, 1e-5)
 WIDE_STAGES = (1e-4, 1e-5, 1e-6)
 POOLED_KINDS = ("mlsp_narrow", "fc7", "gmp", "gap", "spp", "spp_max")
-TRAINERS = ("keras", "sklearn")
+TRAINERS = ("keras", "sklearn", "personal")
 RECIPE_KEYS = ("input_norm", "l2", "early_stop", "max_epochs", "patience", "batch_size", "weight_decay", "lr_stages",
                "optimizer")
 

@@ -5,6 +5,7 @@
         | score | best-shot | video | explain | export | evaluate-on  (pipeline/scoring/commands.py)
         | serve                                                        (pipeline/scoring/serve/commands.py)
         | pack | convert | describe-run                                 (pipeline/scoring/sharing.py)
+        | personalize                                                  (pipeline/training/personalize.py)
 
 Each stage's command module adds its subcommands; the choices in their help (datasets, backbones, kinds,
 views, heads) come from the registries. Every expected error (`features.core.errors.IAAError`) is printed
@@ -24,8 +25,10 @@ from pipeline.scoring import commands as scoring_commands
 from pipeline.scoring import sharing as sharing_commands
 from pipeline.scoring.serve import commands as serve_commands
 from pipeline.training import commands as training_commands
+from pipeline.training import personalize as personal_commands
 
-COMMAND_MODULES = (extraction_commands, training_commands, scoring_commands, serve_commands, sharing_commands)
+COMMAND_MODULES = (extraction_commands, training_commands, scoring_commands, serve_commands, sharing_commands,
+                   personal_commands)
 COMMANDS = {name: fn for module in COMMAND_MODULES for name, fn in module.COMMANDS.items()}
 USES_TENSORFLOW = tuple(name for module in COMMAND_MODULES for name in module.USES_TENSORFLOW)
 

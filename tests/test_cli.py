@@ -39,6 +39,8 @@ def _bad_invocations(tmp_path):
         "pack": ["pack", str(not_a_store), "--out", str(tmp_path / "m.iaa")],
         "convert": ["convert", str(not_a_store), "--trust"],
         "describe-run": ["describe-run", str(tmp_path / "missing.iaa")],
+        "personalize": ["personalize", str(not_a_store), str(tmp_path), "--answers", str(tmp_path / "no.csv"),
+                        "--out", str(tmp_path / "me")],
     }
 
 

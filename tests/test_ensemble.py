@@ -113,7 +113,7 @@ def test_score_resolves_an_ablations_best_row_to_its_ensemble(ensemble_runs, tmp
 @pytest.mark.parametrize("head", ["single1fc", "rf"])
 def test_a_pack_carries_every_member_and_scores_like_the_directory(scored, ensemble_runs, head, tmp_path,
                                                                    monkeypatch):
-    from evaluation.pack import write_pack
+    from pipeline.scoring.pack import write_pack
     from pipeline.scoring.score import resolve_run_dir
 
     monkeypatch.setenv("IAA_PACK_CACHE", str(tmp_path / "cache"))

@@ -4,6 +4,7 @@ import pytest
 
 from evaluation.metrics import srcc
 from evaluation.rundir import RunDir
+from pipeline.training.fit_sklearn import load_sklearn_run
 from features.loader import FeatureReader, feature_moments
 from features.store import FeatureStore
 from pipeline.training.train import TrainConfig, run_train
@@ -82,7 +83,7 @@ def test_log_standard_takes_a_signed_log_of_signed_features(tmp_path):
     expected = (logged - logged.mean(0)) / logged.std(0)
     model = RunDir.open(tmp_path / "single1fc").load_keras()
     np.testing.assert_allclose(normalise_input(model, x[:40, 0]), expected, rtol=1e-3, atol=1e-3)
-    sk = RunDir.open(tmp_path / "ridge").load_sklearn()
+    sk = load_sklearn_run(RunDir.open(tmp_path / "ridge"))
     np.testing.assert_allclose(sk[:-1].transform(x[:40, 0]), expected, rtol=1e-3, atol=1e-3)
 
 
@@ -93,7 +94,7 @@ def test_validated_baselines_tune_on_validation_and_save_their_normalisation(tmp
     res = run_train(cfg, **QUIET)
     run = RunDir.open(tmp_path / "r")
     assert run.config["input_norm"] == "standard"
-    model = run.load_sklearn()
+    model = load_sklearn_run(run)
     assert type(model).__name__ == "Pipeline" and model.steps[-1][1].val_srcc_ > 0.8
     np.testing.assert_allclose(model.predict(x[split == "test"]), run.read_predictions("test")["pred"],
                                rtol=1e-4, atol=1e-4)

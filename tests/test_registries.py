@@ -13,6 +13,7 @@ from heads.inputs import INPUT_NORMS
 from heads.losses import LOSSES
 from heads.targets import TARGETS
 from pipeline.datasets import DATASETS
+from pipeline.training.fit_sklearn import load_sklearn_run
 from pipeline.training.fitting import TRAINERS
 from pipeline.training import train  # noqa: F401  (registers the trainers)
 from tests.conftest import linear_store
@@ -134,7 +135,7 @@ def test_a_head_with_a_new_option_is_added_by_registration_alone_and_trained_fro
         from evaluation.rundir import RunDir
 
         run = next(p for p in (tmp_path / "a").iterdir() if p.name.startswith("test_only_optioned"))
-        assert RunDir.open(run).load_sklearn().alpha == 1e6
+        assert load_sklearn_run(RunDir.open(run)).alpha == 1e6
         assert RunDir.open(run).config["train"]["options"] == {"test_alpha": 1e6}
     finally:
         del HEADS._items[spec.name]

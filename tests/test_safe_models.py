@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from evaluation import sklearn_files
-from evaluation.pack import PackError, open_pack, write_pack
+from pipeline.scoring.pack import PackError, open_pack, write_pack
 from evaluation.rundir import RunDir
 from heads import create_head, get_head, list_heads
 from pipeline.cli import main
 from pipeline.scoring.predictor import Predictor
+from pipeline.training.fit_sklearn import load_sklearn_run, saved_types
 
 
 class _RunsCode:
@@ -44,10 +45,10 @@ def test_every_sklearn_head_round_trips_without_pickle(name, tmp_path):
         y = (y > np.median(y)).astype(int)
     model = create_head(spec, input_shape=(6,), seed=0)
     model.fit(x, y, **({"x_val": x[:20], "y_val": y[:20]} if spec.uses_validation else {}))
-    digest = sklearn_files.save(model, tmp_path / "m.skops")
+    digest = sklearn_files.save(model, tmp_path / "m.skops", saved_types())
     with zipfile.ZipFile(tmp_path / "m.skops") as z:
         assert not any(n.endswith((".pkl", ".pickle")) for n in z.namelist())
-    loaded = sklearn_files.load(tmp_path / "m.skops", digest)
+    loaded = sklearn_files.load(tmp_path / "m.skops", digest, saved_types())
     np.testing.assert_allclose(loaded.predict(x), model.predict(x), rtol=1e-10)
 
 
@@ -77,7 +78,7 @@ def test_convert_rewrites_a_trusted_pickle_once(scored, tmp_path):
     import joblib
 
     run = _copy(scored, tmp_path)
-    model = RunDir.open(run).load_sklearn()
+    model = load_sklearn_run(RunDir.open(run))
     (run / "model.skops").unlink()
     joblib.dump(model, run / "model.joblib")
     RunDir.open(run).update_config(model_sha256=sklearn_files.sha256_of(run / "model.joblib"))

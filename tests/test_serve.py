@@ -117,7 +117,7 @@ def guarded(scored):
 
 
 def test_a_token_guards_every_api_call_and_healthz_names_the_model(guarded, scored):
-    from evaluation.pack import model_checksum
+    from pipeline.training.linked import model_checksum
 
     client, predictor = guarded
     photo = sorted((scored["folder"] / "images").glob("*.jpg"))[:1]

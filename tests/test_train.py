@@ -3,7 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from evaluation.rundir import RunDir, RunDirError
+from evaluation.rundir import RunDir
+from evaluation.sklearn_files import ModelFileError
+from pipeline.training.fit_sklearn import load_sklearn_run
 from pipeline.training.train import TrainConfig, TrainError, run_train
 from tests.conftest import linear_store
 
@@ -85,12 +87,12 @@ def test_svm_baseline_and_hash_checked_loading(tmp_path):
     res = run_train(_cfg(store, "svm", tmp_path / "r"), **QUIET)  # the old name of svm_photo_critic
     assert res.metrics["test"]["n"] == 40
     assert json.loads((tmp_path / "r" / "config.json").read_text())["head"]["name"] == "svm_photo_critic"
-    model = RunDir.open(tmp_path / "r").load_sklearn()
+    model = load_sklearn_run(RunDir.open(tmp_path / "r"))
     assert hasattr(model, "predict")
     with open(tmp_path / "r" / "model.skops", "ab") as f:
         f.write(b"tampered")
-    with pytest.raises(RunDirError, match="sha256"):
-        RunDir.open(tmp_path / "r").load_sklearn()
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_sklearn_run(RunDir.open(tmp_path / "r"))
 
 
 def test_rbf_svm_refuses_huge_training_sets(tmp_path):

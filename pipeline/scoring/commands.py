@@ -210,7 +210,7 @@ def cmd_evaluate_on(args) -> int:
     from pipeline.scoring.evaluate_on import evaluate_on
     from pipeline.scoring.score import resolve_run_dir
 
-    from evaluation.pack import is_pack
+    from pipeline.scoring.pack import is_pack
 
     run_dir, note = resolve_run_dir(args.run_dir)
     if note:

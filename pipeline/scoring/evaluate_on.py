@@ -25,7 +25,7 @@ from features.core.errors import UsageError
 from features.groups import CONCAT, base_kind, is_plain
 from features.weights import identity_differences
 from heads import get_head
-from pipeline.training import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
+from pipeline.training import fit_keras, fit_sklearn, personal  # noqa: F401  (trainer registration)
 from pipeline.training.ensemble import load_run_model
 from pipeline.training.fitting import TRAINERS, predict_store_rows
 from pipeline.scoring.predictor import PredictorError, extraction_record

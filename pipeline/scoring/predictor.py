@@ -22,7 +22,7 @@ from features.cache import FeatureCache, file_key
 from features.groups import base_kind, parts
 from features.pooling import stale_pooling_lines
 from heads import get_head
-from pipeline.training import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
+from pipeline.training import fit_keras, fit_sklearn, personal  # noqa: F401  (trainer registration)
 from pipeline.training.ensemble import load_run_model
 from pipeline.training.fitting import TRAINERS
 from pipeline.scoring.sources import Part, PredictorError, build_jobs, compute_parts, kind_shape, part_records

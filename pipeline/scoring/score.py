@@ -48,7 +48,7 @@ def resolve_run_dir(path: str) -> Tuple[str, Optional[str]]:
     """A run directory, a model pack's (`iaa pack`: unpacked once, every member checked), or an `iaa ablate`
     directory's best run (top of its leaderboard by validation SRCC: seed 0, or the seed ensemble when that
     row is one). Returns (run directory, a note saying which run was picked, or None)."""
-    from evaluation.pack import is_pack, open_pack
+    from pipeline.scoring.pack import is_pack, open_pack
 
     if is_pack(path):
         return str(open_pack(path)), None

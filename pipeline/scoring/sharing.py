@@ -28,7 +28,7 @@ def add_parsers(sub) -> None:
 
 def cmd_pack(args) -> int:
     """`iaa pack RUN_DIR --out NAME.iaa`."""
-    from evaluation.pack import write_pack
+    from pipeline.scoring.pack import write_pack
     from pipeline.scoring.score import resolve_run_dir
 
     run_dir, note = resolve_run_dir(args.run_dir)
@@ -46,6 +46,7 @@ def cmd_convert(args) -> int:
     """`iaa convert RUN_DIR --trust`: model.joblib → model.skops in every run under RUN_DIR."""
     from evaluation import sklearn_files
     from evaluation.rundir import RunDir
+    from pipeline.training.fit_sklearn import saved_types
 
     root = Path(args.run_dir)
     runs = sorted({p.parent for p in root.rglob(sklearn_files.LEGACY_FILE)} if root.is_dir() else set())
@@ -56,7 +57,7 @@ def cmd_convert(args) -> int:
                          f"holds: if you trust where it came from, rerun with --trust")
     for path in runs:
         run = RunDir.open(path)
-        digest = sklearn_files.convert_legacy(run.path, run.config.get("model_sha256") or "")
+        digest = sklearn_files.convert_legacy(run.path, run.config.get("model_sha256") or "", saved_types())
         run.update_config(model_sha256=digest)
         print(f"{run.path}: {sklearn_files.LEGACY_FILE} → {sklearn_files.MODEL_FILE} (sha256 {digest[:16]}…)")
     return EXIT_OK
@@ -65,7 +66,8 @@ def cmd_convert(args) -> int:
 def cmd_describe_run(args) -> int:
     """`iaa describe-run RUN_DIR|NAME.iaa`: the model card."""
     from evaluation.model_card import read_model_card
-    from evaluation.pack import is_pack, model_checksum
+    from pipeline.scoring.pack import is_pack
+    from pipeline.training.linked import model_checksum
     from evaluation.rundir import RunDir
     from pipeline.scoring.score import resolve_run_dir
 

@@ -17,35 +17,13 @@ from typing import Callable, List, Sequence
 
 import numpy as np
 
-from evaluation.rundir import RunDir, RunDirError
+from evaluation.rundir import RunDir
 from features import store as st
 from heads import get_head
 from pipeline.training.fitting import TRAINERS, FitResult, TrainConfig, TrainError, predict_store_rows
+from pipeline.training.linked import KEY, load_run_model, members_of  # noqa: F401  (re-exported)
 
-KEY = "ensemble"
 SAME = ("kind", "splits", "label", "scale")  # config fields every member must share
-
-
-def members_of(run: RunDir) -> List[RunDir]:
-    """The member runs of an ensemble run (empty for a plain run); a missing member is refused."""
-    names = (run.config.get(KEY) or {}).get("members") or []
-    members = []
-    for name in names:
-        path = run.path / name
-        if not (path / RunDir.CONFIG).is_file():
-            raise RunDirError(f"{run.path} is a seed ensemble whose member {name} is missing ({path}); move the "
-                              f"ensemble together with its members, or retrain it")
-        members.append(RunDir.open(path))
-    return members
-
-
-def load_run_model(run: RunDir):
-    """The model of a run directory: its head, or for a seed ensemble one model averaging its members."""
-    trainer = TRAINERS.get(get_head(run.config["head"]["name"]).trainer)
-    members = members_of(run)
-    if not members:
-        return trainer.load(run)
-    return trainer.average([trainer.load(m) for m in members])
 
 
 def _check_members(members: List[RunDir]) -> None:

@@ -120,7 +120,7 @@ def fit_sklearn_heads(group: FitGroup) -> List[FitResult]:
         seconds = time.perf_counter() - t0
         log(f"  fitted in {seconds:.1f} s")
         model = make_pipeline(normaliser, model) if normaliser is not None else model
-        run.save_sklearn(group.whole_kind(model, sklearn_taking_the_whole_kind))
+        run.save_sklearn(group.whole_kind(model, sklearn_taking_the_whole_kind), saved_types())
         results.append(FitResult(val_views=_views_of(model, group, "val"), test_views=_views_of(model, group, "test"),
                                  seconds=seconds, reader_mode=reader.mode, trained_with=[spec.name]))
     return results
@@ -137,5 +137,19 @@ class SeedMean:
         return np.mean([predict_sklearn(m, x)[:, 0].astype(np.float64) for m in self.members], axis=0)
 
 
-register_trainer(TrainerSpec("sklearn", fit_sklearn_heads, RunDir.load_sklearn, predict_sklearn, SeedMean,
+def saved_types() -> List[str]:
+    """Types beyond scikit-learn's that a saved head may hold: `BASE_TYPES` and every registered head's
+    `saved_types` (the allow-list of `evaluation.sklearn_files`)."""
+    from evaluation.sklearn_files import BASE_TYPES
+    from heads import HEADS
+
+    return sorted(set(BASE_TYPES) | {t for spec in HEADS for t in spec.saved_types})
+
+
+def load_sklearn_run(run: RunDir):
+    """A run's fitted estimator, loaded with the allow-list."""
+    return run.load_sklearn(saved_types())
+
+
+register_trainer(TrainerSpec("sklearn", fit_sklearn_heads, load_sklearn_run, predict_sklearn, SeedMean,
                              shares_batches=False))

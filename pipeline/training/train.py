@@ -19,7 +19,7 @@ from features import store as st
 from heads import HeadMismatchError, get_head
 from heads.losses import LOSSES, get_loss, loss_settings
 from heads.targets import get_target
-from pipeline.training import fit_keras, fit_sklearn  # noqa: F401  (trainer registration)
+from pipeline.training import fit_keras, fit_sklearn, personal  # noqa: F401  (trainer registration)
 from pipeline.training.folds import Fold
 from pipeline.training.block_selection import select_blocks
 from pipeline.training.fitting import (

@@ -69,7 +69,7 @@ def model_card(predictor, limits: Limits) -> dict:
     """What the page and `/api/model` show about the served run: head, kind, backbone, test figures, limits,
     the model's sha256 and its card (`MODEL_CARD.md`)."""
     from evaluation.model_card import read_model_card
-    from evaluation.pack import model_checksum
+    from pipeline.training.linked import model_checksum
 
     cfg, metrics = predictor.run.config, predictor.run.read_metrics() or {}
     store, test = cfg.get("store") or {}, metrics.get("test") or {}

@@ -1,10 +1,10 @@
 """A packed model (`NAME.iaa`): one file holding a run, to pass around and load without running its code.
 
-    pack.json                format, version, run name, created, the card's summary, sha256 of every member
+    pack.json                format, version, run name, date packed, the model's sha256, every member's sha256
     run/config.json          the run's config (with its extraction record: backbone, weights identity, views)
     run/model.keras | run/model.skops   the head (Keras safe mode | skops with an allow-list: no pickle)
-    run/metrics.json  run/report.md  run/MODEL_CARD.md
-    run/linked/<name>/...    the runs it builds on (a seed ensemble's members), same files
+    run/metrics.json  run/report.md  run/MODEL_CARD.md  (run/answers.csv: a personal run's answers)
+    run/linked/<name>/...    the runs it builds on (a seed ensemble's members, a personal run's general run)
 
 It is a zip file. Opening one checks every member's name against that layout and its sha256 against
 `pack.json` (anything else is refused), then unpacks it once into a cache folder named by the pack's own
@@ -22,15 +22,16 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict
 
 from evaluation import sklearn_files
 from evaluation.model_card import CARD_FILE, read_model_card
 from evaluation.rundir import RunDir, RunDirError
+from pipeline.training.linked import KEY, MODEL_FILES, linked_runs, model_checksum
 
 FORMAT, VERSION, MANIFEST = "mlsp-iaa pack", 1, "pack.json"
-RUN_FILES = (RunDir.CONFIG, RunDir.KERAS_MODEL, sklearn_files.MODEL_FILE, RunDir.METRICS, RunDir.REPORT, CARD_FILE)
-MODEL_FILES = (RunDir.KERAS_MODEL, sklearn_files.MODEL_FILE)
+RUN_FILES = (RunDir.CONFIG, RunDir.KERAS_MODEL, sklearn_files.MODEL_FILE, RunDir.METRICS, RunDir.REPORT, CARD_FILE,
+             "answers.csv")
 _MEMBER = re.compile(r"^run(/linked/[A-Za-z0-9_-]{1,80}){0,3}/(" + "|".join(map(re.escape, RUN_FILES)) + r")$")
 MAX_UNPACKED_GB = 8.0  # a zip bomb's declared sizes are refused before anything is written
 
@@ -39,36 +40,18 @@ class PackError(RunDirError):
     """A file that is not a pack, or one whose contents do not match its manifest."""
 
 
-def linked_runs(run: RunDir) -> List[Tuple[str, RunDir]]:
-    """(name in the pack, run) of the runs `run` needs to predict: a seed ensemble's members."""
-    from pipeline.training.ensemble import KEY, members_of
-
-    return [(f"{KEY}_{i}", m) for i, m in enumerate(members_of(run))]
-
-
-def model_checksum(run: RunDir) -> str:
-    """sha256 naming the model a run predicts with: its model files' and its linked runs' (same for a run
-    directory and its pack)."""
-    lines = [f"{name}:{sklearn_files.sha256_of(run.path / name)}" for name in MODEL_FILES if (run.path / name).is_file()]
-    lines += [f"{key}/{model_checksum(linked)}" for key, linked in linked_runs(run)]
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
-
-
-def _run_members(run: RunDir, prefix: str) -> Dict[str, bytes]:
+def run_files(run: RunDir, prefix: str) -> Dict[str, bytes]:
     """The pack members of one run (and, recursively, of the runs it links to) as {name: bytes}."""
     if (run.path / sklearn_files.LEGACY_FILE).is_file() and not (run.path / sklearn_files.MODEL_FILE).is_file():
         sklearn_files.refuse_legacy(run.path)
     if not any((run.path / name).is_file() for name in MODEL_FILES) and not linked_runs(run):
         raise PackError(f"{run.path} has no model file ({' or '.join(MODEL_FILES)}): the run did not finish training")
-    config = dict(run.config)
+    config, links = dict(run.config), linked_runs(run)
+    if config.get(KEY):  # members may live anywhere: in the pack they sit under linked/
+        config[KEY] = dict(config[KEY], members=[f"linked/{key}" for key, _ in links if key.startswith(KEY)])
     members: Dict[str, bytes] = {}
-    links = linked_runs(run)
-    if links:
-        from pipeline.training.ensemble import KEY
-
-        config[KEY] = dict(config[KEY], members=[f"linked/{key}" for key, _ in links])
-        for key, linked in links:
-            members.update(_run_members(linked, f"{prefix}/linked/{key}"))
+    for key, linked in links:
+        members.update(run_files(linked, f"{prefix}/linked/{key}"))
     members[f"{prefix}/{RunDir.CONFIG}"] = json.dumps(config, indent=1).encode()
     members[f"{prefix}/{CARD_FILE}"] = read_model_card(run).encode()
     for name in RUN_FILES[1:]:
@@ -80,9 +63,9 @@ def _run_members(run: RunDir, prefix: str) -> Dict[str, bytes]:
 def write_pack(run_dir: str | Path, out: str | Path) -> dict:
     """Packs a run directory (and the runs it builds on) into one file; returns its manifest."""
     run = RunDir.open(run_dir)
-    members = _run_members(run, "run")
+    members = run_files(run, "run")
     manifest = {"format": FORMAT, "version": VERSION, "run": run.path.name,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "model_sha256": model_checksum(run),
+                "packed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "model_sha256": model_checksum(run),
                 "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(members.items())}}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,4 +146,5 @@ def _run_name(manifest: dict) -> str:
 
 
 def is_pack(path: str | Path) -> bool:
+    """Whether `path` is a file in zip format (a pack, or something claiming to be one)."""
     return Path(path).is_file() and zipfile.is_zipfile(path)
