@@ -97,7 +97,7 @@ class User:
 def simulate(user: User, X: np.ndarray, active: bool, seed: int) -> dict:
     """Held-out accuracy after each count of answers, choosing pairs randomly or actively."""
     from heads.personal import PersonalHead
-    from pipeline.training.active import next_pair
+    from pipeline.training.active import next_pair, unbiased_mask
 
     lib_x, held_x = X[user.library], X[user.held]
     model, codes, answers, asked, out = None, None, [], set(), {}
@@ -111,7 +111,7 @@ def simulate(user: User, X: np.ndarray, active: bool, seed: int) -> dict:
         if k in COUNTS or (active and (k <= 20 or k % 5 == 0)):
             model = PersonalHead(seed=seed)
             model.__dict__.update({key: v for key, v in base.__dict__.items() if key.endswith("_")})
-            model.fit(lib_x, answers, library_fitted=True)
+            model.fit(lib_x, answers, library_fitted=True, unbiased=unbiased_mask(len(answers)) if active else None)
         if k in COUNTS:
             out[k] = pair_accuracy(model.utility(held_x), user.pairs, user.truth)
     return out

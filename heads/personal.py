@@ -23,8 +23,11 @@ from heads.registry import HeadSpec, register_head
 
 COMPONENTS = 64
 PENALTIES = (1.0, 3.0, 10.0, 30.0, 100.0)  # on w; the prior alone is always a candidate too
-ALPHA_PENALTY = 0.1  # keeps α near 1 when a few answers cannot pin it down
+ALPHA_PRIOR, ALPHA_PENALTY = 1.0, 1.0  # α's prior: a few answers cannot turn the general score around
+MIN_ALPHA = 0.05
 FOLDS = 5
+MARGIN_SE = 1.0  # a personal model must beat the prior on held-back answers by this many standard errors
+MIN_ANSWERS = 12  # below it the general ranking is kept (k-fold on 10 answers chose wrongly too often)
 NEWTON_STEPS = 25
 
 
@@ -33,7 +36,8 @@ def _sigmoid(v):
 
 
 def fit_bradley_terry(diff: np.ndarray, penalty: Optional[float]):
-    """(θ = [α, w...], Hessian) maximising Σ log σ(diff·θ) − penalty/2·|w|² − ALPHA_PENALTY/2·(α − 1)².
+    """(θ = [α, w...], Hessian) maximising Σ log σ(diff·θ) − penalty/2·|w|² − ALPHA_PENALTY/2·(α − ALPHA_PRIOR)²,
+    with α ≥ MIN_ALPHA.
 
     `penalty=None` fits α alone (w = 0, the prior). Newton's method: the problem is convex and small."""
     dims = diff.shape[1] if penalty is not None else 1
@@ -41,7 +45,7 @@ def fit_bradley_terry(diff: np.ndarray, penalty: Optional[float]):
     reg = np.full(dims, penalty if penalty is not None else 0.0)
     reg[0] = ALPHA_PENALTY
     center = np.zeros(dims)
-    center[0] = 1.0
+    center[0] = ALPHA_PRIOR
     theta = center.copy()
     for _ in range(NEWTON_STEPS):
         p = _sigmoid(d @ theta)
@@ -49,6 +53,7 @@ def fit_bradley_terry(diff: np.ndarray, penalty: Optional[float]):
         hess = (d * (p * (1.0 - p))[:, None]).T @ d + np.diag(reg)
         step = np.linalg.solve(hess, grad)
         theta = theta + step
+        theta[0] = max(theta[0], MIN_ALPHA)  # the general score never counts against a photo
         if np.abs(step).max() < 1e-8:
             break
     p = _sigmoid(d @ theta)
@@ -98,7 +103,10 @@ class PersonalHead(BaseEstimator):
         return np.hstack([z, phi])
 
     # the answers -----------------------------------------------------------------------------------
-    def fit(self, X, pairs, library_fitted: bool = False) -> "PersonalHead":
+    def fit(self, X, pairs, library_fitted: bool = False, unbiased=None) -> "PersonalHead":
+        """Learns the answers `pairs` ((better, worse) rows of X). `unbiased`: a mask of the answers whose pairs
+        were drawn at random (the others were chosen by a model), on which alone the prior and the personal
+        model are compared; None: all."""
         if not library_fitted or not hasattr(self, "components_"):
             self.fit_library(X)
         pairs = np.asarray(pairs, int).reshape(-1, 2)
@@ -107,33 +115,39 @@ class PersonalHead(BaseEstimator):
         self.n_answers_ = int(len(pairs))
         candidates = [None] + list(PENALTIES)
         losses, accuracies = self._cross_validate(diff, candidates)
-        best = int(np.argmin(losses))  # the prior (index 0) wins ties
+        judged = np.ones(len(pairs), bool) if unbiased is None else np.asarray(unbiased, bool)[:len(pairs)]
+        enough = len(pairs) >= MIN_ANSWERS and judged.sum() >= 2
+        best = _one_standard_error_choice(losses[:, judged] if enough else losses[:, :0])
         self.penalty_ = candidates[best]
         self.choice_ = "general" if self.penalty_ is None else "personal"
         self.cv_accuracy_, self.cv_accuracy_general_ = accuracies[best], accuracies[0]
         self.theta_, _ = fit_bradley_terry(diff, self.penalty_) if len(diff) else (np.eye(codes.shape[1])[0], None)
-        best_personal = candidates[1 + int(np.argmin(losses[1:]))]
-        _, hess = fit_bradley_terry(diff, best_personal) if len(diff) else (None, np.eye(codes.shape[1]))
-        self.covariance_ = np.linalg.inv(hess)  # the personal posterior's spread, for choosing the next pair
+        best_personal = candidates[1 + int(np.argmin(losses[1:].mean(axis=1)))]
+        if len(diff):
+            self.theta_personal_, hess = fit_bradley_terry(diff, best_personal)
+        else:
+            self.theta_personal_, hess = np.eye(codes.shape[1])[0] * ALPHA_PRIOR, np.eye(codes.shape[1])
+        self.covariance_ = np.linalg.inv(hess)  # the personal posterior (mean, spread): for choosing the next pair
         u = codes @ self.theta_
         self.u_mean_, self.u_std_ = float(u.mean()), float(u.std() or 1.0)
         return self
 
     def _cross_validate(self, diff: np.ndarray, candidates: list):
-        """Mean held-out log loss and accuracy of each candidate penalty, k-fold over the answers."""
+        """Held-out log loss of each answer under each candidate penalty ((candidates, n), k-fold over the
+        answers) and each candidate's held-out accuracy."""
         n = len(diff)
         if n < 2:
-            return np.array([0.0] + [1.0] * (len(candidates) - 1)), [float("nan")] * len(candidates)
+            return np.zeros((len(candidates), max(n, 1))), [float("nan")] * len(candidates)
         folds = np.array_split(np.random.default_rng(self.seed).permutation(n), min(FOLDS, n))
-        losses, hits = np.zeros(len(candidates)), np.zeros(len(candidates))
+        losses, hits = np.zeros((len(candidates), n)), np.zeros(len(candidates))
         for held in folds:
             train = np.setdiff1d(np.arange(n), held)
             for i, pen in enumerate(candidates):
                 theta, _ = fit_bradley_terry(diff[train], pen)
                 margin = diff[held] @ theta
-                losses[i] += np.logaddexp(0.0, -margin).sum()
+                losses[i, held] = np.logaddexp(0.0, -margin)
                 hits[i] += (margin > 0).sum() + 0.5 * (margin == 0).sum()
-        return losses / n, list(hits / n)
+        return losses, list(hits / n)
 
     def utility(self, X) -> np.ndarray:
         return self.encode(X) @ self.theta_
@@ -141,6 +155,18 @@ class PersonalHead(BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """Personal scores on the general run's scale (same mean and spread over the library)."""
         return self.g_mean_ + self.g_std_ * (self.utility(X) - self.u_mean_) / self.u_std_
+
+
+def _one_standard_error_choice(losses: np.ndarray) -> int:
+    """The candidate to keep: the prior (row 0) unless a personal penalty's held-out log loss beats it by more
+    than `MARGIN_SE` standard errors of the paired difference; then the best such one."""
+    n = losses.shape[1]
+    if n < 2:
+        return 0
+    gain = losses[0] - losses[1:]  # per answer: how much better each personal candidate predicted it
+    mean, se = gain.mean(axis=1), gain.std(axis=1, ddof=1) / np.sqrt(n)
+    ok = np.flatnonzero(mean > MARGIN_SE * se)
+    return 0 if not len(ok) else 1 + int(ok[np.argmax(mean[ok])])
 
 
 def _personal(input_shape=(), *, n_bins: int = 0, blocks=(), seed: int = 0):

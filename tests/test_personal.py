@@ -84,11 +84,13 @@ def test_the_next_pair_is_random_first_then_the_most_informative_and_never_repea
         asked.add((a, b))
         answers.append((a, b) if taste[a] > taste[b] else (b, a))
         model = PersonalHead(components=6).fit(X, answers)
-    from pipeline.training.active import expected_information
+    from pipeline.training.active import SWITCH, informativeness
 
     codes = model.encode(X)
-    same = expected_information(model, codes[[0]] - codes[[0]])
-    assert same[0] == pytest.approx(0.0, abs=1e-9)  # a photo against itself teaches nothing
+    for n_answers in (SWITCH - 1, SWITCH):
+        same = informativeness(model, codes[[0]] - codes[[0]], n_answers)
+        other = informativeness(model, codes[[0]] - codes[[1]], n_answers)
+        assert same[0] >= other[0] if n_answers < SWITCH else same[0] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_personalize_writes_a_run_that_scores_packs_and_describes_itself(scored, tmp_path, capsys, monkeypatch):

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -109,3 +110,41 @@ def test_the_page_scores_ranks_shows_errors_and_downloads_csv(server, scored, tm
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "serve_page.png"), full_page=True)
         browser.close()
+
+
+def test_teaching_by_keyboard_changes_the_ranking_and_resumes_after_a_reload(scored, tmp_path):
+    from pipeline.scoring.predictor import Predictor
+    from pipeline.scoring.serve.teach import TeachState
+
+    predictor = Predictor.from_run(scored["runs"]["pool3fc_dist"])
+    state = TeachState(predictor, tmp_path / "teach", scored["folder"] / "images", log=lambda m: None)
+    codes = state.base.encode(state.library.X)  # [general score, principal directions of the features]
+    direction = 1 + int(np.argmin([abs(np.corrcoef(codes[:, k], codes[:, 0])[0, 1]) for k in (1, 2, 3)]))
+    taste = dict(zip(state.library.names, codes[:, direction]))  # a taste the general score does not see
+    url, _, srv, thread = _serve(scored, teach=state)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(f"{url}/teach")
+            for k in range(1, 13):
+                page.wait_for_function(f"document.getElementById('status').textContent === '{k - 1} answers'")
+                left, right = page.inner_text("#left .name"), page.inner_text("#right .name")
+                page.keyboard.press("ArrowLeft" if taste[left] > taste[right] else "ArrowRight")
+            page.wait_for_function("document.getElementById('status').textContent === '12 answers'")
+            page.wait_for_function("document.getElementById('agreement').textContent.startsWith('12 answers')")
+            mine = page.locator("#personal li").evaluate_all("els => els.map(e => e.dataset.id)")
+            theirs = page.locator("#general li").evaluate_all("els => els.map(e => e.dataset.id)")
+            assert mine != theirs and len(mine) == 12
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "teach_page.png"), full_page=True)
+            page.keyboard.press("u")  # undo
+            page.wait_for_function("document.getElementById('status').textContent === '11 answers'")
+            page.reload()
+            page.wait_for_function("document.getElementById('status').textContent === '11 answers'")
+            assert page.locator("#personal li").count() == 12
+            browser.close()
+        assert (tmp_path / "teach" / "answers.csv").read_text().count("\n") == 12
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)

@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -83,6 +84,12 @@ def model_card(predictor, limits: Limits) -> dict:
             "card": read_model_card(predictor.run)}
 
 
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming what is wrong with a request, without echoing its input (FastAPI's own answer turns a body
+    that is not UTF-8 into a 500 while encoding it back)."""
+    return JSONResponse({"detail": [{"loc": e.get("loc"), "msg": e.get("msg")} for e in exc.errors()]}, 422)
+
+
 def _busy(why: str) -> JSONResponse:
     return JSONResponse({"detail": f"busy: {why}, retry shortly"}, 503, headers={"Retry-After": "2"})
 
@@ -102,13 +109,14 @@ def _bearer(token: Optional[str]):
 
 
 def create_app(predictor, limits: Limits = Limits(), token: Optional[str] = None,
-               cors_origins: Sequence[str] = (), log=lambda line: None):
+               cors_origins: Sequence[str] = (), log=lambda line: None, teach=None):
     """The FastAPI app serving one predictor.
 
     Args:
         token: when given, every /api/ call needs `Authorization: Bearer <token>`.
         cors_origins: origins whose pages may call the API from a browser (none by default).
         log: told when the server has stopped, and how.
+        teach: a `pipeline.scoring.serve.teach.TeachState`: adds the teaching page and its endpoints.
     """
     batcher = Batcher(predictor, limits.queue_size, limits.batch_images)
     card = model_card(predictor, limits)
@@ -122,6 +130,7 @@ def create_app(predictor, limits: Limits = Limits(), token: Optional[str] = None
 
     app = FastAPI(title="mlsp-iaa scoring", description="Aesthetic scores of photos from one trained run.",
                   lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -197,6 +206,11 @@ def create_app(predictor, limits: Limits = Limits(), token: Optional[str] = None
                         headers={"X-Score": f"{exp.score:.6g}", "X-Method": exp.method})
 
     app.include_router(api)
+    if teach is not None:
+        from pipeline.scoring.serve.teach import teach_router
+
+        app.include_router(teach_router(teach, _bearer(token)))
+        app.add_api_route("/teach", lambda: FileResponse(STATIC / "teach.html"), include_in_schema=False)
     app.state.batcher = batcher
     return app
 

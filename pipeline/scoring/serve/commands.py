@@ -34,6 +34,9 @@ def add_parsers(sub) -> None:
                     help=f"pixels per image, read from its header before decoding (default {d.max_megapixels:g})")
     sv.add_argument("--queue", type=positive_int, default=d.queue_size,
                     help=f"requests waiting before 503 + Retry-After (default {d.queue_size})")
+    sv.add_argument("--teach-dir", help="teach it your taste at /teach: answers and the personal run are kept in "
+                                        "this folder, and teaching resumes from it (needs --library)")
+    sv.add_argument("--library", help="the folder of photos to teach with (searched recursively)")
 
 
 def serve_token(args):
@@ -60,15 +63,25 @@ def cmd_serve(args) -> int:
     token = serve_token(args)
     if min(args.time_limit, args.max_file_mb, args.max_megapixels) <= 0:
         raise UsageError("--time-limit, --max-file-mb and --max-megapixels must be positive")
+    if bool(args.teach_dir) != bool(args.library):
+        raise UsageError("--teach-dir and --library go together: the folder to keep answers in, and your photos")
     predictor = _predictor(args)
+    teach = None
+    if args.teach_dir:
+        from pipeline.scoring.serve.teach import TeachState
+
+        teach = TeachState(predictor, args.teach_dir, args.library, log=lambda m: print(m, flush=True))
     limits = Limits(max_file_mb=args.max_file_mb, max_files=args.max_files, max_megapixels=args.max_megapixels,
                     queue_size=args.queue, time_limit_s=args.time_limit)
     app = create_app(predictor, limits, token=token, cors_origins=args.cors_origin,
-                     log=lambda line: print(line, flush=True))
+                     log=lambda line: print(line, flush=True), teach=teach)
     if args.host not in LOOPBACK and token is None:
         print(f"note: listening on {args.host} without a token (--no-auth): anyone who can reach it can use the scorer")
     print(f"serving {predictor.run.path.name} at http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops "
           f"after the work in progress){'; token required' if token else ''}", flush=True)
+    if teach is not None:
+        print(f"teach it your taste at http://{args.host}:{args.port}/teach ({len(teach.library.names)} photos, "
+              f"{len(teach.answers)} answers so far; kept in {args.teach_dir})", flush=True)
     try:  # uvicorn stops gracefully on Ctrl-C / SIGTERM, then re-raises the signal (its usual exit status)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                     timeout_graceful_shutdown=args.time_limit)
