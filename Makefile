@@ -31,6 +31,9 @@ BENCH_ABLATE_ARGS ?=
 BENCH_QUALITY_ARGS ?=
 BENCH_SCORE_ARGS ?=
 BENCH_SERVE_ARGS ?= --requests 1000 --clients 4
+BENCH_PERSONAL_ARGS ?=
+ANSWERS    ?= answers.csv
+PERSONAL_OUT ?= runs/personal
 SERVE_ARGS ?=
 INPUT_SHAPE ?= 5,5,16928
 PHOTOS     ?=
@@ -53,7 +56,7 @@ EXTRACT_ARGS = --dataset $(DATASET) --data-dir $(DATA_DIR) --backbone $(BACKBONE
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_SIDE),--max-side $(MAX_SIDE)) \
 	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
-.PHONY: install test demo ablate bench-ablate bench-quality bench-nystroem bench-precision bench-score bench-memory extract train score best-shot video explain export serve bench-serve describe describe-head store-info bench-extract bench-train reproduce-ava clean
+.PHONY: install test demo ablate bench-ablate bench-quality bench-nystroem bench-precision bench-score bench-memory extract train score best-shot video explain export serve bench-serve bench-personal personalize describe describe-head store-info bench-extract bench-train reproduce-ava clean
 
 install: $(STAMP)
 
@@ -135,6 +138,12 @@ serve: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(BIN)/python benchmarks/bench_serve.py $(BENCH_SERVE_ARGS)
+
+bench-personal: $(STAMP)
+	$(BIN)/python benchmarks/bench_personal.py $(BENCH_PERSONAL_ARGS)
+
+personalize: $(STAMP)
+	$(IAA) personalize $(RUN_DIR) $(PHOTOS) --answers $(ANSWERS) --out $(PERSONAL_OUT)
 
 export: $(STAMP)
 	$(IAA) export $(RUN_DIR) --format $(FORMAT) --out $(EXPORT_OUT)
