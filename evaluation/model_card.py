@@ -29,8 +29,10 @@ def _predicts(config: dict) -> str:
                 f"(at the cut {config.get('threshold')} on the dataset's {scale[0]}-{scale[1]} scale)")
     if head.get("scale_free"):
         return "a score whose order ranks photos (scale-free: only comparisons between photos are meaningful)"
-    what = "a distribution of votes and its mean" if head.get("target") == "dist" else "the mean opinion score"
-    return f"{what} of a photo's {config.get('label', 'mos')} on the training dataset's scale {scale[0]} to {scale[1]}"
+    label = config.get("label", "mos")
+    what = "mean opinion score (MOS)" if label == "mos" else f"{label} rating"
+    what = f"a distribution of votes and its mean, the {what}," if head.get("target") == "dist" else f"the {what}"
+    return f"{what} of a photo on the training dataset's scale {scale[0]} to {scale[1]}"
 
 
 def _weights(config: dict) -> str:

@@ -77,7 +77,7 @@ def cmd_describe_run(args) -> int:
     run = RunDir.open(run_dir)
     print(read_model_card(run))
     origin = "pack, every member's sha256 checked" if is_pack(args.run_dir) else "run directory"
-    print(f"model sha256 {model_checksum(run)} ({origin})")
+    print(f"model sha256 {model_checksum(run)} (its model files and linked runs; {origin})")
     return EXIT_OK
 
 
